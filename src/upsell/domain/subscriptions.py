@@ -1,0 +1,67 @@
+"""Subscription items: one row per period an account held a plan, add-on or product.
+
+The MRR rules are metrics.md's: an item's MRR is ``unit_price x quantity / months_in_interval`` in the
+base currency; trialing items count 0; a row holds its item from `started_at` inclusive to `ended_at`
+exclusive. Pay-as-you-go usage is not a subscription item and never MRR here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from upsell.domain.money import FxRates, Interval, Money, monthly
+
+Status = Literal["trialing", "active", "past_due", "canceled"]
+STATUSES: tuple[Status, ...] = ("trialing", "active", "past_due", "canceled")
+
+
+@dataclass(frozen=True)
+class SubscriptionItem:
+    """A period during which an account held `quantity` units of a catalog item.
+
+    `unit_price` is what is charged per `interval` after discounts, in its own currency.
+    Timestamps are timezone-aware UTC; `ended_at` None means still held.
+    """
+
+    account_id: str
+    item_id: str
+    started_at: datetime
+    unit_price: Money
+    ended_at: datetime | None = None
+    quantity: int = 1
+    interval: Interval = "month"
+    status: Status = "active"
+
+    def __post_init__(self) -> None:
+        if self.quantity < 1:
+            raise ValueError(f"quantity must be at least 1, got {self.quantity}")
+        if self.unit_price.amount < 0:
+            raise ValueError(f"unit_price must not be negative, got {self.unit_price}")
+        if self.ended_at is not None and self.ended_at < self.started_at:
+            raise ValueError("ended_at is before started_at")
+
+    @property
+    def key(self) -> tuple[str, str, datetime]:
+        """The identity of a row across imports: (account_id, item_id, started_at)."""
+        return (self.account_id, self.item_id, self.started_at)
+
+    def held_at(self, at: datetime) -> bool:
+        return self.started_at <= at and (self.ended_at is None or at < self.ended_at)
+
+    def mrr(self, fx: FxRates) -> Money:
+        """Monthly recurring revenue of this item while held, in `fx.base` (exact, not rounded)."""
+        if self.status == "trialing":
+            return Money.zero(fx.base)
+        return fx.to_base(monthly(self.unit_price, self.interval, self.quantity))
+
+
+def mrr_at(items: Iterable[SubscriptionItem], at: datetime, fx: FxRates) -> Money:
+    """An account's MRR at an instant: the sum over the items held then."""
+    total = Money.zero(fx.base)
+    for item in items:
+        if item.held_at(at):
+            total = total + item.mrr(fx)
+    return total

@@ -1,0 +1,74 @@
+"""The one exception hierarchy of upsell.
+
+Every error carries its context as attributes, so that the CLI can print it and the service can map
+it to an HTTP status without parsing messages. The domain raises these; it never raises HTTP errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class UpsellError(Exception):
+    """Base class of every error upsell raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong (or worth a warning) in a configuration file.
+
+    `key` is a dotted path into the document (``plans[2].limits.seats``); `line` is 1-based and
+    None when the problem is not tied to a place in the file.
+    """
+
+    message: str
+    key: str = ""
+    file: str = ""
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.file or "<catalog>"
+        if self.line is not None:
+            where += f":{self.line}"
+        return f"{where}: {self.key + ': ' if self.key else ''}{self.message}"
+
+
+class CatalogError(UpsellError, ValueError):
+    """The catalog is invalid; `problems` lists every reason, each with file, line and key."""
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class CurrencyError(UpsellError, ValueError):
+    """An unknown ISO 4217 code, a missing exchange rate, or arithmetic across two currencies."""
+
+
+class WorkspaceError(UpsellError):
+    """The workspace is missing, not initialised, or its database cannot be opened."""
+
+
+class ImportRejected(UpsellError, ValueError):
+    """A whole input file was refused (missing column, wrong column type, empty, not a table).
+
+    Row-level problems never raise: they go to the rejects file. This is for the file itself.
+    """
+
+    def __init__(self, file: str, reason: str, *, line: int | None = None) -> None:
+        self.file = file
+        self.reason = reason
+        self.line = line
+        where = f"{file}:{line}" if line is not None else file
+        super().__init__(f"{where}: {reason}")
+
+
+class UnknownAccount(UpsellError, KeyError):
+    """An account id that the workspace does not hold."""
+
+    def __init__(self, account_id: str) -> None:
+        self.account_id = account_id
+        super().__init__(account_id)
+
+    def __str__(self) -> str:
+        return f"unknown account {self.account_id!r}"
