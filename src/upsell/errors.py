@@ -7,6 +7,7 @@ it to an HTTP status without parsing messages. The domain raises these; it never
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 class UpsellError(Exception):
@@ -18,19 +19,22 @@ class Problem:
     """One thing wrong (or worth a warning) in a configuration file.
 
     `key` is a dotted path into the document (``plans[2].limits.seats``); `line` is 1-based and
-    None when the problem is not tied to a place in the file.
+    None when the problem is not tied to a place in the file. An "error" makes the file unusable; a
+    "warning" is worth fixing but does not stop the file from loading.
     """
 
     message: str
     key: str = ""
     file: str = ""
     line: int | None = None
+    severity: Literal["error", "warning"] = "error"
 
     def __str__(self) -> str:
         where = self.file or "<catalog>"
         if self.line is not None:
             where += f":{self.line}"
-        return f"{where}: {self.key + ': ' if self.key else ''}{self.message}"
+        level = "warning: " if self.severity == "warning" else ""
+        return f"{where}: {level}{self.key + ': ' if self.key else ''}{self.message}"
 
 
 class CatalogError(UpsellError, ValueError):
