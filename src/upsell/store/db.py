@@ -1,0 +1,154 @@
+"""Opening the database and bringing its schema up to date.
+
+The embedded default is a SQLite file in the workspace, opened in WAL mode so that the CLI and a
+running server can share it; production is PostgreSQL. Schema changes go through the Alembic
+migrations shipped inside this package, so no alembic.ini is needed at run time.
+
+SQLite transactions: Python's sqlite3 driver normally opens a transaction only before the first
+INSERT/UPDATE/DELETE, which breaks SAVEPOINT and makes earlier SELECTs run outside the transaction.
+`connect` turns that off and emits BEGIN itself, so a SQLAlchemy transaction is a real SQLite
+transaction on both databases. A transaction that will write after reading should be started with
+``conn.execution_options(sqlite_begin="IMMEDIATE")`` (ignored on PostgreSQL): it then waits for the
+write lock up front (busy_timeout) instead of failing with "database is locked" when another process
+wrote in between its read and its write.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from upsell.errors import WorkspaceError
+
+DATABASE_FILE = "upsell.db"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA synchronous=NORMAL",
+)
+_BEGIN_MODES = ("DEFERRED", "IMMEDIATE", "EXCLUSIVE")
+
+# At most this many bound values in one IN (...): old SQLite builds allow 999 variables in total.
+IN_CHUNK = 900
+
+# PostgreSQL refuses NaN and Infinity in JSON while SQLite would store them: refuse them everywhere.
+_json_dumps = functools.partial(json.dumps, allow_nan=False)
+
+T = TypeVar("T")
+
+
+def in_chunks(values: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
+    """Split `values` into lists of at most `size`, for IN queries that stay under every limit."""
+    chunk: list[T] = []
+    for value in values:
+        chunk.append(value)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def sqlite_url(folder: Path) -> str:
+    """The URL of a workspace's embedded database, ``folder/upsell.db`` (absolute)."""
+    path = (Path(folder) / DATABASE_FILE).resolve()
+    return f"sqlite+pysqlite:///{path}"
+
+
+def _safe(url: str | sa.URL) -> str:
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _on_sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    # Let SQLAlchemy's "begin" event emit BEGIN instead of the driver (see the module docstring).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(conn: sa.Connection) -> None:
+    mode = str(conn.get_execution_options().get("sqlite_begin", "DEFERRED")).upper()
+    if mode not in _BEGIN_MODES:
+        raise ValueError(f"sqlite_begin must be one of {', '.join(_BEGIN_MODES)}, got {mode!r}")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def connect(url: str) -> sa.Engine:
+    """An engine for `url`, checked by opening one connection.
+
+    Raises WorkspaceError, naming the URL with its password hidden, when the URL is malformed, its
+    driver is missing or the database cannot be reached.
+    """
+    try:
+        parsed = sa.make_url(url)
+        engine = sa.create_engine(
+            parsed,
+            json_serializer=_json_dumps,
+            pool_pre_ping=parsed.get_backend_name() != "sqlite",
+        )
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise WorkspaceError(f"cannot use database {_safe(url)}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _on_sqlite_connect)
+        sa.event.listen(engine, "begin", _on_sqlite_begin)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.DBAPIError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip() if exc.orig is not None else str(exc)
+        raise WorkspaceError(f"cannot open database {_safe(url)}: {reason}") from exc
+    return engine
+
+
+def _config() -> Config:
+    config = Config()
+    # ConfigParser interpolates '%', which may appear in a path.
+    config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    return config
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Upgrade the database to the newest migration, in one transaction; a no-op when current."""
+    config = _config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    """The migration the database is at; None for a database never migrated."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    """The newest migration this version of upsell ships."""
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations found in {MIGRATIONS}")
+    return head
+
+
+def is_current(engine: sa.Engine) -> bool:
+    """True when the database's schema is the one this version of upsell expects."""
+    return current_revision(engine) == head_revision()

@@ -1,0 +1,161 @@
+"""The tables of the store (SQLAlchemy Core), one `metadata` for all of them.
+
+Migrations in `upsell/store/migrations` must create exactly these tables; a test compares the two
+with Alembic's autogenerate. Events and subscription items carry no foreign key to accounts: imports
+check account ids in batches and write rejects instead of failing on a constraint.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from upsell.domain.contacts import CONTACT_STATUSES, KINDS, RESPONSE_KINDS
+from upsell.domain.money import INTERVALS
+from upsell.domain.subscriptions import STATUSES
+from upsell.store.types import JSON, DecimalText, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    """A CHECK that the column holds one of the domain's Literal values.
+
+    Alembic's autogenerate does not compare CHECK constraints: a new value in the domain needs a
+    migration, and tests/test_store.py stores every value to prove the database accepts it.
+    """
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("account_id", sa.String, primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("name", sa.String),
+    sa.Column("industry", sa.String),
+    sa.Column("employees", sa.Integer),
+    sa.Column("country", sa.String),
+    sa.Column("currency", sa.String),
+    sa.Column("language", sa.String),
+    sa.Column("email", sa.String),
+    sa.Column("traits", JSON, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("account_id", sa.String, primary_key=True),
+    sa.Column("user_id", sa.String, primary_key=True),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+)
+
+subscription_items = sa.Table(
+    "subscription_items",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.String, nullable=False),
+    sa.Column("item_id", sa.String, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("interval", sa.String, nullable=False),
+    sa.Column("unit_price", DecimalText, nullable=False),
+    sa.Column("currency", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("account_id", "item_id", "started_at"),
+    sa.CheckConstraint(_one_of("interval", INTERVALS), name="interval"),
+    sa.CheckConstraint(_one_of("status", STATUSES), name="status"),
+    sa.Index(None, "account_id"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("message_id", sa.String, nullable=False, unique=True),
+    sa.Column("account_id", sa.String, nullable=False),
+    sa.Column("user_id", sa.String),
+    sa.Column("event", sa.String, nullable=False),
+    sa.Column("timestamp", UTCDateTime, nullable=False),
+    sa.Column("properties", JSON, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Index(None, "account_id", "timestamp"),
+    sa.Index(None, "event", "timestamp"),
+)
+
+catalog_versions = sa.Table(
+    "catalog_versions",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sha256", sa.String, nullable=False, unique=True),
+    sa.Column("source", sa.String, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("imported_at", UTCDateTime, nullable=False),
+)
+
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("contact_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.String, nullable=False),
+    sa.Column("user_id", sa.String),
+    sa.Column("as_of", UTCDateTime, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("offer_id", sa.String, nullable=False),
+    sa.Column("item_id", sa.String, nullable=False),
+    sa.Column("channel", sa.String, nullable=False),
+    sa.Column("placement", sa.String),
+    sa.Column("playbook", sa.String),
+    sa.Column("experiment", sa.String),
+    sa.Column("variant", sa.String),
+    sa.Column("held_out", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("message", JSON, nullable=False),
+    sa.Column("expected_mrr_delta", DecimalText),
+    sa.Column("currency", sa.String),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("account_id", "offer_id", "channel", "as_of"),
+    sa.CheckConstraint(_one_of("kind", KINDS), name="kind"),
+    sa.CheckConstraint(_one_of("status", CONTACT_STATUSES), name="status"),
+)
+
+responses = sa.Table(
+    "responses",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("contact_id", sa.Integer, sa.ForeignKey("contacts.contact_id"), nullable=False),
+    sa.Column("account_id", sa.String, nullable=False),
+    sa.Column("response", sa.String, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("properties", JSON, nullable=False),
+    sa.CheckConstraint(_one_of("response", RESPONSE_KINDS), name="response"),
+    sa.Index(None, "contact_id"),
+    sa.Index(None, "account_id"),
+)
+
+import_watermarks = sa.Table(
+    "import_watermarks",
+    metadata,
+    sa.Column("kind", sa.String, primary_key=True),
+    sa.Column("source", sa.String, primary_key=True),
+    sa.Column("bytes_done", sa.BigInteger, nullable=False),
+    sa.Column("rows_done", sa.BigInteger, nullable=False),
+    sa.Column("prefix_sha256", sa.String, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
