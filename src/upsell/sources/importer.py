@@ -1,0 +1,444 @@
+"""Import input files into the workspace store (data-contract.md, "Bad input").
+
+Each file is imported in one transaction, in batches of `BATCH_ROWS` rows, so that memory stays bounded
+whatever the file's size and a failure half-way leaves nothing stored. Every invalid row goes to
+``<file>.rejects.jsonl`` with its row number, line and reason; with ``strict`` one invalid row rolls the
+whole file back. Re-importing a file stores nothing new (events de-duplicate on ``message_id``,
+subscriptions on ``(account_id, item_id, started_at)``, accounts update in place).
+
+Incremental import: after a CSV or JSONL file is imported, a watermark records how many bytes of it
+were taken in (up to the first rejected row) and a SHA-256 of those bytes. When the same path is
+imported again and still begins with exactly those bytes, reading resumes there; a file that changed
+anywhere before the watermark is read again from the start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from upsell.domain.accounts import Account, User
+from upsell.domain.catalog import Catalog, UsagePricedItem
+from upsell.domain.events import Event
+from upsell.domain.money import Money
+from upsell.domain.subscriptions import SubscriptionItem
+from upsell.errors import ImportRejected, WorkspaceError
+from upsell.sources.catalog import LoadedCatalog, load_catalog
+from upsell.sources.rows import (
+    COLUMNS,
+    Kind,
+    RowError,
+    SubscriptionRow,
+    parse_account,
+    parse_event,
+    parse_subscription,
+)
+from upsell.sources.tables import RawRow, TableReader, open_table
+from upsell.store import accounts as account_store
+from upsell.store import catalogs as catalog_store
+from upsell.store import events as event_store
+from upsell.store import subscriptions as subscription_store
+from upsell.store.watermarks import Watermark, get_watermark, set_watermark
+
+BATCH_ROWS = 5_000
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes read, file size) as an import goes."""
+
+
+@dataclass
+class FileImport:
+    """What importing one file did. `stored` is False when `strict` rolled the file back."""
+
+    kind: Kind
+    file: Path
+    read: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    stored: bool = True
+    resumed_after_row: int = 0
+    rejects_file: Path | None = None
+    first_rejects: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "file": str(self.file),
+            "read": self.read,
+            "new": self.new,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "stored": self.stored,
+            "resumed_after_row": self.resumed_after_row,
+            "rejects_file": str(self.rejects_file) if self.rejects_file else None,
+        }
+
+
+@dataclass(frozen=True)
+class CatalogImport:
+    file: Path
+    version: int
+    created: bool
+    loaded: LoadedCatalog
+
+
+def rejects_path(path: Path) -> Path:
+    return path.with_name(path.name + ".rejects.jsonl")
+
+
+class _Rejects:
+    """The rejects file, written to a temporary file and moved into place when the import ends."""
+
+    def __init__(self, source: Path, result: FileImport) -> None:
+        self.source = source
+        self.result = result
+        self.first_start: int | None = None
+        self.first_row: int | None = None
+        fd, name = tempfile.mkstemp(prefix=".rejects-", dir=source.parent)
+        self._tmp = Path(name)
+        self._out = os.fdopen(fd, "w", encoding="utf-8")
+        self._batch: list[tuple[int, RawRow | None, str]] = []
+
+    def add(self, raw: RawRow | None, reason: str, start: int | None = None) -> None:
+        self.result.rejected += 1
+        if raw is not None and (self.first_row is None or raw.row < self.first_row):
+            self.first_row, self.first_start = raw.row, start
+        self._batch.append((raw.row if raw else 0, raw, reason))
+        if raw is None:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the rejects held for the current batch, in row order."""
+        for _, raw, reason in sorted(self._batch, key=lambda entry: entry[0]):
+            record = {
+                "row": raw.row if raw else None,
+                "line": raw.line if raw else None,
+                "reason": reason,
+                "values": raw.values if raw else None,
+            }
+            self._out.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+            if len(self.result.first_rejects) < 5:
+                where = (
+                    f"line {raw.line}" if raw and raw.line else f"row {raw.row}" if raw else "file"
+                )
+                self.result.first_rejects.append(f"{where}: {reason}")
+        self._batch.clear()
+
+    def finish(self) -> None:
+        self.flush()
+        self._out.close()
+        target = rejects_path(self.source)
+        if self.result.rejected:
+            os.replace(self._tmp, target)
+            self.result.rejects_file = target
+        else:
+            self._tmp.unlink()
+            target.unlink(missing_ok=True)
+
+
+def import_catalog(*, engine: sa.Engine, path: Path) -> CatalogImport:
+    """Validate `path` and store it as the workspace's current catalog (a new version if it changed)."""
+    loaded = load_catalog(path)
+    with engine.begin() as conn:
+        version, created = catalog_store.save_catalog_version(
+            conn=conn, text=loaded.text, sha256=loaded.sha256, source=str(path)
+        )
+    return CatalogImport(file=path, version=version, created=created, loaded=loaded)
+
+
+class _Batch(Protocol):
+    def __call__(
+        self, conn: sa.Connection, rows: list[tuple[RawRow, Any, int | None]], rejects: _Rejects
+    ) -> None: ...
+
+
+def import_table(
+    *,
+    engine: sa.Engine,
+    kind: Kind,
+    path: Path,
+    catalog: Catalog | None = None,
+    strict: bool = False,
+    progress: Progress | None = None,
+) -> FileImport:
+    """Import one accounts, subscriptions or events file; see the module docstring for the rules.
+
+    Raises ImportRejected when the file itself is unusable (nothing is stored then) and
+    WorkspaceError when subscriptions are imported into a workspace without a catalog.
+    """
+    if kind == "subscriptions" and catalog is None:
+        raise WorkspaceError(
+            "the workspace has no catalog yet: import one first with `upsell import --catalog FILE`"
+        )
+    result = FileImport(kind=kind, file=path)
+    source = str(path.resolve())
+    if not path.is_file():
+        raise ImportRejected(str(path), "no such file")
+    with engine.connect() as conn:
+        resume = _resume_point(conn, kind, source, path)
+    rejects = _Rejects(path, result)
+    try:
+        try:
+            reader = open_table(
+                path, COLUMNS[kind], start=resume.bytes_done, start_row=resume.rows_done
+            )
+        except ImportRejected as exc:
+            rejects.add(None, exc.reason)
+            raise
+        result.resumed_after_row = resume.rows_done
+        try:
+            _run(engine, kind, reader, catalog, strict, progress, result, rejects, resume, source)
+        finally:
+            reader.close()
+    finally:
+        rejects.finish()
+    return result
+
+
+def _resume_point(conn: sa.Connection, kind: Kind, source: str, path: Path) -> Watermark:
+    nothing = Watermark(kind=kind, source=source, bytes_done=0, rows_done=0, prefix_sha256="")
+    mark = get_watermark(conn=conn, kind=kind, source=source)
+    if mark is None or mark.bytes_done == 0 or path.stat().st_size < mark.bytes_done:
+        return nothing
+    if _prefix_sha256(path, mark.bytes_done) != mark.prefix_sha256:
+        return nothing
+    return mark
+
+
+def _prefix_sha256(path: Path, length: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        remaining = length
+        while remaining > 0:
+            chunk = f.read(min(1 << 20, remaining))
+            if not chunk:
+                break
+            digest.update(chunk)
+            remaining -= len(chunk)
+    return digest.hexdigest()
+
+
+class _StrictRollback(Exception):
+    pass
+
+
+def _run(
+    engine: sa.Engine,
+    kind: Kind,
+    reader: TableReader,
+    catalog: Catalog | None,
+    strict: bool,
+    progress: Progress | None,
+    result: FileImport,
+    rejects: _Rejects,
+    resume: Watermark,
+    source: str,
+) -> None:
+    parse: Callable[[Any], Any] = {
+        "accounts": parse_account,
+        "subscriptions": parse_subscription,
+        "events": parse_event,
+    }[kind]
+    store: _Batch = {
+        "accounts": _AccountBatches(result),
+        "subscriptions": _SubscriptionBatches(result, catalog) if catalog else None,
+        "events": _EventBatches(result),
+    }[kind]  # type: ignore[assignment]
+    last_end: int | None = resume.bytes_done if reader.resumable else None
+    last_row = resume.rows_done
+    try:
+        # IMMEDIATE: take SQLite's write lock up front, so a running server's writes make this wait
+        # (busy_timeout) rather than fail half-way with "database is locked". PostgreSQL ignores it.
+        with (
+            engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
+            conn.begin(),
+        ):
+            pending: list[tuple[RawRow, Any, int | None]] = []
+            try:
+                for raw in reader:
+                    start, last_end, last_row = last_end, raw.end, raw.row
+                    result.read += 1
+                    if raw.error is not None:
+                        rejects.add(raw, raw.error, start)
+                        continue
+                    try:
+                        pending.append((raw, parse(raw.values), start))
+                    except RowError as exc:
+                        rejects.add(raw, str(exc), start)
+                        continue
+                    if len(pending) >= BATCH_ROWS:
+                        store(conn, pending, rejects)
+                        rejects.flush()
+                        pending = []
+                        if progress:
+                            progress(reader.position, reader.size)
+            except ImportRejected as exc:
+                rejects.add(None, exc.reason)
+                raise
+            store(conn, pending, rejects)
+            if progress:
+                progress(reader.size, reader.size)
+            if strict and result.rejected:
+                raise _StrictRollback
+            if reader.resumable:
+                if rejects.first_row is not None:
+                    done_bytes, done_rows = rejects.first_start or 0, rejects.first_row - 1
+                else:
+                    done_bytes, done_rows = last_end or 0, last_row
+                set_watermark(
+                    conn=conn,
+                    watermark=Watermark(
+                        kind=kind,
+                        source=source,
+                        bytes_done=done_bytes,
+                        rows_done=done_rows,
+                        prefix_sha256=_prefix_sha256(reader.path, done_bytes),
+                    ),
+                )
+    except _StrictRollback:
+        result.stored = False
+        result.new = result.updated = result.unchanged = 0
+
+
+class _AccountBatches:
+    def __init__(self, result: FileImport) -> None:
+        self.result = result
+        self.seen: dict[str, int] = {}
+
+    def __call__(
+        self, conn: sa.Connection, rows: list[tuple[RawRow, Any, int | None]], rejects: _Rejects
+    ) -> None:
+        accounts: list[Account] = []
+        for raw, account, start in rows:
+            first = self.seen.get(account.account_id)
+            if first is not None:
+                rejects.add(
+                    raw, f"duplicate account_id {account.account_id!r}: also on row {first}", start
+                )
+                continue
+            self.seen[account.account_id] = raw.row
+            accounts.append(account)
+        if accounts:
+            new, updated = account_store.upsert_accounts(conn=conn, accounts=accounts)
+            self.result.new += new
+            self.result.updated += updated
+            self.result.unchanged += len({a.account_id for a in accounts}) - new - updated
+
+
+class _SubscriptionBatches:
+    def __init__(self, result: FileImport, catalog: Catalog) -> None:
+        self.result = result
+        self.catalog = catalog
+
+    def __call__(
+        self, conn: sa.Connection, rows: list[tuple[RawRow, Any, int | None]], rejects: _Rejects
+    ) -> None:
+        currencies = account_store.account_currencies(
+            conn=conn, ids={row.account_id for _, row, _ in rows}
+        )
+        items: list[SubscriptionItem] = []
+        for raw, row, start in rows:
+            try:
+                items.append(self._item(row, currencies))
+            except RowError as exc:
+                rejects.add(raw, str(exc), start)
+        if items:
+            new, updated, unchanged = subscription_store.upsert_subscription_items(
+                conn=conn, items=items
+            )
+            self.result.new += new
+            self.result.updated += updated
+            self.result.unchanged += unchanged
+
+    def _item(self, row: SubscriptionRow, currencies: dict[str, str | None]) -> SubscriptionItem:
+        catalog = self.catalog
+        if row.account_id not in currencies:
+            raise RowError(
+                f"account_id: unknown account {row.account_id!r}: import it with --accounts first"
+            )
+        item = catalog.item(row.item_id)
+        if item is None:
+            raise RowError(
+                f"item_id: unknown item {row.item_id!r}: not a plan, add-on or product of the catalog"
+            )
+        if isinstance(item, UsagePricedItem):
+            raise RowError(
+                f"item_id: {row.item_id!r} is priced by usage: record its charges as "
+                "'Usage Charged' events, not as subscriptions"
+            )
+        currency = row.currency or currencies[row.account_id] or catalog.currency
+        if not catalog.fx.knows(currency):
+            raise RowError(
+                f"currency: {currency} has no exchange rate under fx in the catalog, "
+                f"so its MRR cannot be counted in {catalog.currency}"
+            )
+        if row.unit_price is not None:
+            price = Money(row.unit_price, currency)
+        else:
+            catalog_price = catalog.price(row.item_id, row.interval, currency)
+            if catalog_price is None:
+                raise RowError(
+                    f"unit_price: empty, and the catalog has no price per {row.interval} "
+                    f"for {row.item_id!r}: give the price charged"
+                )
+            price = catalog_price
+        return SubscriptionItem(
+            account_id=row.account_id,
+            item_id=row.item_id,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+            unit_price=price,
+            quantity=row.quantity,
+            interval=row.interval,
+            status=row.status,
+        )
+
+
+class _EventBatches:
+    def __init__(self, result: FileImport) -> None:
+        self.result = result
+
+    def __call__(
+        self, conn: sa.Connection, rows: list[tuple[RawRow, Any, int | None]], rejects: _Rejects
+    ) -> None:
+        known = account_store.existing_account_ids(
+            conn=conn, ids={event.account_id for _, event, _ in rows}
+        )
+        events: list[Event] = []
+        for raw, event, start in rows:
+            if event.account_id not in known:
+                rejects.add(
+                    raw,
+                    f"account_id: unknown account {event.account_id!r}: import it with --accounts first",
+                    start,
+                )
+                continue
+            events.append(event)
+        if events:
+            new, duplicates = event_store.insert_events(conn=conn, events=events)
+            self.result.new += new
+            self.result.unchanged += duplicates
+            account_store.upsert_users(conn=conn, users=_users(events))
+
+
+def _users(events: Iterable[Event]) -> list[User]:
+    seen: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+    for event in events:
+        if event.user_id is None:
+            continue
+        key = (event.account_id, event.user_id)
+        first, last = seen.get(key, (event.timestamp, event.timestamp))
+        seen[key] = (min(first, event.timestamp), max(last, event.timestamp))
+    return [User(a, u, first, last) for (a, u), (first, last) in seen.items()]
