@@ -35,7 +35,9 @@ def is_currency(code: str) -> bool:
 
 def check_currency(code: str) -> str:
     if not is_currency(code):
-        raise CurrencyError(f"unknown currency {code!r}: expected an ISO 4217 code such as USD or EUR")
+        raise CurrencyError(
+            f"unknown currency {code!r}: expected an ISO 4217 code such as USD or EUR"
+        )
     return code
 
 

@@ -1,0 +1,45 @@
+"""Docs that cannot drift (datasette's test_docs): the CLI reference, settings and reserved events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from upsell.cli import docs
+from upsell.domain.events import RESERVED_EVENTS
+from upsell.settings import Settings
+from upsell.sources.rows import COLUMNS
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_cli_reference_is_generated_from_the_cli() -> None:
+    assert (ROOT / "docs" / "cli.md").read_text() == docs.render(), "run `make docs`"
+
+
+def test_every_command_is_in_the_cli_reference_and_the_readme_tour() -> None:
+    reference = (ROOT / "docs" / "cli.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for command in docs.commands():
+        assert f"## upsell {command}" in reference
+        assert f"upsell {command}" in readme
+
+
+def test_every_setting_is_documented() -> None:
+    text = (ROOT / "docs" / "data-formats.md").read_text()
+    for name in Settings.model_fields:
+        assert f"UPSELL_{name.upper()}" in text
+
+
+def test_every_reserved_event_and_input_column_is_documented() -> None:
+    text = (ROOT / "docs" / "data-formats.md").read_text()
+    for event in RESERVED_EVENTS:
+        assert f"`{event}`" in text
+    for kind, columns in COLUMNS.items():
+        for column in columns:
+            assert f"| {column.name} |" in text, f"{kind}.{column.name}"
+
+
+def test_readme_quick_start_is_exactly_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("```", 2)[1]
+    assert quick.strip().splitlines() == ["make demo", "make test"]
