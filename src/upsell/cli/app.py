@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -123,7 +124,11 @@ def init(
     with _errors():
         ws = Workspace.create(directory, database_url=Settings().database_url)
         ws.close()
-    err.print(f"Created workspace {directory} (database: {ws.shown_url}).", highlight=False)
+    err.print(
+        f"Created workspace {directory} (database: {ws.shown_url}).",
+        highlight=False,
+        soft_wrap=True,
+    )
     err.print(
         f"Next: upsell import -w {directory} --catalog catalog.yaml --accounts accounts.csv "
         "--subscriptions subscriptions.csv --events events.jsonl",
@@ -263,12 +268,17 @@ def _progress(path: Path) -> Iterator[ProgressCallback | None]:
 def _print_results(results: list[FileImport]) -> None:
     if not results:
         return
-    table = Table(title="Imported", title_justify="left")
-    for name in ("file", "kind", "rows read", "new", "updated", "unchanged", "rejected"):
-        table.add_column(name, justify="left" if name in ("file", "kind") else "right")
+    table = Table(title="Imported", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("file", "kind", "rows", "new", "updated", "unchanged", "rejected"):
+        table.add_column(
+            name,
+            justify="left" if name in ("file", "kind") else "right",
+            no_wrap=True,
+            min_width=len(name),
+        )
     for r in results:
         table.add_row(
-            str(r.file),
+            r.file.name,
             r.kind,
             f"{r.read:,}",
             f"{r.new:,}",
