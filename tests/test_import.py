@@ -197,26 +197,42 @@ def test_events_for_unknown_accounts_are_rejected_and_duplicates_skipped(engine,
     assert got[1]["reason"].startswith("not valid JSON")
 
 
-def test_a_grown_file_is_read_on_from_where_the_last_import_stopped(engine, tmp_path) -> None:
-    f = write(tmp_path / "accounts.csv", "account_id,created_at\na-1,2026-01-01\na-2,2026-01-02\n")
-    import_table(engine=engine, kind="accounts", path=f)
+def event_line(account: str, name: str, day: int) -> str:
+    when = f"2026-05-{day:02d}T09:00:00Z"
+    return json.dumps({"account_id": account, "event": name, "timestamp": when}) + "\n"
+
+
+def test_a_grown_file_is_read_on_from_where_the_last_import_stopped(engine, examples) -> None:
+    import_table(engine=engine, kind="accounts", path=examples / "accounts.csv")
+    f = write(examples / "e.jsonl", event_line("a-0001", "A", 1) + event_line("a-0002", "A", 2))
+    import_table(engine=engine, kind="events", path=f)
     with f.open("a") as out:
-        out.write("a-3,2026-01-03\n")
-    result = import_table(engine=engine, kind="accounts", path=f)
+        out.write(event_line("a-0003", "A", 3))
+    result = import_table(engine=engine, kind="events", path=f)
     assert (result.resumed_after_row, result.read, result.new) == (2, 1, 1)
-    again = import_table(engine=engine, kind="accounts", path=f)
+    again = import_table(engine=engine, kind="events", path=f)
     assert (again.resumed_after_row, again.read) == (3, 0)
 
 
-def test_a_file_changed_before_the_watermark_is_read_again_in_full(engine, tmp_path) -> None:
-    f = write(tmp_path / "accounts.csv", "account_id,created_at\na-1,2026-01-01\na-2,2026-01-02\n")
+def test_a_file_changed_before_the_watermark_is_read_again_in_full(engine, examples) -> None:
+    import_table(engine=engine, kind="accounts", path=examples / "accounts.csv")
+    f = write(examples / "e.jsonl", event_line("a-0001", "A", 1) + event_line("a-0002", "A", 2))
+    import_table(engine=engine, kind="events", path=f)
+    write(
+        f,
+        event_line("a-0001", "B", 1) + event_line("a-0002", "A", 2) + event_line("a-0003", "A", 3),
+    )
+    result = import_table(engine=engine, kind="events", path=f)
+    assert (result.resumed_after_row, result.read, result.new, result.unchanged) == (0, 3, 2, 1)
+
+
+def test_accounts_files_are_always_read_whole(engine, tmp_path) -> None:
+    f = write(tmp_path / "accounts.csv", "account_id,created_at\na-1,2026-01-01\n")
     import_table(engine=engine, kind="accounts", path=f)
-    write(f, "account_id,created_at\na-1,2026-02-01\na-2,2026-01-02\na-3,2026-01-03\n")
+    with f.open("a") as out:
+        out.write("a-2,2026-01-02\n")
     result = import_table(engine=engine, kind="accounts", path=f)
-    assert (result.resumed_after_row, result.read, result.new, result.updated) == (0, 3, 1, 1)
-    with engine.connect() as conn:
-        account = get_account(conn=conn, account_id="a-1")
-    assert account is not None and account.created_at == datetime(2026, 2, 1, tzinfo=UTC)
+    assert (result.resumed_after_row, result.read, result.new, result.unchanged) == (0, 2, 1, 1)
 
 
 def test_rejected_rows_are_read_again_on_the_next_import(engine, examples) -> None:
@@ -313,3 +329,76 @@ def test_catalog_is_versioned_only_when_it_changes(engine, examples) -> None:
     )
     assert import_catalog(engine=engine, path=changed).version == first.version + 1
     assert load_catalog(changed).catalog.item("leadbooster") is not None
+
+
+def test_a_file_of_only_bad_rows_is_written_out_batch_by_batch(
+    engine, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(importer, "BATCH_ROWS", 10)
+    f = write(
+        tmp_path / "a.csv",
+        "account_id,created_at\n" + "".join(f"a-{i},06/01/2026\n" for i in range(35)),
+    )
+    seen: list[int] = []
+    original = importer._Rejects.flush
+
+    def spy(self) -> None:
+        seen.append(self.pending)
+        original(self)
+
+    monkeypatch.setattr(importer._Rejects, "flush", spy)
+    result = import_table(engine=engine, kind="accounts", path=f)
+    assert result.rejected == 35 and len(rejects(f)) == 35
+    assert max(seen) <= 10  # never more than a batch of rejects held in memory
+
+
+def test_reimporting_an_accounts_file_with_a_duplicate_keeps_the_first(engine, tmp_path) -> None:
+    f = write(
+        tmp_path / "a.csv",
+        "account_id,created_at,name\na-1,2026-01-01,First\na-1,2026-01-02,Second\n",
+    )
+    for _ in range(2):
+        result = import_table(engine=engine, kind="accounts", path=f)
+        assert (result.resumed_after_row, result.rejected) == (0, 1)
+    with engine.connect() as conn:
+        account = get_account(conn=conn, account_id="a-1")
+    assert account is not None and account.name == "First"
+
+
+def test_an_unfinished_last_line_is_read_again_when_the_file_grows(engine, examples) -> None:
+    import_table(engine=engine, kind="accounts", path=examples / "accounts.csv")
+    f = examples / "e.jsonl"
+    f.write_text(
+        '{"account_id": "a-0001", "event": "A", "timestamp": "2026-05-01T09:00:00Z"}\n{"account_id": "a-00'
+    )
+    first = import_table(engine=engine, kind="events", path=f)
+    assert (first.new, first.rejected) == (1, 1)
+    with f.open("a") as out:
+        out.write('02", "event": "B", "timestamp": "2026-05-01T09:00:00Z"}\n')
+    second = import_table(engine=engine, kind="events", path=f)
+    assert (second.resumed_after_row, second.read, second.new, second.rejected) == (1, 1, 1, 0)
+    assert not rejects_path(f).exists()
+
+
+def test_a_crash_half_way_leaves_no_rejects_file(engine, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(importer, "BATCH_ROWS", 2)
+    body = "".join(f"a-{i},{'bad' if i % 2 else '2026-01-01'}\n" for i in range(10))
+    f = write(tmp_path / "a.csv", "account_id,created_at\n" + body)
+
+    def crash(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        import_table(engine=engine, kind="accounts", path=f, progress=crash)
+    assert not list(tmp_path.glob(".*.tmp")) and not rejects_path(f).exists()
+
+
+def test_default_price_converted_with_fx_is_rounded_to_cents(engine, examples, catalog) -> None:
+    import_table(engine=engine, kind="accounts", path=examples / "accounts.csv")
+    f = write(
+        examples / "s.csv", "account_id,item_id,started_at,interval\na-0002,basic,2026-01-01,year\n"
+    )
+    import_table(engine=engine, kind="subscriptions", path=f, catalog=catalog)
+    with engine.connect() as conn:
+        [item] = subscription_items(conn=conn, account_id="a-0002")
+    assert item.unit_price == Money.of("268.52", "EUR")  # 290 USD / 1.08, no EUR price book entry

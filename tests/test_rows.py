@@ -159,3 +159,17 @@ def test_json_values_from_parquet_become_plain_json() -> None:
     when = datetime(2026, 1, 1, tzinfo=UTC)
     got = parse_account(account(traits={"since": when, "price": Decimal("9.50")}))
     assert got.traits == {"since": str(when), "price": "9.50"}
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"employees": "5²"}, "employees: expected a whole number, got '5²'"),
+        ({"created_at": "9999-12-31T23:59:59-05:00"}, "created_at: .* is out of range in UTC"),
+    ],
+)
+def test_values_that_python_cannot_convert_are_reasons_not_crashes(
+    values: dict[str, object], reason: str
+) -> None:
+    with pytest.raises(RowError, match=reason):
+        parse_account(account(**values))

@@ -197,3 +197,59 @@ def test_two_gigabyte_file_is_streamed_not_loaded(tmp_path: Path) -> None:
     assert "longer than" in result["rows"][2][2]
     assert result["rss_kib"] < 300 * 1024, f"peak memory {result['rss_kib']} KiB"
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 4 * 1024 * 1024
+
+
+def test_a_quote_inside_an_unquoted_field_is_a_plain_character(tmp_path: Path) -> None:
+    f = tmp_path / "a.csv"
+    f.write_text(
+        'account_id,created_at,name\na-10,2026-01-01,27" Monitors Inc\na-11,2026-01-01,x\n'
+    )
+    got = rows(f)
+    assert [r.values["name"] if r.values else r.error for r in got] == ['27" Monitors Inc', "x"]
+
+
+def test_rows_with_every_field_empty_are_skipped_like_blank_lines(tmp_path: Path) -> None:
+    f = tmp_path / "a.csv"
+    f.write_text("account_id,created_at,name\na-1,2026-01-01,x\n,,\n , ,\n")
+    assert [r.row for r in rows(f)] == [1]
+
+
+def test_semicolon_separated_csv_gets_a_hint(tmp_path: Path) -> None:
+    f = tmp_path / "a.csv"
+    f.write_text("account_id;created_at\na-1;2026-01-01\n")
+    with pytest.raises(ImportRejected, match="separated by ';'"):
+        open_table(f, ACCOUNTS)
+
+
+def test_jsonl_with_a_byte_order_mark_keeps_its_first_row(tmp_path: Path) -> None:
+    f = tmp_path / "e.jsonl"
+    f.write_bytes(b'\xef\xbb\xbf{"account_id": "a"}\n')
+    assert rows(f, EVENTS)[0].values == {"account_id": "a"}
+
+
+def test_a_json_array_is_refused_with_what_to_write_instead(tmp_path: Path) -> None:
+    f = tmp_path / "e.jsonl"
+    f.write_text('[\n  {"account_id": "a"},\n  {"account_id": "b"}\n]\n')
+    with pytest.raises(ImportRejected, match="JSON array; upsell reads JSON Lines"):
+        rows(f, EVENTS)
+    with pytest.raises(ImportRejected, match=r"unknown file type '\.json'"):
+        open_table(f.rename(tmp_path / "e.json"), EVENTS)
+
+
+def test_parquet_from_pandas_nanoseconds_and_float_gaps_is_read(tmp_path: Path) -> None:
+    f = tmp_path / "a.parquet"
+    stamps = pa.array([1_700_000_000_123_456_789, None], pa.timestamp("ns", "UTC"))
+    pq.write_table(
+        pa.table(
+            {
+                "account_id": pa.array(["a", "b"], pa.large_string()),
+                "created_at": stamps,
+                "employees": pa.array([12.0, None]),
+            }
+        ),
+        f,
+    )
+    got = rows(f)
+    assert got[0].values is not None
+    assert got[0].values["created_at"] == datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)
+    assert got[0].values["employees"] == 12.0

@@ -16,9 +16,14 @@ import sqlalchemy as sa
 from upsell.errors import WorkspaceError
 from upsell.sources.catalog import LoadedCatalog, parse_catalog
 from upsell.store import catalogs as catalog_store
-from upsell.store.db import connect, current_revision, is_current, migrate, sqlite_url
-
-DATABASE_FILE = "upsell.db"
+from upsell.store.db import (
+    DATABASE_FILE,
+    connect,
+    current_revision,
+    is_current,
+    migrate,
+    sqlite_url,
+)
 
 
 def _shown(url: str) -> str:

@@ -182,8 +182,8 @@ def import_(
 
     Invalid rows are written to FILE.rejects.jsonl with their row number and reason; the valid rows
     of that file are stored (with --strict, none are). Importing the same file again stores nothing
-    new; a file that grew is read on from where the last import stopped. Exit status 1 when any row
-    was rejected.
+    new; a subscriptions or events file that grew is read on from where the last import stopped.
+    Exit status 1 when any row was rejected.
     """
     if not any((catalog, accounts, subscriptions, events)):
         raise _fail(
@@ -231,10 +231,15 @@ def import_(
                     break
                 results.append(result)
                 if strict and result.rejected:
+                    skipped = [str(p) for _, p in files[position + 1 :]]
                     break
         finally:
             ws.close()
     _print_results(results)
+    if skipped and rejected_file is None:
+        err.print(
+            f"Not imported (--strict stops at the first file with rejects): {', '.join(skipped)}"
+        )
     if rejected_file is not None:
         message = f"{rejected_file}\nNothing was stored from {rejected_file.file}"
         if skipped:

@@ -17,12 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 import sqlalchemy as sa
 
@@ -42,7 +40,7 @@ from upsell.sources.rows import (
     parse_event,
     parse_subscription,
 )
-from upsell.sources.tables import RawRow, TableReader, open_table
+from upsell.sources.tables import RawRow, TableReader, detect_format, open_table
 from upsell.store import accounts as account_store
 from upsell.store import catalogs as catalog_store
 from upsell.store import events as event_store
@@ -99,17 +97,22 @@ def rejects_path(path: Path) -> Path:
 
 
 class _Rejects:
-    """The rejects file, written to a temporary file and moved into place when the import ends."""
+    """The rejects file: written beside the source under a temporary name, in row order, and moved
+    into place when the import ends (or discarded if it was interrupted). Created only when a row is
+    rejected, so a clean import of a file in a read-only folder needs no write access."""
 
     def __init__(self, source: Path, result: FileImport) -> None:
         self.source = source
         self.result = result
         self.first_start: int | None = None
         self.first_row: int | None = None
-        fd, name = tempfile.mkstemp(prefix=".rejects-", dir=source.parent)
-        self._tmp = Path(name)
-        self._out = os.fdopen(fd, "w", encoding="utf-8")
+        self._tmp = source.with_name(f".{source.name}.rejects-{os.getpid()}.tmp")
+        self._out: TextIO | None = None
         self._batch: list[tuple[int, RawRow | None, str]] = []
+
+    @property
+    def pending(self) -> int:
+        return len(self._batch)
 
     def add(self, raw: RawRow | None, reason: str, start: int | None = None) -> None:
         self.result.rejected += 1
@@ -121,6 +124,13 @@ class _Rejects:
 
     def flush(self) -> None:
         """Write the rejects held for the current batch, in row order."""
+        if self._batch and self._out is None:
+            try:
+                self._out = self._tmp.open("w", encoding="utf-8")
+            except OSError as exc:
+                raise ImportRejected(
+                    str(self.source), f"cannot write its rejects file beside it: {exc.strerror}"
+                ) from None
         for _, raw, reason in sorted(self._batch, key=lambda entry: entry[0]):
             record = {
                 "row": raw.row if raw else None,
@@ -128,6 +138,7 @@ class _Rejects:
                 "reason": reason,
                 "values": raw.values if raw else None,
             }
+            assert self._out is not None
             self._out.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
             if len(self.result.first_rejects) < 5:
                 where = (
@@ -137,15 +148,21 @@ class _Rejects:
         self._batch.clear()
 
     def finish(self) -> None:
+        """Put the rejects file in place, or remove a stale one when nothing was rejected."""
         self.flush()
-        self._out.close()
         target = rejects_path(self.source)
-        if self.result.rejected:
+        if self._out is not None:
+            self._out.close()
             os.replace(self._tmp, target)
             self.result.rejects_file = target
-        else:
-            self._tmp.unlink()
-            target.unlink(missing_ok=True)
+        elif target.exists():
+            target.unlink()
+
+    def discard(self) -> None:
+        """The import was interrupted and rolled back: leave no rejects file of it."""
+        if self._out is not None:
+            self._out.close()
+            self._tmp.unlink(missing_ok=True)
 
 
 def import_catalog(*, engine: sa.Engine, path: Path) -> CatalogImport:
@@ -190,31 +207,53 @@ def import_table(
         resume = _resume_point(conn, kind, source, path)
     rejects = _Rejects(path, result)
     try:
-        try:
-            reader = open_table(
-                path, COLUMNS[kind], start=resume.bytes_done, start_row=resume.rows_done
-            )
-        except ImportRejected as exc:
-            rejects.add(None, exc.reason)
-            raise
+        reader = open_table(
+            path, COLUMNS[kind], start=resume.bytes_done, start_row=resume.rows_done
+        )
         result.resumed_after_row = resume.rows_done
         try:
             _run(engine, kind, reader, catalog, strict, progress, result, rejects, resume, source)
         finally:
             reader.close()
-    finally:
-        rejects.finish()
+    except ImportRejected as exc:
+        try:
+            rejects.add(None, exc.reason)
+            rejects.finish()
+        except ImportRejected:  # the rejects file itself cannot be written
+            rejects.discard()
+        raise
+    except BaseException:
+        rejects.discard()
+        raise
+    rejects.finish()
     return result
+
+
+def _resumes(kind: Kind, path: Path) -> bool:
+    """Subscriptions and events files in CSV or JSONL resume. Accounts files are always read whole:
+    finding a duplicate account_id takes every row of the file (and they are small)."""
+    return kind != "accounts" and detect_format(path) != "parquet"
 
 
 def _resume_point(conn: sa.Connection, kind: Kind, source: str, path: Path) -> Watermark:
     nothing = Watermark(kind=kind, source=source, bytes_done=0, rows_done=0, prefix_sha256="")
+    if not _resumes(kind, path):
+        return nothing
     mark = get_watermark(conn=conn, kind=kind, source=source)
     if mark is None or mark.bytes_done == 0 or path.stat().st_size < mark.bytes_done:
         return nothing
     if _prefix_sha256(path, mark.bytes_done) != mark.prefix_sha256:
         return nothing
     return mark
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return True
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 def _prefix_sha256(path: Path, length: int) -> str:
@@ -256,7 +295,11 @@ def _run(
         "subscriptions": _SubscriptionBatches(result, catalog) if catalog else None,
         "events": _EventBatches(result),
     }[kind]  # type: ignore[assignment]
-    last_end: int | None = resume.bytes_done if reader.resumable else None
+    resumable = _resumes(kind, reader.path)
+    # The watermark may pass only whole records: a last line without its newline may still be
+    # being written, so it is read again next time.
+    tail_complete = _ends_with_newline(reader.path)
+    last_end: int | None = resume.bytes_done if resumable else None
     last_row = resume.rows_done
     try:
         # IMMEDIATE: take SQLite's write lock up front, so a running server's writes make this wait
@@ -266,33 +309,32 @@ def _run(
             conn.begin(),
         ):
             pending: list[tuple[RawRow, Any, int | None]] = []
-            try:
-                for raw in reader:
-                    start, last_end, last_row = last_end, raw.end, raw.row
-                    result.read += 1
-                    if raw.error is not None:
-                        rejects.add(raw, raw.error, start)
-                        continue
-                    try:
-                        pending.append((raw, parse(raw.values), start))
-                    except RowError as exc:
-                        rejects.add(raw, str(exc), start)
-                        continue
-                    if len(pending) >= BATCH_ROWS:
-                        store(conn, pending, rejects)
-                        rejects.flush()
-                        pending = []
-                        if progress:
-                            progress(reader.position, reader.size)
-            except ImportRejected as exc:
-                rejects.add(None, exc.reason)
-                raise
+            for raw in reader:
+                start = last_end
+                if tail_complete or raw.end != reader.size:
+                    last_end, last_row = raw.end, raw.row
+                result.read += 1
+                if raw.error is not None:
+                    rejects.add(raw, raw.error, start)
+                    continue
+                try:
+                    pending.append((raw, parse(raw.values), start))
+                except RowError as exc:
+                    rejects.add(raw, str(exc), start)
+                except (ValueError, TypeError, OverflowError) as exc:  # bad data is a result
+                    rejects.add(raw, f"invalid value: {exc}", start)
+                if len(pending) + rejects.pending >= BATCH_ROWS:
+                    store(conn, pending, rejects)
+                    rejects.flush()
+                    pending = []
+                    if progress:
+                        progress(reader.position, reader.size)
             store(conn, pending, rejects)
             if progress:
                 progress(reader.size, reader.size)
             if strict and result.rejected:
                 raise _StrictRollback
-            if reader.resumable:
+            if resumable:
                 if rejects.first_row is not None:
                     done_bytes, done_rows = rejects.first_start or 0, rejects.first_row - 1
                 else:
@@ -380,8 +422,9 @@ class _SubscriptionBatches:
             )
         currency = row.currency or currencies[row.account_id] or catalog.currency
         if not catalog.fx.knows(currency):
+            origin = "" if row.currency else f" (the currency of account {row.account_id!r})"
             raise RowError(
-                f"currency: {currency} has no exchange rate under fx in the catalog, "
+                f"currency: {currency}{origin} has no exchange rate under fx in the catalog, "
                 f"so its MRR cannot be counted in {catalog.currency}"
             )
         if row.unit_price is not None:
@@ -393,7 +436,7 @@ class _SubscriptionBatches:
                     f"unit_price: empty, and the catalog has no price per {row.interval} "
                     f"for {row.item_id!r}: give the price charged"
                 )
-            price = catalog_price
+            price = catalog_price.rounded()  # what is charged: whole minor units (cents)
         return SubscriptionItem(
             account_id=row.account_id,
             item_id=row.item_id,
@@ -430,15 +473,11 @@ class _EventBatches:
             new, duplicates = event_store.insert_events(conn=conn, events=events)
             self.result.new += new
             self.result.unchanged += duplicates
-            account_store.upsert_users(conn=conn, users=_users(events))
-
-
-def _users(events: Iterable[Event]) -> list[User]:
-    seen: dict[tuple[str, str], tuple[datetime, datetime]] = {}
-    for event in events:
-        if event.user_id is None:
-            continue
-        key = (event.account_id, event.user_id)
-        first, last = seen.get(key, (event.timestamp, event.timestamp))
-        seen[key] = (min(first, event.timestamp), max(last, event.timestamp))
-    return [User(a, u, first, last) for (a, u), (first, last) in seen.items()]
+            account_store.upsert_users(
+                conn=conn,
+                users=[
+                    User(e.account_id, e.user_id, e.timestamp, e.timestamp)
+                    for e in events
+                    if e.user_id is not None
+                ],
+            )

@@ -114,7 +114,10 @@ def timestamp(values: Mapping[str, Any], column: Column) -> datetime | None:
         raise RowError(f"{column.name}: expected an ISO-8601 timestamp, got {_show(value)}")
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise RowError(f"{column.name}: {_show(value)} is out of range in UTC") from None
 
 
 def integer(values: Mapping[str, Any], column: Column, *, minimum: int = 0) -> int | None:
@@ -125,8 +128,8 @@ def integer(values: Mapping[str, Any], column: Column, *, minimum: int = 0) -> i
         raise RowError(f"{column.name}: expected a whole number, got {_show(value)}")
     if isinstance(value, int):
         number = value
-    elif (isinstance(value, str) and value.lstrip("-").isdigit()) or (
-        isinstance(value, float) and value.is_integer()
+    elif (isinstance(value, float) and value.is_integer()) or (
+        isinstance(value, str) and value.isascii() and value.lstrip("+-").isdigit()
     ):
         number = int(value)
     else:

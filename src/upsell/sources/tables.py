@@ -33,7 +33,6 @@ _EXTENSIONS: Mapping[str, Format] = {
     ".csv": "csv",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
-    ".json": "jsonl",
     ".parquet": "parquet",
     ".pq": "parquet",
 }
@@ -103,8 +102,6 @@ def open_table(
         return CsvReader(path, columns, start=start, start_row=start_row)
     if fmt == "jsonl":
         return JsonlReader(path, columns, start=start, start_row=start_row)
-    if start:
-        raise ImportRejected(str(path), "Parquet files cannot resume at a byte offset")
     return ParquetReader(path, columns)
 
 
@@ -184,6 +181,37 @@ class _TextReader(TableReader):
 
 
 _TOO_LONG = f"record is longer than {MAX_RECORD_BYTES} bytes"
+_QUOTE, _COMMA = ord('"'), ord(",")
+
+
+def _inside_quotes(line: bytes, quoted: bool) -> bool:
+    """Whether a CSV record is still inside a quoted field at the end of `line` (RFC 4180).
+
+    A quote opens a quoted field only at the start of a field; inside one, ``""`` is an escaped
+    quote. A quote in the middle of an unquoted field (``27" Monitors``) is a plain character, as
+    Python's csv module reads it.
+    """
+    if _QUOTE not in line:
+        return quoted
+    field_start = not quoted
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if quoted:
+            if c == _QUOTE:
+                if i + 1 < n and line[i + 1] == _QUOTE:
+                    i += 1
+                else:
+                    quoted = False
+        elif c == _COMMA:
+            field_start = True
+            i += 1
+            continue
+        elif c == _QUOTE and field_start:
+            quoted = True
+        field_start = False
+        i += 1
+    return quoted
 
 
 class CsvReader(_TextReader):
@@ -225,9 +253,12 @@ class CsvReader(_TextReader):
             )
         missing = [c.name for c in columns if c.required and c.name not in names]
         if missing:
+            hint = ""
+            if len(names) == 1 and (";" in names[0] or "\t" in names[0]):
+                hint = "; the columns look separated by ';' or tabs: upsell reads comma-separated files"
             raise ImportRejected(
                 str(path),
-                f"missing required column {', '.join(missing)} (header has: {', '.join(names)})",
+                f"missing required column {', '.join(missing)} (header has: {', '.join(names)}){hint}",
                 line=1,
             )
         return names, header_end
@@ -238,28 +269,28 @@ class CsvReader(_TextReader):
         row = self.start_row
         pending: list[bytes] = []
         pending_line = line_no
-        pending_quotes = 0
+        quoted = False
         for end, line in self._lines(offset):
             if line is None:
                 row += 1
                 yield RawRow(row, pending_line if pending else line_no, end, error=_TOO_LONG)
-                pending, pending_quotes = [], 0
+                pending, quoted = [], False
                 line_no += 1
                 continue
             if not pending:
                 pending_line = line_no
             pending.append(line)
-            pending_quotes += line.count(b'"')
+            quoted = _inside_quotes(line, quoted)
             line_no += 1
-            if pending_quotes % 2:  # inside a quoted field: the record goes on
+            if quoted:  # a quoted field holds a line break: the record goes on
                 if sum(len(p) for p in pending) > MAX_RECORD_BYTES:
                     row += 1
                     yield RawRow(row, pending_line, end, error=_TOO_LONG)
-                    pending, pending_quotes = [], 0
+                    pending, quoted = [], False
                 continue
             record = b"".join(pending)
-            pending, pending_quotes = [], 0
-            if not record.strip():
+            pending = []
+            if not record.strip(b", \t\r\n"):  # blank, or all fields empty (spreadsheet exports)
                 continue
             row += 1
             yield self._parse(row, pending_line, end, record)
@@ -301,6 +332,14 @@ class JsonlReader(_TextReader):
                 row += 1
                 yield RawRow(row, number, end, error=_TOO_LONG)
                 continue
+            if number == 1:
+                line = line.removeprefix(b"\xef\xbb\xbf")
+                if line.lstrip().startswith(b"["):
+                    raise ImportRejected(
+                        str(self.path),
+                        "this is a JSON array; upsell reads JSON Lines: one object per line",
+                        line=1,
+                    )
             text, error = _utf8(line)
             if text is not None and not text.strip():
                 continue
@@ -331,9 +370,14 @@ def _parquet_type_ok(kind: ColumnType) -> Callable[[Any], bool]:
         "timestamp": lambda d: (
             t.is_timestamp(d) or t.is_date(d) or t.is_string(d) or t.is_large_string(d)
         ),
-        "integer": t.is_integer,
+        # pandas stores a whole-number column with gaps as float64; the row parser checks each value.
+        "integer": lambda d: t.is_integer(d) or t.is_floating(d),
         "decimal": lambda d: (
-            t.is_decimal(d) or t.is_integer(d) or t.is_floating(d) or t.is_string(d)
+            t.is_decimal(d)
+            or t.is_integer(d)
+            or t.is_floating(d)
+            or t.is_string(d)
+            or t.is_large_string(d)
         ),
         "json": lambda d: t.is_struct(d) or t.is_map(d) or t.is_string(d) or t.is_large_string(d),
     }
@@ -343,8 +387,8 @@ def _parquet_type_ok(kind: ColumnType) -> Callable[[Any], bool]:
 _EXPECTED: Mapping[ColumnType, str] = {
     "string": "string",
     "timestamp": "timestamp, date or ISO-8601 string",
-    "integer": "integer",
-    "decimal": "decimal, integer or decimal string",
+    "integer": "integer (or whole floats)",
+    "decimal": "decimal, integer, float or decimal string",
     "json": "struct, map or JSON string",
 }
 
@@ -361,6 +405,7 @@ class ParquetReader(TableReader):
             self._file = pq.ParquetFile(path)
         except (pa.ArrowInvalid, OSError) as exc:
             raise ImportRejected(str(path), f"not a readable Parquet file: {exc}") from None
+        self._target: Any = None
         try:
             self._names = self._check_schema()
         except ImportRejected:
@@ -391,7 +436,19 @@ class ParquetReader(TableReader):
                     str(path),
                     f"column {column.name!r} has type {dtype}; expected {_EXPECTED[column.type]}",
                 )
-        return [c.name for c in columns if c.name in present]
+        names = [c.name for c in columns if c.name in present]
+        # Python datetimes hold microseconds; pandas writes nanoseconds by default. Truncate them.
+        fields = [schema.field(name) for name in names]
+        if any(pa.types.is_timestamp(f.type) and f.type.unit == "ns" for f in fields):
+            self._target = pa.schema(
+                [
+                    f.with_type(pa.timestamp("us", f.type.tz))
+                    if pa.types.is_timestamp(f.type) and f.type.unit == "ns"
+                    else f
+                    for f in fields
+                ]
+            )
+        return names
 
     def __iter__(self) -> Iterator[RawRow]:
         import pyarrow as pa
@@ -405,6 +462,8 @@ class ParquetReader(TableReader):
                 raise ImportRejected(str(self.path), f"unreadable after row {row}: {exc}") from None
             if batch is None:
                 return
+            if self._target is not None:
+                batch = batch.cast(self._target, safe=False)
             for values in batch.to_pylist():
                 row += 1
                 yield RawRow(row, None, None, values=values)
