@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from upsell.domain.accounts import Account, User
-from upsell.store.db import in_chunks
+from upsell.store.db import IN_CHUNK, in_chunks
 from upsell.store.schema import accounts as accounts_table
 from upsell.store.schema import users as users_table
 
@@ -122,12 +122,12 @@ def upsert_users(*, conn: sa.Connection, users: Sequence[User]) -> int:
             first, last = min(first, merged[key][0]), max(last, merged[key][1])
         merged[key] = (first, last)
     stored: dict[tuple[str, str], tuple[datetime, datetime]] = {}
-    # Each chunk asks for at most IN_CHUNK / 2 pairs, so both IN lists together stay in bounds.
-    for chunk in in_chunks(merged, size=450):
-        query = sa.select(users_table).where(
-            users_table.c.account_id.in_({a for a, _ in chunk}),
-            users_table.c.user_id.in_({u for _, u in chunk}),
-        )
+    # A row-value IN: one primary-key probe per pair. (Two separate IN lists would make SQLite probe
+    # every account x user combination: 37 % of an events import, measured in bench/.) Each chunk binds
+    # two parameters per pair, so it asks for at most IN_CHUNK / 2 pairs.
+    pair = sa.tuple_(users_table.c.account_id, users_table.c.user_id)
+    for chunk in in_chunks(merged, size=IN_CHUNK // 2):
+        query = sa.select(users_table).where(pair.in_(chunk))
         for row in conn.execute(query):
             key = (row.account_id, row.user_id)
             if key in merged:
