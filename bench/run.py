@@ -47,6 +47,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from upsell.sources.rows import COLUMNS
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / ".data"
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -100,7 +102,7 @@ ENDPOINTS = ("/v1/tasks", "/v1/boards", "/v1/projects", "/v1/users", "/v1/report
 PAGES = ("/dashboard", "/boards", "/projects", "/reports", "/settings", "/billing", "/integrations")
 FEATURES = ("automation", "private_boards", "sso", "audit_log", "export", "advanced_scheduling")
 
-EVENT_COLUMNS = ("account_id", "user_id", "event", "timestamp", "properties", "message_id")
+EVENT_COLUMNS = [column.name for column in COLUMNS["events"]]
 
 
 # --- input data ----------------------------------------------------------------------------------
@@ -163,33 +165,8 @@ def write_accounts(accounts: Path, subscriptions: Path) -> None:
         tmp_s.open("w", newline="", encoding="utf-8") as fs,
     ):
         out_a, out_s = csv.writer(fa), csv.writer(fs)
-        out_a.writerow(
-            (
-                "account_id",
-                "created_at",
-                "name",
-                "industry",
-                "employees",
-                "country",
-                "currency",
-                "language",
-                "email",
-                "traits",
-            )
-        )
-        out_s.writerow(
-            (
-                "account_id",
-                "item_id",
-                "started_at",
-                "ended_at",
-                "quantity",
-                "interval",
-                "unit_price",
-                "currency",
-                "status",
-            )
-        )
+        out_a.writerow([column.name for column in COLUMNS["accounts"]])
+        out_s.writerow([column.name for column in COLUMNS["subscriptions"]])
         for index in range(1, ACCOUNTS + 1):
             account_id = _account_id(index)
             created = _iso((ACCOUNTS_START + rng.randrange(ACCOUNTS_SPAN)) * 1000)
