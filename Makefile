@@ -14,12 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The demo company is simulated and imported on first use; `make clean` removes it.
 demo: $(STAMP)
-	rm -rf $(DEMO)
-	$(BIN)/upsell init $(DEMO)
-	$(BIN)/upsell import -w $(DEMO) --catalog examples/catalog.yaml \
-	    --accounts examples/accounts.csv --subscriptions examples/subscriptions.csv \
-	    --events examples/events.jsonl
+	$(BIN)/upsell demo -w $(DEMO)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

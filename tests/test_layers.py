@@ -24,7 +24,8 @@ LAYERS = {
     "domain": set(),
     "store": {"domain"},
     "sources": {"domain", "store"},
-    "cli": {"domain", "store", "sources", "workspace", "settings"},
+    "simulator": {"domain", "sources"},
+    "cli": {"domain", "store", "sources", "simulator", "workspace", "settings"},
 }
 SHARED = {
     "errors",

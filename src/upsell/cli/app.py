@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -27,15 +28,22 @@ from rich.progress import (
 from rich.table import Table
 
 from upsell import __version__
+from upsell.domain.money import Money, format_money
 from upsell.errors import CatalogError, ImportRejected, UpsellError
 from upsell.settings import Settings
+from upsell.simulator.files import Simulated, simulate
+from upsell.simulator.profiles import MODELS
+from upsell.simulator.world import SimConfig
 from upsell.sources.importer import FileImport, import_catalog, import_table
 from upsell.sources.importer import Progress as ProgressCallback
 from upsell.sources.rows import Kind
+from upsell.store.summary import DataSummary, summarize
 from upsell.workspace import Workspace
 
 EXIT_OK, EXIT_INVALID_INPUT, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_BYTES = 4 << 20
+DEMO_WORKSPACE = Path("demo-workspace")
+DEMO_DATA = "data"
 
 app = typer.Typer(
     name="upsell",
@@ -110,17 +118,131 @@ def _open(workspace: Path | None) -> Workspace:
     return Workspace.open(workspace or settings.workspace, database_url=settings.database_url)
 
 
+AccountsOption = Annotated[
+    int, typer.Option("--accounts", metavar="N", min=1, help="Number of simulated accounts.")
+]
+MonthsOption = Annotated[
+    int,
+    typer.Option("--months", metavar="M", min=1, max=120, help="Months of history to simulate."),
+]
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        metavar="MODEL",
+        help=f"Business model of the simulated company: {' | '.join(MODELS)}.",
+    ),
+]
+SeedOption = Annotated[
+    int,
+    typer.Option(
+        "--seed", metavar="S", min=0, help="Random seed; the same seed gives the same files."
+    ),
+]
+StartOption = Annotated[
+    str,
+    typer.Option(
+        "--start", metavar="DATE", help="First day of the simulated history (YYYY-MM-DD)."
+    ),
+]
+
+
+def _sim_config(accounts: int, months: int, model: str, seed: int, start: str) -> SimConfig:
+    if model not in MODELS:
+        raise _fail(f"--model must be one of {', '.join(MODELS)}, got {model!r}", EXIT_USAGE)
+    try:
+        first = date.fromisoformat(start)
+    except ValueError:
+        raise _fail(
+            f"--start must be a date such as 2025-11-01, got {start!r}", EXIT_USAGE
+        ) from None
+    return SimConfig(accounts=accounts, months=months, model=model, seed=seed, start=first)
+
+
+def _simulate(config: SimConfig, folder: Path, *, force: bool = False) -> Simulated:
+    columns = (TextColumn("simulating {task.fields[when]}"), BarColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("simulate", total=config.days, when=config.start.isoformat())
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, when=(config.start + timedelta(days=done)).isoformat())
+
+        done = simulate(config, folder, force=force, progress=progress)
+    err.print(
+        f"Simulated {config.model} company (seed {config.seed}, {config.months} months from "
+        f"{config.start}): {done.accounts:,} accounts, {done.subscriptions:,} subscription rows, "
+        f"{done.events:,} events in {folder}.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return done
+
+
+def _build_demo(directory: Path, config: SimConfig) -> None:
+    """A new workspace in `directory` filled with a simulated company (files kept in data/)."""
+    ws = Workspace.create(directory, database_url=Settings().database_url)
+    try:
+        data = _simulate(config, directory / DEMO_DATA, force=True)
+        done = import_catalog(engine=ws.engine, path=data.catalog)
+        catalog = done.loaded.catalog
+        results = []
+        for kind, path in (
+            ("accounts", data.accounts_file),
+            ("subscriptions", data.subscriptions_file),
+            ("events", data.events_file),
+        ):
+            with _progress(path, always=True) as progress:
+                results.append(
+                    import_table(
+                        engine=ws.engine,
+                        kind=kind,  # type: ignore[arg-type]
+                        path=path,
+                        catalog=catalog,
+                        strict=True,
+                        progress=progress,
+                    )
+                )
+        _print_results(results)
+        if any(r.rejected for r in results):
+            raise _fail(
+                "the simulated data did not import cleanly (a bug in upsell)", EXIT_INVALID_INPUT
+            )
+    finally:
+        ws.close()
+
+
 @app.command()
 def init(
     directory: Annotated[
         Path, typer.Argument(help="Folder for the new workspace (created if missing).")
     ],
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo", help="Fill the workspace with a simulated company (see `upsell simulate`)."
+        ),
+    ] = False,
+    accounts: AccountsOption = 5000,
+    months: MonthsOption = 12,
+    model: ModelOption = "saas",
+    seed: SeedOption = 0,
+    start: StartOption = "2025-11-01",
 ) -> None:
-    """Create a new, empty workspace in DIRECTORY.
+    """Create a new, empty workspace in DIRECTORY (with --demo: a simulated company in it).
 
     The workspace keeps its data in DIRECTORY/upsell.db (SQLite), or in the database named by
-    UPSELL_DATABASE_URL (e.g. postgresql+psycopg://user@host/db) when that is set.
+    UPSELL_DATABASE_URL (e.g. postgresql+psycopg://user@host/db) when that is set. With --demo the
+    simulated files are kept in DIRECTORY/data and imported; --accounts, --months, --model, --seed
+    and --start shape the company and are ignored without --demo.
     """
+    if demo:
+        config = _sim_config(accounts, months, model, seed, start)
+        with _errors():
+            _build_demo(directory, config)
+        err.print(
+            f"Created demo workspace {directory}. Next: upsell demo -w {directory}", highlight=False
+        )
+        return
     with _errors():
         ws = Workspace.create(directory, database_url=Settings().database_url)
         ws.close()
@@ -135,6 +257,121 @@ def init(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@app.command("simulate")
+def simulate_(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", metavar="DIR", help="Folder to write the files into.", show_default=False
+        ),
+    ],
+    accounts: AccountsOption = 5000,
+    months: MonthsOption = 12,
+    model: ModelOption = "saas",
+    seed: SeedOption = 0,
+    start: StartOption = "2025-11-01",
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite files a previous run wrote.")
+    ] = False,
+) -> None:
+    """Write a simulated company's catalog and data files into DIR, without importing them.
+
+    DIR receives catalog.yaml, accounts.parquet, subscriptions.parquet, events.parquet (the shapes of
+    docs/data-formats.md) and simulation.json (the settings and row counts). The same settings always
+    write the same bytes. How the simulated customers behave is described in docs/simulator.md.
+    """
+    config = _sim_config(accounts, months, model, seed, start)
+    with _errors():
+        _simulate(config, out, force=force)
+
+
+@app.command()
+def demo(
+    workspace: Annotated[
+        Path,
+        typer.Option("--workspace", "-w", metavar="DIR", help="The demo workspace folder."),
+    ] = DEMO_WORKSPACE,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Run the main job on the demo company, building the demo workspace first if it is missing.
+
+    The demo company is the simulator's default SaaS company (5,000 accounts, 12 months, seed 0);
+    use `upsell init DIR --demo` for another size, model or seed and pass its folder with -w. Today
+    the main job imports the data and summarises it: accounts, MRR, plan mix and top usage.
+    """
+    with _errors():
+        settings = Settings()
+        exists = (
+            (workspace / "upsell.db").exists()
+            if settings.database_url is None
+            else workspace.is_dir()
+        )
+        if not exists:
+            _build_demo(workspace, SimConfig())
+        ws = Workspace.open(workspace, database_url=settings.database_url)
+        try:
+            loaded = ws.catalog()
+            if loaded is None:
+                raise _fail(
+                    f"{workspace} has no catalog; import one or rebuild the demo", EXIT_USAGE
+                )
+            with ws.engine.connect() as conn:
+                summary = summarize(conn=conn, catalog=loaded.catalog)
+        finally:
+            ws.close()
+    _print_summary(workspace, summary)
+    if as_json:
+        typer.echo(json.dumps(_summary_dict(summary), indent=2))
+
+
+def _summary_dict(s: DataSummary) -> dict[str, object]:
+    return {
+        "as_of": s.as_of.isoformat(),
+        "accounts": s.accounts,
+        "paying_accounts": s.paying_accounts,
+        "mrr": str(s.mrr.rounded().amount),
+        "currency": s.mrr.currency,
+        "plans": [
+            {"plan_id": p.plan_id, "accounts": p.accounts, "mrr": str(p.mrr.rounded().amount)}
+            for p in s.plans
+        ],
+        "no_plan": s.no_plan,
+        "events": s.events,
+        "top_events_30d": [{"event": e, "count": n} for e, n in s.top_events],
+    }
+
+
+def _print_summary(workspace: Path, s: DataSummary) -> None:
+    def money(m: Money) -> str:
+        return format_money(m.rounded(), "en")
+
+    err.print(
+        f"\n[bold]{workspace}[/] as of {s.as_of:%Y-%m-%d %H:%M} UTC: {s.accounts:,} accounts, "
+        f"{s.paying_accounts:,} paying, MRR {money(s.mrr)} (ARR {money(s.mrr * 12)}), "
+        f"{s.events:,} events.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    plans = Table(title="Plan mix", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("plan", "accounts", "share", "MRR"):
+        plans.add_column(name, justify="left" if name == "plan" else "right", no_wrap=True)
+    with_plan = sum(p.accounts for p in s.plans) or 1
+    for p in s.plans:
+        plans.add_row(p.plan_id, f"{p.accounts:,}", f"{p.accounts / with_plan:.0%}", money(p.mrr))
+    plans.add_row("(none: cancelled)", f"{s.no_plan:,}", "", "")
+    err.print(plans)
+    usage = Table(
+        title="Top usage, last 30 days", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
+    )
+    usage.add_column("event", no_wrap=True)
+    usage.add_column("count", justify="right", no_wrap=True)
+    for name, n in s.top_events:
+        usage.add_row(name, f"{n:,}")
+    err.print(usage)
 
 
 @app.command("import")
@@ -253,9 +490,9 @@ def import_(
 
 
 @contextmanager
-def _progress(path: Path) -> Iterator[ProgressCallback | None]:
+def _progress(path: Path, *, always: bool = False) -> Iterator[ProgressCallback | None]:
     size = path.stat().st_size if path.is_file() else 0
-    if size < PROGRESS_MIN_BYTES:
+    if size < PROGRESS_MIN_BYTES and not always:
         yield None
         return
     columns = (

@@ -28,7 +28,7 @@ def _values(item: SubscriptionItem) -> dict[str, Any]:
     }
 
 
-def _item(row: sa.Row[Any]) -> SubscriptionItem:
+def item_from_row(row: sa.Row[Any]) -> SubscriptionItem:
     return SubscriptionItem(
         account_id=row.account_id,
         item_id=row.item_id,
@@ -56,7 +56,7 @@ def upsert_subscription_items(
     for chunk in in_chunks({key[0] for key in latest}):
         rows = conn.execute(sa.select(items_table).where(items_table.c.account_id.in_(chunk)))
         for row in rows:
-            item = _item(row)
+            item = item_from_row(row)
             if item.key in latest:
                 stored[item.key] = (row.id, item)
     now = datetime.now(UTC)
@@ -87,6 +87,6 @@ def subscription_items(
     query = sa.select(items_table)
     if account_id is not None:
         query = query.where(items_table.c.account_id == account_id)
-    items = [_item(row) for row in conn.execute(query)]
+    items = [item_from_row(row) for row in conn.execute(query)]
     items.sort(key=lambda item: (item.account_id, item.started_at, item.item_id))
     return items
