@@ -223,7 +223,7 @@ SOFTWARE = Profile(
         TraitGauge("projects", "Project Created", "Project Closed", base=1.0, per_user=0.8),
     ),
     measured_gauges=(MeasuredGauge("cloud_gb", per_user=2.0, every_days=14),),
-    counters=(CounterUsage("render_minutes", adopters=0.25, per_user_day=6.0),),
+    counters=(CounterUsage("render_minutes", adopters=0.2, per_user_day=6.0),),
     goal_signals=(
         GoalSignal("design_faster", "Macro Recorded", per_day=0.3),
         GoalSignal("pass_audits", "Compliance Check Run", per_day=0.15),
@@ -240,7 +240,7 @@ SOFTWARE = Profile(
     activation_days=14.0,
     users_per_employee=0.25,
     paid_churn_monthly=0.012,
-    events_per_user_day=1.0,
+    events_per_user_day=0.8,
     user_active_day=0.35,
 )
 

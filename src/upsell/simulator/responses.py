@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 KINDS = ("upsell", "cross_sell", "add_on", "save")
 CHANNELS = ("in_app", "email", "csm_task", "webhook", "checkout")
 
-BASE = {"upsell": -2.2, "add_on": -2.0, "cross_sell": -2.6, "save": -0.4}
+BASE = {"upsell": -2.8, "add_on": -2.0, "cross_sell": -2.6, "save": -0.4}
 TYPE_EFFECT = {"sure_thing": 2.0, "persuadable": 0.5, "lost_cause": -2.5, "sleeping_dog": -3.0}
 NEED_WEIGHT = {"sure_thing": 1.0, "persuadable": 1.3, "lost_cause": 0.3, "sleeping_dog": 0.3}
 SAVE_EFFECT = {"sure_thing": 1.0, "persuadable": 0.6, "lost_cause": -0.8, "sleeping_dog": -1.0}
@@ -156,7 +156,7 @@ def probability(world: World, offer: Offer, *, repeats: int) -> tuple[float, flo
         x += TYPE_EFFECT[rtype]
         if offer.kind in ("upsell", "add_on"):
             x += (
-                NEED_WEIGHT[rtype] * (1.0 + 0.4 * min(float(world.pressure[a]), 4.0))
+                NEED_WEIGHT[rtype] * (0.6 + 0.25 * min(float(world.pressure[a]), 4.0))
                 if need
                 else -1.2
             )

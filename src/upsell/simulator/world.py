@@ -625,6 +625,15 @@ class World:
             if len(drop):
                 self.rows.close(self.addon_row[drop, k], at[np.isin(accounts, drop)], d)
                 self.addon_row[drop, k] = -1
+        # A lower limit than the account uses: it removes what the plan no longer allows.
+        for g in self.profile.trait_gauges:
+            value = self.gauge[g.metric][accounts]
+            limit = self._limit(g.metric, accounts)
+            excess = np.where(value > limit, value - np.minimum(value, limit), 0).astype(np.int64)
+            if excess.any():
+                self._repeat(accounts, excess, g.down_event, None, user_max=np.ones(len(accounts), np.int64))
+                self.gauge[g.metric][accounts] = value - excess
+                self.traits_changed[accounts[excess > 0]] = d
 
     def _limit(self, metric: str, accounts: I64) -> F64:
         plans = self.plan[accounts]
