@@ -219,7 +219,10 @@ def test_the_counterfactual_differs_only_through_offers() -> None:
     world = World(SimConfig(accounts=1500, months=8, seed=5))
     world.advance(120)
     candidates = np.flatnonzero(
-        world.using & (world.pressure > 0.5) & (world.plan >= 0) & (world.plan < world.top_self_serve)
+        world.using
+        & (world.pressure > 0.5)
+        & (world.plan >= 0)
+        & (world.plan < world.top_self_serve)
     )
     offered = [int(a) for a in candidates[:150]]
     assert len(offered) > 50
@@ -368,3 +371,52 @@ def test_every_business_model_simulates_with_a_clean_catalog(model: str, tmp_pat
     assert parse_catalog(done.catalog.read_text(), "x").catalog.business_model == model
     assert parse_catalog(done.catalog.read_text(), "x").warnings == ()
     assert done.events > 300 and done.subscriptions >= 300
+
+
+# ---------------------------------------------------------------- the commands
+
+
+def test_init_demo_builds_and_demo_summarises_a_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from upsell.cli.app import app
+
+    monkeypatch.delenv("UPSELL_DATABASE_URL", raising=False)
+    runner = CliRunner()
+    ws = tmp_path / "co"
+    done = runner.invoke(app, ["init", str(ws), "--demo", "--accounts", "150", "--months", "2"])
+    assert done.exit_code == 0, done.output
+    assert (ws / "data" / "events.parquet").exists()
+    summary = runner.invoke(app, ["demo", "-w", str(ws), "--json"])
+    assert summary.exit_code == 0, summary.output
+    data = json.loads(summary.stdout)
+    assert data["accounts"] == 150
+    assert (
+        data["events"]
+        == json.loads((ws / "data" / "simulation.json").read_text())["rows"]["events"]
+    )
+    assert sum(p["accounts"] for p in data["plans"]) + data["no_plan"] == 150
+    assert float(data["mrr"]) > 0 and data["top_events_30d"]
+
+
+def test_simulate_command_reports_bad_options_and_existing_files(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from upsell.cli.app import app
+
+    runner = CliRunner()
+    out = tmp_path / "sim"
+    assert (
+        runner.invoke(
+            app, ["simulate", "--out", str(out), "--accounts", "40", "--months", "1"]
+        ).exit_code
+        == 0
+    )
+    again = runner.invoke(app, ["simulate", "--out", str(out), "--accounts", "40", "--months", "1"])
+    assert again.exit_code == 2 and "--force" in again.output
+    bad = runner.invoke(app, ["simulate", "--out", str(out), "--model", "casino"])
+    assert bad.exit_code == 2 and "--model must be one of" in bad.output
+    date = runner.invoke(app, ["simulate", "--out", str(out), "--start", "2026-13-01"])
+    assert date.exit_code == 2 and "--start must be a date" in date.output

@@ -174,6 +174,12 @@ FREEMIUM = Profile(
     events_per_user_day=1.5,
     user_active_day=0.35,
     wants_higher_features=0.4,
+    upgrade_hazard={
+        "sure_thing": 0.024,
+        "persuadable": 0.0024,
+        "lost_cause": 0.0006,
+        "sleeping_dog": 0.0006,
+    },
 )
 
 # A live-service game: household accounts with a few player profiles, most starting free to play,
@@ -209,6 +215,12 @@ GAME = Profile(
     events_per_user_day=2.5,
     user_active_day=0.5,
     wants_higher_features=0.5,
+    upgrade_hazard={
+        "sure_thing": 0.02,
+        "persuadable": 0.002,
+        "lost_cause": 0.0005,
+        "sleeping_dog": 0.0005,
+    },
 )
 
 # A desktop design-software vendor: every customer pays for an edition, mostly on yearly terms,

@@ -631,7 +631,9 @@ class World:
             limit = self._limit(g.metric, accounts)
             excess = np.where(value > limit, value - np.minimum(value, limit), 0).astype(np.int64)
             if excess.any():
-                self._repeat(accounts, excess, g.down_event, None, user_max=np.ones(len(accounts), np.int64))
+                self._repeat(
+                    accounts, excess, g.down_event, None, user_max=np.ones(len(accounts), np.int64)
+                )
                 self.gauge[g.metric][accounts] = value - excess
                 self.traits_changed[accounts[excess > 0]] = d
 
