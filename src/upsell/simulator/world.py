@@ -334,7 +334,7 @@ class World:
         big = (self.pop.employees >= 50)[:, None]
         tier = self.feature_tier[None, :]
         p_want = np.where(
-            tier < 1, 1.0, prof.wants_higher_features * 0.6 ** np.maximum(tier - 1, 0)
+            tier < 0.5, 1.0, prof.wants_higher_features * 0.6 ** np.maximum(tier - 1, 0)
         ) * np.where(big & (tier >= self.n_plans - 1), 2.0, 1.0)
         self.wants = want_u < p_want
         weight_u = np.stack([u(f"weight:{f}") for f in self.features], axis=1)
@@ -344,7 +344,7 @@ class World:
         self.discover_day = np.ceil(-15.0 * (1 + rank[None, :]) * np.log1p(-disc_u)).astype(
             np.int64
         )
-        self.discover_day[:, self.feature_tier < 1] = 0
+        self.discover_day[:, self.feature_tier < 0.5] = 0
         assert self.discover_day.shape == (n, nf)
         # Counter-metric adopters and their level.
         self.counter_adopts = {
@@ -804,8 +804,10 @@ class World:
                     nth=nth[blocked],
                 )
                 np.add.at(self.pressure, b_acct, 0.5)
-                tiers = np.ceil(self.feature_tier[feature[blocked]]).astype(np.int64)
-                np.maximum.at(self.need_tier, b_acct, tiers)
+                # A plan feature calls for that plan; an add-on's feature for the add-on, not a plan.
+                tier = self.feature_tier[feature[blocked]]
+                is_plan = tier == np.floor(tier)
+                np.maximum.at(self.need_tier, b_acct[is_plan], tier[is_plan].astype(np.int64))
 
         # Activation: the rule's remaining steps on the day the account gets there.
         reach = act[
