@@ -45,6 +45,15 @@ class CatalogError(UpsellError, ValueError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class ConfigError(UpsellError, ValueError):
+    """The workspace configuration (config.yaml) is invalid; `problems` lists every reason, each
+    with file, line and key."""
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
 class CurrencyError(UpsellError, ValueError):
     """An unknown ISO 4217 code, a missing exchange rate, or arithmetic across two currencies."""
 

@@ -37,7 +37,9 @@ class Metric:
 
     A gauge is the latest value of an account trait (``source_trait``) or of an event property
     (``source_event`` + ``source_property``); a counter counts ``source_event`` events over `window`
-    (``"billing_period"``, a number of days, or None for all time).
+    (``"billing_period"``, a number of days, or None for all time). A trait gauge may name the events
+    that move it by one (``up_event``, ``down_event``: ``User Invited``, ``User Removed``), so that its
+    value at an earlier date and its trend can be read off the events.
     """
 
     id: str
@@ -46,6 +48,8 @@ class Metric:
     source_event: str | None = None
     source_property: str | None = None
     window: Window = None
+    up_event: str | None = None
+    down_event: str | None = None
 
 
 @dataclass(frozen=True)
@@ -295,6 +299,11 @@ class Catalog:
                 yield Problem(
                     "property is read from an event: give it together with event",
                     f"{key}.source.property",
+                )
+            if (m.up_event or m.down_event) and m.source_trait is None:
+                yield Problem(
+                    "up and down name the events that move a trait: give them with trait",
+                    f"{key}.source",
                 )
             if m.kind == "counter" and m.source_event is None:
                 yield Problem("a counter counts events: its source needs an event", f"{key}.source")

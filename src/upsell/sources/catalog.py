@@ -65,7 +65,7 @@ TOP_LEVEL_KEYS = (
     "case_studies",
 )
 
-SOURCE_KEYS = ("trait", "event", "property")
+SOURCE_KEYS = ("trait", "event", "property", "up", "down")
 
 #: Stands in for an invalid base currency so that the rest of the file can still be checked; a
 #: catalog is never built while any error stands, so it never leaks out.
@@ -466,8 +466,8 @@ class _Reader:
             window = self.get(f, "window", self.window)
             if kind is None or source is None:
                 continue
-            trait, event, prop = (self.get(source, name, self.text) for name in SOURCE_KEYS)
-            out[metric_id] = Metric(metric_id, kind, trait, event, prop, window)
+            trait, event, prop, up, down = (self.get(source, name, self.text) for name in SOURCE_KEYS)
+            out[metric_id] = Metric(metric_id, kind, trait, event, prop, window, up, down)
         return out
 
     def window(self, value: Any, at: _At) -> Window:

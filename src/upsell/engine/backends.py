@@ -1,0 +1,123 @@
+"""The back ends the engine's Ibis expressions run on: DuckDB in-process (default) and PySpark.
+
+Everything else in the engine is written once against Ibis; the few things Ibis does not translate
+the same way on both (reading a JSON property, writing and reading Parquet) are here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from upsell.errors import UpsellError
+
+BackendName = Literal["duckdb", "pyspark"]
+BACKENDS: tuple[BackendName, ...] = ("duckdb", "pyspark")
+
+
+class EngineError(UpsellError):
+    """The engine cannot run: a missing back end, or a catalog it cannot evaluate."""
+
+
+@ibis.udf.scalar.builtin(name="json_extract_string")
+def _duckdb_json(text: str, path: str) -> str:  # type: ignore[empty-body]
+    ...
+
+
+@ibis.udf.scalar.builtin(name="get_json_object")
+def _spark_json(text: str, path: str) -> str:  # type: ignore[empty-body]
+    ...
+
+
+def spark_unavailable() -> str | None:
+    """Why PySpark cannot run here (no Java 17+, or pyspark not installed), or None."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return "pyspark is not installed (pip install 'upsell[spark]' or the dev extras)"
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "Java is not installed: PySpark needs a Java 17 runtime (apt-get install openjdk-17-jre-headless)"
+    return None
+
+
+class Engine:
+    """An Ibis connection plus the back-end specific pieces."""
+
+    def __init__(self, name: BackendName = "duckdb", *, threads: int | None = None) -> None:
+        if name not in BACKENDS:
+            raise EngineError(f"unknown engine back end {name!r}: expected one of {BACKENDS}")
+        self.name = name
+        if name == "duckdb":
+            self.con: Any = (
+                ibis.duckdb.connect(threads=threads) if threads else ibis.duckdb.connect()
+            )
+            self._json: Callable[..., ir.StringValue] = _duckdb_json
+        else:
+            self.con = ibis.pyspark.connect(_spark_session(threads))
+            self._json = _spark_json
+
+    def json_text(self, column: ir.StringValue, key: str) -> ir.StringValue:
+        """The text of top-level property `key` of a JSON object column (null when absent)."""
+        return self._json(column, f"$.{key}")
+
+    def table(self, data: pa.Table, name: str) -> ir.Table:
+        """An in-memory Arrow table as an Ibis table of this back end."""
+        if self.name == "duckdb":
+            self.con.con.register(name, data)
+            return self.con.table(name)
+        return self.con.create_view(name, ibis.memtable(data), overwrite=True)
+
+    def read_parquet(self, paths: list[Path], name: str) -> ir.Table:
+        files = [str(p) for p in paths]
+        if self.name == "duckdb":
+            return self.con.read_parquet(files, table_name=name)
+        self.con._session.read.parquet(*files).createOrReplaceTempView(name)
+        return self.con.table(name)
+
+    def write_parquet(self, expr: ir.Table, path: Path) -> None:
+        """Write an expression's result to one Parquet file (DuckDB streams; Spark collects)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        if self.name == "duckdb":
+            self.con.to_parquet(expr, tmp, compression="zstd")
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(self.con.to_pyarrow(expr), tmp, compression="zstd")
+        tmp.replace(path)
+
+    def arrow(self, expr: ir.Table) -> pa.Table:
+        return self.con.to_pyarrow(expr)
+
+    def close(self) -> None:
+        if self.name == "duckdb":
+            self.con.disconnect()
+
+
+def _spark_session(threads: int | None) -> Any:
+    reason = spark_unavailable()
+    if reason:
+        raise EngineError(f"the pyspark back end cannot run: {reason}")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master(f"local[{threads or '*'}]")
+        .appName("upsell")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.ansi.enabled", "false")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.driver.memory", "4g")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark

@@ -1,0 +1,257 @@
+"""The batch flow from the store to opportunities: rollups -> signals -> per-account rules.
+
+architecture.md's arrows as plain functions: the store's tables are read as Arrow, the engine
+(Ibis on DuckDB or PySpark) keeps the daily rollups and computes the signal tables, and the domain's
+rules turn each account's signals into qualified and disqualified opportunities.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from upsell.domain.catalog import Catalog
+from upsell.domain.money import Money
+from upsell.domain.signals import (
+    AccountSignals,
+    CoAdoption,
+    Engagement,
+    FeatureUse,
+    MetricUsage,
+    Population,
+    Risk,
+    UpgradePattern,
+    UsageSpend,
+)
+from upsell.domain.subscriptions import SubscriptionItem, mrr_at
+from upsell.engine.backends import Engine
+from upsell.engine.rollups import Rollups, RollupSpec
+from upsell.engine.signals import as_of_instant, build_signals, execute
+from upsell.store.arrow import (
+    accounts_table,
+    event_batches,
+    last_event_seq,
+    subscriptions_table,
+)
+
+ANALYTICS = "analytics"
+#: Events rolled up per part: bounds the memory of one incremental step.
+PART_EVENTS = 5_000_000
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    events_read: int
+    rebuilt: bool
+    parts: int
+    watermark: int
+
+
+def rollups_folder(workspace_folder: Path) -> Path:
+    return workspace_folder / ANALYTICS / "rollups"
+
+
+def refresh_rollups(
+    engine: Engine,
+    *,
+    conn: sa.Connection,
+    catalog: Catalog,
+    folder: Path,
+    rebuild: bool = False,
+) -> tuple[Rollups, RefreshResult]:
+    """Roll up the events stored since the last run (all of them on `rebuild`, on the first run,
+    or when the catalog now keeps other properties)."""
+    spec = RollupSpec.from_catalog(catalog)
+    rollups = Rollups(folder)
+    rebuilt = rebuild or not rollups.usable(spec)
+    if rebuilt:
+        rollups.reset()
+    after = 0 if rebuilt else int(rollups.watermark)
+    last = last_event_seq(conn=conn)
+    read = 0
+    batch: list[pa.RecordBatch] = []
+    rows = 0
+
+    def flush(upto: int) -> None:
+        nonlocal batch, rows, read
+        table = pa.Table.from_batches(batch) if batch else None
+        if table is None and rollups.state["parts"]:
+            return
+        if table is None:
+            from upsell.store.arrow import EVENT_SCHEMA
+
+            table = EVENT_SCHEMA.empty_table()
+        rollups.add(
+            engine,
+            engine.table(table, "new_events"),
+            spec,
+            watermark=upto,
+            events_read=table.num_rows,
+        )
+        read += table.num_rows
+        batch, rows = [], 0
+
+    seq = after
+    for b in event_batches(conn=conn, after_seq=after, upto_seq=last):
+        batch.append(b)
+        rows += b.num_rows
+        seq = int(b.column("seq")[-1].as_py())
+        if rows >= PART_EVENTS:
+            flush(seq)
+    flush(max(seq, last))
+    return rollups, RefreshResult(
+        events_read=read, rebuilt=rebuilt, parts=len(rollups.state["parts"]), watermark=last
+    )
+
+
+def signal_tables(
+    engine: Engine,
+    *,
+    conn: sa.Connection,
+    catalog: Catalog,
+    rollups: Rollups,
+    as_of: date,
+) -> tuple[dict[str, pa.Table], pa.Table]:
+    """The executed signal tables, and the subscriptions table they were computed from."""
+    subscriptions = subscriptions_table(conn=conn)
+    tables = build_signals(
+        engine,
+        accounts=engine.table(accounts_table(conn=conn), "accounts"),
+        subscriptions=engine.table(subscriptions, "subscriptions"),
+        usage=rollups.usage(engine),
+        users=rollups.users(engine),
+        catalog=catalog,
+        as_of=as_of,
+    )
+    return execute(engine, tables), subscriptions
+
+
+def _by_account(table: pa.Table) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in table.to_pylist():
+        out[row["account_id"]].append(row)
+    return out
+
+
+def _holdings(subscriptions: pa.Table, at: datetime) -> dict[str, list[SubscriptionItem]]:
+    out: dict[str, list[SubscriptionItem]] = defaultdict(list)
+    for r in subscriptions.to_pylist():
+        if r["started_at"] > at or (r["ended_at"] is not None and r["ended_at"] <= at):
+            continue
+        out[r["account_id"]].append(
+            SubscriptionItem(
+                account_id=r["account_id"],
+                item_id=r["item_id"],
+                started_at=r["started_at"],
+                ended_at=r["ended_at"],
+                unit_price=Money(Decimal(r["unit_price"]), r["currency"]),
+                quantity=r["quantity"],
+                interval=r["interval"],
+                status=r["status"],
+            )
+        )
+    return out
+
+
+def population(tables: dict[str, pa.Table]) -> Population:
+    return Population(
+        co_adoption=tuple(CoAdoption(**r) for r in tables["co_adoption"].to_pylist()),
+        upgrade_patterns=tuple(UpgradePattern(**r) for r in tables["upgrade_patterns"].to_pylist()),
+    )
+
+
+def account_signals(
+    tables: dict[str, pa.Table], subscriptions: pa.Table, catalog: Catalog, as_of: date
+) -> Iterator[AccountSignals]:
+    """One AccountSignals per account that existed at `as_of`, in account_id order."""
+    at = as_of_instant(as_of)
+    holdings = _holdings(subscriptions, at)
+    metrics = _by_account(tables["metrics"])
+    features = _by_account(tables["features"])
+    named = _by_account(tables["signals"])
+    usage = _by_account(tables["usage"])
+    for a in tables["accounts"].to_pylist():
+        account_id = a["account_id"]
+        held = tuple(holdings.get(account_id, ()))
+        yield AccountSignals(
+            account_id=account_id,
+            as_of=at,
+            created_at=datetime(*a["created_day"].timetuple()[:3], tzinfo=at.tzinfo),
+            tenure_days=a["tenure_days"],
+            mrr=mrr_at(held, at, catalog.fx),
+            industry=a["industry"],
+            employees=a["employees"],
+            country=a["country"],
+            currency=a["currency"] or catalog.currency,
+            language=a["language"],
+            plan_id=a["plan_id"],
+            plan_status=a["plan_status"],
+            plan_interval=a["plan_interval"],
+            plan_started_at=(
+                datetime(*a["plan_started_day"].timetuple()[:3], tzinfo=at.tzinfo)
+                if a["plan_started_day"]
+                else None
+            ),
+            paid_before=a["paid_before"],
+            activated=a["activated"],
+            activated_on=a["activated_on"],
+            holdings=held,
+            metrics={
+                m["metric"]: MetricUsage(
+                    metric=m["metric"],
+                    kind=m["kind"],
+                    value=m["value"] or 0.0,
+                    limit=m["limit"],
+                    slope_per_day=m["slope_per_day"],
+                    days_to_limit=m["days_to_limit"],
+                    limit_reached_30d=m["limit_reached_30d"],
+                )
+                for m in metrics.get(account_id, ())
+            },
+            features={
+                f["feature"]: FeatureUse(
+                    feature=f["feature"],
+                    used_30d=f["used_30d"],
+                    blocked_7d=f["blocked_7d"],
+                    blocked_30d=f["blocked_30d"],
+                    used_in_trial=f["used_in_trial"],
+                )
+                for f in features.get(account_id, ())
+            },
+            signals=frozenset(s["signal"] for s in named.get(account_id, ())),
+            engagement=Engagement(
+                active_users_30d=a["active_users_30d"],
+                active_days_30d=a["active_days_30d"],
+                events_30d=a["events_30d"],
+                events_prev_30d=a["events_prev_30d"],
+                dau_mau=a["dau_mau"],
+                days_per_user=a["days_per_user"],
+                breadth_30d=a["breadth_30d"],
+                power_users=a["power_users"],
+                tenure_days=a["tenure_days"],
+            ),
+            risk=Risk(
+                payment_failures_30d=a["payment_failures_30d"],
+                open_tickets=a["open_tickets"],
+                nps_score=a["nps_score"],
+                downgrade_requested_to=a["downgrade_requested_to"],
+                cancel_requested=a["cancel_requested"],
+            ),
+            usage=tuple(
+                UsageSpend(
+                    item_id=u["item_id"],
+                    metric=u["metric"],
+                    units_current=u["units_current"],
+                    units_last=u["units_last"],
+                )
+                for u in usage.get(account_id, ())
+            ),
+        )

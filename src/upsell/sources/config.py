@@ -1,0 +1,120 @@
+"""Read the workspace's optional config.yaml, naming file, line and key in every problem.
+
+The file holds one section per part of the engine that can be tuned without code (S19). Today that
+is ``opportunities:``, whose keys are `upsell.domain.opportunities.Policy`'s fields; later sections
+(``guardrails:``, ``metrics:``) join `SECTIONS`. A missing file, an empty file and an empty section
+all mean the defaults. Unknown sections and keys, values of the wrong type and values out of range
+raise `ConfigError` listing every problem at once, like catalog.yaml's loader, whose YAML and
+line-finding helpers this module shares.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from upsell.domain.opportunities import Policy
+from upsell.errors import CatalogError, ConfigError, Problem
+from upsell.sources.catalog import _At, _is_int, _line_of, _parse_yaml, _Reader, _show
+
+CONFIG_FILE = "config.yaml"
+
+#: The sections config.yaml may hold, in the order the docs list them.
+SECTIONS = ("opportunities",)
+
+#: opportunities' keys: Policy's fields, in declaration order.
+POLICY_KEYS = tuple(f.name for f in fields(Policy))
+
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    """A workspace's tunable settings; every section defaults to its built-in values."""
+
+    opportunities: Policy = field(default_factory=Policy)
+
+
+def load_config(folder: str | os.PathLike[str]) -> WorkspaceConfig:
+    """Read ``config.yaml`` in the workspace folder; the defaults when there is none."""
+    path = Path(folder) / CONFIG_FILE
+    file = os.fspath(path)
+    if not path.exists():
+        return WorkspaceConfig()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(
+            [Problem(f"cannot read the configuration: {e.strerror or e}", file=file)]
+        ) from e
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError([Problem("not UTF-8 text", file=file, line=line)]) from None
+    return parse_config(text, file)
+
+
+def parse_config(text: str, file: str = CONFIG_FILE) -> WorkspaceConfig:
+    """Check configuration YAML given as text; `file` is only used to name it in problems."""
+    try:
+        root = _parse_yaml(text, file)
+    except CatalogError as e:
+        raise ConfigError(e.problems) from None
+    if root is None:
+        return WorkspaceConfig()
+    reader = _Reader(file)
+    top = reader.fields(root, _At("", 1), "the configuration", (), SECTIONS)
+    policy = Policy()
+    if top is not None and "opportunities" in top:
+        policy = _policy(reader, *top["opportunities"])
+    ranges = [
+        replace(
+            p,
+            key=f"opportunities.{p.key}",
+            file=file,
+            line=_line_of(root, f"opportunities.{p.key}"),
+        )
+        for p in policy.check()
+    ]
+    problems = [*reader.errors, *ranges]
+    if problems:
+        raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
+    return WorkspaceConfig(opportunities=policy)
+
+
+def _policy(reader: _Reader, value: Any, at: _At) -> Policy:
+    """The opportunities section: each key read as the type of Policy's default for it.
+
+    Keys whose value has the wrong type keep their default here (the caller raises for them), so
+    that the ranges of the others can still be checked and every problem reported at once.
+    """
+    if value is None:
+        return Policy()
+    found = reader.fields(value, at, "opportunities", (), POLICY_KEYS)
+    if found is None:
+        return Policy()
+    defaults = Policy()
+    values: dict[str, Any] = {}
+    for name, (v, key_at) in found.items():
+        default = getattr(defaults, name)
+        read: bool | int | float | Decimal | None
+        if isinstance(default, bool):
+            read = reader.flag(v, key_at)
+        elif isinstance(default, int):
+            read = reader.count(v, key_at)
+        elif isinstance(default, Decimal):
+            read = reader.amount(v, key_at)
+        else:
+            read = _number(reader, v, key_at)
+        if read is not None:
+            values[name] = read
+    return Policy(**values)
+
+
+def _number(reader: _Reader, value: Any, at: _At) -> float | None:
+    if _is_int(value) or isinstance(value, float):
+        return float(value)
+    reader.fail(at.key, at.line, f"must be a number, got {_show(value)}")
+    return None

@@ -1,0 +1,118 @@
+"""The store's tables as Arrow, for the engine (architecture.md: "data read from the store as Arrow").
+
+Rows are read in batches with SQLAlchemy Core and turned into Arrow record batches column by column,
+so memory holds one batch of Python rows at a time. Timestamps come out as UTC microseconds,
+decimals as their exact strings, JSON as its text: the engine parses what it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from upsell.store.schema import accounts, events, subscription_items
+
+BATCH_ROWS = 50_000
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+ACCOUNT_SCHEMA = pa.schema(
+    [
+        ("account_id", pa.string()),
+        ("created_at", TIMESTAMP),
+        ("industry", pa.string()),
+        ("employees", pa.int64()),
+        ("country", pa.string()),
+        ("currency", pa.string()),
+        ("language", pa.string()),
+        ("traits", pa.string()),
+    ]
+)
+SUBSCRIPTION_SCHEMA = pa.schema(
+    [
+        ("account_id", pa.string()),
+        ("item_id", pa.string()),
+        ("started_at", TIMESTAMP),
+        ("ended_at", TIMESTAMP),
+        ("quantity", pa.int64()),
+        ("interval", pa.string()),
+        ("unit_price", pa.string()),
+        ("currency", pa.string()),
+        ("status", pa.string()),
+    ]
+)
+EVENT_SCHEMA = pa.schema(
+    [
+        ("seq", pa.int64()),
+        ("account_id", pa.string()),
+        ("user_id", pa.string()),
+        ("event", pa.string()),
+        ("timestamp", TIMESTAMP),
+        ("properties", pa.string()),
+    ]
+)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """The database gives naive UTC (the raw column, read without UTCDateTime's processing)."""
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _batches(
+    conn: sa.Connection, query: sa.Select[tuple[object, ...]], schema: pa.Schema
+) -> Iterator[pa.RecordBatch]:
+    times = {f.name for f in schema if pa.types.is_timestamp(f.type)}
+    result = conn.execution_options(yield_per=BATCH_ROWS).execute(query)
+    for rows in result.partitions():
+        columns = list(zip(*rows, strict=True))
+        arrays = []
+        for field, values in zip(schema, columns, strict=True):
+            if field.name in times:
+                values = tuple(_utc(v) for v in values)
+            arrays.append(pa.array(values, field.type))
+        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _read(conn: sa.Connection, query: sa.Select[tuple[object, ...]], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_batches(list(_batches(conn, query, schema)), schema=schema)
+
+
+def _raw(column: sa.ColumnElement[object]) -> sa.ColumnElement[object]:
+    """The stored value without the column type's Python-side processing (much faster)."""
+    if isinstance(column.type, sa.JSON):
+        return sa.cast(column, sa.Text)
+    return sa.type_coerce(column, column.type.impl if hasattr(column.type, "impl") else column.type)
+
+
+def accounts_table(*, conn: sa.Connection) -> pa.Table:
+    c = accounts.c
+    cols = [c.account_id, c.created_at, c.industry, c.employees, c.country, c.currency]
+    query = sa.select(*(_raw(x) for x in [*cols, c.language, c.traits])).order_by(c.account_id)
+    return _read(conn, query, ACCOUNT_SCHEMA)
+
+
+def subscriptions_table(*, conn: sa.Connection) -> pa.Table:
+    c = subscription_items.c
+    cols = [c.account_id, c.item_id, c.started_at, c.ended_at, c.quantity, c.interval]
+    query = sa.select(*(_raw(x) for x in [*cols, c.unit_price, c.currency, c.status])).order_by(
+        c.account_id, c.started_at, c.item_id
+    )
+    return _read(conn, query, SUBSCRIPTION_SCHEMA)
+
+
+def event_batches(
+    *, conn: sa.Connection, after_seq: int = 0, upto_seq: int | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Events stored after `after_seq` and up to `upto_seq` (the store's arrival order)."""
+    c = events.c
+    cols = [c.seq, c.account_id, c.user_id, c.event, c.timestamp, c.properties]
+    query = sa.select(*(_raw(x) for x in cols)).where(c.seq > after_seq).order_by(c.seq)
+    if upto_seq is not None:
+        query = query.where(c.seq <= upto_seq)
+    yield from _batches(conn, query, EVENT_SCHEMA)
+
+
+def last_event_seq(*, conn: sa.Connection) -> int:
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.seq), 0))).scalar_one())
