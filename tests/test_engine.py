@@ -52,7 +52,10 @@ def _workspace(company: Path, target: Path, *, events: tuple[str, ...]) -> Works
     ws = Workspace.create(target)
     data = company / "data"
     loaded = import_catalog(engine=ws.engine, path=data / "catalog.yaml").loaded.catalog
-    for kind, name in (("accounts", "accounts.parquet"), ("subscriptions", "subscriptions.parquet")):
+    for kind, name in (
+        ("accounts", "accounts.parquet"),
+        ("subscriptions", "subscriptions.parquet"),
+    ):
         import_table(engine=ws.engine, kind=kind, path=data / name, catalog=loaded, strict=True)  # type: ignore[arg-type]
     for name in events:
         import_table(engine=ws.engine, kind="events", path=company / name, strict=True)
@@ -367,7 +370,8 @@ def test_features_engagement_risk_and_named_signals() -> None:
 
 def test_a_catalog_keying_one_event_by_two_properties_is_refused() -> None:
     text = CATALOG.replace(
-        "  inbound:", '  other: {event: "Lead Captured", where: {channel: web}}\n  inbound:'
+        "  inbound:",
+        '  other: {event: "Lead Captured", where: {channel: web}, window_days: 30}\n  inbound:',
     )
     catalog = parse_catalog(text, "catalog.yaml").catalog
     with pytest.raises(EngineError, match="Lead Captured"):

@@ -79,9 +79,15 @@ class ImportRejected(UpsellError, ValueError):
 class UnknownAccount(UpsellError, KeyError):
     """An account id that the workspace does not hold."""
 
-    def __init__(self, account_id: str) -> None:
+    def __init__(self, account_id: str, *, as_of: object = None) -> None:
         self.account_id = account_id
+        self.as_of = as_of
         super().__init__(account_id)
 
     def __str__(self) -> str:
-        return f"unknown account {self.account_id!r}"
+        if self.as_of is None:
+            return f"unknown account {self.account_id!r}"
+        return (
+            f"no account {self.account_id!r} as of {self.as_of}: the workspace does not hold it, "
+            "or it signed up later"
+        )

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from upsell.domain.catalog import Catalog
 from upsell.domain.money import Money
+from upsell.domain.opportunities import Opportunity, Policy, find_opportunities
 from upsell.domain.signals import (
     AccountSignals,
     CoAdoption,
@@ -35,6 +36,7 @@ from upsell.domain.subscriptions import SubscriptionItem, mrr_at
 from upsell.engine.backends import Engine
 from upsell.engine.rollups import Rollups, RollupSpec
 from upsell.engine.signals import as_of_instant, build_signals, execute
+from upsell.errors import UnknownAccount
 from upsell.store.arrow import (
     accounts_table,
     event_batches,
@@ -161,6 +163,10 @@ def _holdings(subscriptions: pa.Table, at: datetime) -> dict[str, list[Subscript
     return out
 
 
+def _midnight(day: date) -> datetime:
+    return as_of_instant(day)
+
+
 def population(tables: dict[str, pa.Table]) -> Population:
     return Population(
         co_adoption=tuple(CoAdoption(**r) for r in tables["co_adoption"].to_pylist()),
@@ -184,7 +190,7 @@ def account_signals(
         yield AccountSignals(
             account_id=account_id,
             as_of=at,
-            created_at=datetime(*a["created_day"].timetuple()[:3], tzinfo=at.tzinfo),
+            created_at=_midnight(a["created_day"]),
             tenure_days=a["tenure_days"],
             mrr=mrr_at(held, at, catalog.fx),
             industry=a["industry"],
@@ -195,11 +201,7 @@ def account_signals(
             plan_id=a["plan_id"],
             plan_status=a["plan_status"],
             plan_interval=a["plan_interval"],
-            plan_started_at=(
-                datetime(*a["plan_started_day"].timetuple()[:3], tzinfo=at.tzinfo)
-                if a["plan_started_day"]
-                else None
-            ),
+            plan_started_at=(_midnight(a["plan_started_day"]) if a["plan_started_day"] else None),
             paid_before=a["paid_before"],
             activated=a["activated"],
             activated_on=a["activated_on"],
@@ -255,3 +257,53 @@ def account_signals(
                 for u in usage.get(account_id, ())
             ),
         )
+
+
+@dataclass(frozen=True)
+class OpportunityRun:
+    """What `upsell opportunities` found: every candidate, and the signals behind them."""
+
+    as_of: date
+    accounts: int
+    opportunities: list[Opportunity]
+    signals: dict[str, AccountSignals]
+    refresh: RefreshResult
+
+
+def find_all(
+    engine: Engine,
+    *,
+    conn: sa.Connection,
+    catalog: Catalog,
+    folder: Path,
+    as_of: date,
+    policy: Policy,
+    rebuild: bool = False,
+    account_id: str | None = None,
+) -> OpportunityRun:
+    """Refresh the rollups, compute the signals as of `as_of`, and run the opportunity rules for
+    every account (or only `account_id`, whose signals are kept for explaining)."""
+    rollups, refresh = refresh_rollups(
+        engine, conn=conn, catalog=catalog, folder=folder, rebuild=rebuild
+    )
+    tables, subscriptions = signal_tables(
+        engine, conn=conn, catalog=catalog, rollups=rollups, as_of=as_of
+    )
+    if account_id is not None:
+        known = set(tables["accounts"]["account_id"].to_pylist())
+        if account_id not in known:
+            raise UnknownAccount(account_id, as_of=as_of)
+    stats = population(tables)
+    found: list[Opportunity] = []
+    kept: dict[str, AccountSignals] = {}
+    count = 0
+    for signals in account_signals(tables, subscriptions, catalog, as_of):
+        if account_id is not None and signals.account_id != account_id:
+            continue
+        count += 1
+        if account_id is not None:
+            kept[account_id] = signals
+        found.extend(find_opportunities(signals, catalog, policy=policy, population=stats))
+    return OpportunityRun(
+        as_of=as_of, accounts=count, opportunities=found, signals=kept, refresh=refresh
+    )

@@ -374,6 +374,106 @@ def _print_summary(workspace: Path, s: DataSummary) -> None:
     err.print(usage)
 
 
+def _as_of(value: str) -> date:
+    try:
+        return date.fromisoformat(value[:10]) if len(value) >= 10 else date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD") from None
+
+
+@app.command()
+def opportunities(
+    as_of: Annotated[
+        str,
+        typer.Option(
+            "--as-of",
+            metavar="DATE",
+            help="The date to look from (YYYY-MM-DD): the signals see the whole days before it.",
+        ),
+    ],
+    workspace: WorkspaceOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="F",
+            help="Write every candidate, qualified or not (.jsonl, .csv or .parquet).",
+        ),
+    ] = None,
+    account: Annotated[
+        str | None,
+        typer.Option(
+            "--account", metavar="ID", help="Explain one account: its signals and every candidate."
+        ),
+    ] = None,
+    top: Annotated[
+        int, typer.Option("--top", metavar="N", min=0, help="Rows in the terminal table.")
+    ] = 20,
+    engine: Annotated[
+        str,
+        typer.Option("--engine", metavar="NAME", help="Engine back end: duckdb | pyspark."),
+    ] = "duckdb",
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Rebuild the daily rollups from all events.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the candidate lines (JSONL) on stdout.")
+    ] = False,
+) -> None:
+    """Find every account's expansion and retention opportunities as of a date, qualify them and
+    explain them (docs/opportunities.md).
+
+    The daily usage rollups are brought up to date first (only events stored since the last run
+    are read). A table of the top qualified candidates by expected value goes to stderr.
+    """
+    from upsell.cli.opportunities import print_account, print_summary, write_lines
+    from upsell.engine.backends import BACKENDS, Engine
+    from upsell.pipeline import find_all, rollups_folder
+    from upsell.sources.config import load_config
+
+    day = _as_of(as_of)
+    if engine not in BACKENDS:
+        raise _fail(f"--engine must be one of {', '.join(BACKENDS)}, got {engine!r}", EXIT_USAGE)
+    with _errors():
+        ws = _open(workspace)
+        try:
+            loaded = ws.catalog()
+            if loaded is None:
+                raise _fail(
+                    f"{ws.folder} has no catalog yet: import one with `upsell import --catalog F`",
+                    EXIT_USAGE,
+                )
+            config = load_config(ws.folder)
+            backend = Engine(engine)
+            try:
+                with err.status("Computing signals and opportunities"), ws.engine.connect() as conn:
+                    run = find_all(
+                        backend,
+                        conn=conn,
+                        catalog=loaded.catalog,
+                        folder=rollups_folder(ws.folder),
+                        as_of=day,
+                        policy=config.opportunities,
+                        rebuild=rebuild,
+                        account_id=account,
+                    )
+            finally:
+                backend.close()
+        finally:
+            ws.close()
+        lines = [o.to_json() for o in run.opportunities]
+        if out is not None:
+            n = write_lines(out, lines)
+            err.print(f"Wrote {n:,} candidates to {out}", highlight=False)
+    if account is not None:
+        print_account(err, run, account)
+    else:
+        print_summary(err, run, top)
+    if as_json:
+        for line in lines:
+            typer.echo(json.dumps(line, ensure_ascii=False))
+
+
 @app.command("import")
 def import_(
     workspace: WorkspaceOption = None,

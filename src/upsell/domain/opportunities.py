@@ -317,6 +317,8 @@ class _Account:
             listed = self.list_mrr(self.plan.id) or self.zero
         self.plan_mrr = self._sum(self._row_mrr(h) for h in plan_rows) + listed
         self.mrr = self._sum(self._row_mrr(h) for h in self.active) + listed
+        if not s.holdings and s.mrr.amount > 0:  # signals without their rows: trust their MRR
+            self.mrr = fx.convert(s.mrr, self.currency)
         self.features = self._features()
         self.paying = self.mrr.amount > 0 or s.paid_before
         self.large = s.employees is not None and s.employees >= policy.csm_min_employees
@@ -959,12 +961,13 @@ def _limit_add_on(
         return None
     units = max(1, math.ceil((ln.need - ln.limit) / grant))
     cost = price * units
-    limits = [a.limit_under(p, metric) for p in higher]
-    best = None if any(lim is None for lim in limits) else max(lim or 0.0 for lim in limits)
     plan = None
-    if best is None or best > ln.limit:
-        need = _limit_need(a, ln, best, higher)
-        plan = next((p for p in higher if need.fits(p)), None)
+    if higher:
+        limits = [a.limit_under(p, metric) for p in higher]
+        best = None if any(lim is None for lim in limits) else max(lim or 0.0 for lim in limits)
+        if best is None or best > ln.limit:
+            need = _limit_need(a, ln, best, higher)
+            plan = next((p for p in higher if need.fits(p)), None)
     what = f"{_n(grant * units)} more {metric_name(metric)}"
     lead = f"{add_on.name} x {units}:" if units > 1 else f"{add_on.name}:"
     values: dict[str, int | float | str] = {

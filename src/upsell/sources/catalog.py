@@ -466,7 +466,9 @@ class _Reader:
             window = self.get(f, "window", self.window)
             if kind is None or source is None:
                 continue
-            trait, event, prop, up, down = (self.get(source, name, self.text) for name in SOURCE_KEYS)
+            trait, event, prop, up, down = (
+                self.get(source, name, self.text) for name in SOURCE_KEYS
+            )
             out[metric_id] = Metric(metric_id, kind, trait, event, prop, window, up, down)
         return out
 

@@ -61,7 +61,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def _batches(
-    conn: sa.Connection, query: sa.Select[tuple[object, ...]], schema: pa.Schema
+    conn: sa.Connection, query: sa.Executable, schema: pa.Schema
 ) -> Iterator[pa.RecordBatch]:
     times = {f.name for f in schema if pa.types.is_timestamp(f.type)}
     result = conn.execution_options(yield_per=BATCH_ROWS).execute(query)
@@ -75,7 +75,7 @@ def _batches(
         yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _read(conn: sa.Connection, query: sa.Select[tuple[object, ...]], schema: pa.Schema) -> pa.Table:
+def _read(conn: sa.Connection, query: sa.Executable, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_batches(list(_batches(conn, query, schema)), schema=schema)
 
 

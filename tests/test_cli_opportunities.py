@@ -1,0 +1,111 @@
+"""`upsell opportunities` on a small simulated company: the file, the terminal, the errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from upsell.cli.app import app
+
+AS_OF = "2026-04-15"
+CONTRACT_KEYS = {
+    "account_id", "as_of", "kind", "offer_id", "item_id", "from_item_id", "expected_mrr_delta",
+    "currency", "score", "reasons", "qualified", "gates",
+}  # fmt: skip
+
+
+def run(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    mp = pytest.MonkeyPatch()
+    mp.delenv("UPSELL_DATABASE_URL", raising=False)
+    ws = tmp_path_factory.mktemp("cli") / "ws"
+    result = run("init", ws, "--demo", "--accounts", 500, "--months", 6, "--seed", 2)
+    mp.undo()
+    assert result.exit_code == 0, result.output
+    return ws
+
+
+@pytest.fixture(autouse=True)
+def _no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UPSELL_DATABASE_URL", raising=False)
+    monkeypatch.delenv("UPSELL_WORKSPACE", raising=False)
+
+
+def test_every_candidate_is_written_with_the_contract_fields(
+    workspace: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "opportunities.jsonl"
+    result = run("opportunities", "-w", workspace, "--as-of", AS_OF, "--out", out)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines, "the simulated company has candidates"
+    for line in lines:
+        assert CONTRACT_KEYS <= line.keys()
+        assert line["as_of"] == "2026-04-15T00:00:00Z"
+        assert line["qualified"] == (line["gates"] == [])
+        assert all(r["text"] for r in line["reasons"])
+    assert any(line["qualified"] for line in lines)
+    assert any(not line["qualified"] for line in lines)
+    assert "Top" in result.stderr and "qualified" in result.stderr
+
+
+def test_csv_and_parquet_outputs_hold_the_same_candidates(workspace: Path, tmp_path: Path) -> None:
+    run("opportunities", "-w", workspace, "--as-of", AS_OF, "--out", tmp_path / "o.jsonl")
+    assert (
+        run(
+            "opportunities", "-w", workspace, "--as-of", AS_OF, "--out", tmp_path / "o.parquet"
+        ).exit_code
+        == 0
+    )
+    n = len((tmp_path / "o.jsonl").read_text().splitlines())
+    table = pq.read_table(tmp_path / "o.parquet")
+    assert table.num_rows == n
+    assert json.loads(table["gates"][0].as_py()) is not None
+
+
+def test_one_account_is_explained_with_its_gates(workspace: Path) -> None:
+    result = run("opportunities", "-w", workspace, "--as-of", AS_OF, "--json")
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    stopped = next(line for line in lines if line["gates"])
+    result = run(
+        "opportunities", "-w", workspace, "--as-of", AS_OF, "--account", stopped["account_id"]
+    )
+    assert result.exit_code == 0, result.output
+    assert stopped["account_id"] in result.stderr
+    assert "stopped by" in result.stderr and stopped["gates"][0] in result.stderr
+
+
+def test_an_unknown_account_is_a_usage_error_naming_it(workspace: Path) -> None:
+    result = run("opportunities", "-w", workspace, "--as-of", AS_OF, "--account", "nobody")
+    assert result.exit_code == 2
+    assert "'nobody'" in result.stderr
+
+
+def test_a_bad_date_or_output_format_is_a_usage_error_and_writes_nothing(
+    workspace: Path, tmp_path: Path
+) -> None:
+    result = run("opportunities", "-w", workspace, "--as-of", "15/04/2026")
+    assert result.exit_code == 2 and "YYYY-MM-DD" in result.output
+    out = tmp_path / "o.xlsx"
+    result = run("opportunities", "-w", workspace, "--as-of", AS_OF, "--out", out)
+    assert result.exit_code == 2 and ".xlsx" in result.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_config_error_names_the_file_line_and_key(workspace: Path, tmp_path: Path) -> None:
+    config = workspace / "config.yaml"
+    config.write_text("opportunities:\n  min_tenure_days: -3\n")
+    try:
+        result = run("opportunities", "-w", workspace, "--as-of", AS_OF)
+    finally:
+        config.unlink()
+    assert result.exit_code == 2
+    assert "config.yaml:2" in result.stderr and "min_tenure_days" in result.stderr
