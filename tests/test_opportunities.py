@@ -266,6 +266,15 @@ def test_an_add_on_for_a_blocked_feature() -> None:
     ]
 
 
+def test_an_add_on_is_offered_even_where_no_plan_change_can_lift_the_limit() -> None:
+    # Ultimate is the top edition; the character slots add-on requires Standard or Deluxe.
+    chars = {"characters": MetricUsage("characters", "gauge", 16, 16, limit_reached_30d=2)}
+    add_on = offers(account("ultimate", "14.99", metrics=chars), "game")["add_on:character_slots_4"]
+    assert add_on.gates == ("not_on_required_plan",)
+    assert "4 extra character slots: $1.99 a month for 4 more characters" in add_on.sentence
+    assert "moving to" not in add_on.sentence
+
+
 # -- cross-sell -----------------------------------------------------------------------------------
 
 
@@ -736,21 +745,16 @@ def test_the_default_policy_is_valid_and_bad_values_are_named() -> None:
 
 # -- properties -----------------------------------------------------------------------------------
 
-PLAN_PRICES = {"free": "0", "basic": "29", "pro": "99", "enterprise": "299"}
-METRICS = ("seats", "projects", "api_calls", "storage_gb")
-FEATURES = ("boards", "export", "automation", "private_boards", "sso", "advanced_scheduling")
-ITEMS = ("free", "basic", "pro", "extra_seats_5", "leadbooster", "timetracker")
-
+MODELS = ("saas", "freemium", "game", "software")
 small = st.integers(min_value=0, max_value=50)
 ratio = st.floats(min_value=0, max_value=1)
 
 
 @st.composite
-def metric_usage(draw: st.DrawFn, metric: str) -> MetricUsage:
-    kind = "counter" if metric == "api_calls" else "gauge"
+def metric_usage(draw: st.DrawFn, metric: str, kind: str) -> MetricUsage:
     return MetricUsage(
         metric,
-        kind,
+        kind,  # type: ignore[arg-type]
         draw(st.floats(min_value=0, max_value=200_000)),
         draw(st.none() | st.integers(min_value=0, max_value=100_000).map(float)),
         draw(st.none() | st.floats(min_value=-100, max_value=1000)),
@@ -760,31 +764,43 @@ def metric_usage(draw: st.DrawFn, metric: str) -> MetricUsage:
 
 
 @st.composite
-def random_signals(draw: st.DrawFn) -> AccountSignals:
-    plan = draw(st.sampled_from([None, *PLAN_PRICES]))
+def random_account(draw: st.DrawFn, model: str) -> tuple[AccountSignals, Population]:
+    """Any account of `model`'s catalog: any plan (or none, or an unknown one), held items, usage
+    against any limits, wanted features, signals, risk, metered spend, and population rules."""
+    cat = catalog(model)
+    plans = [p.id for p in cat.plans]
+    items = sorted(cat.item_ids)
+    features = sorted(
+        {f for p in cat.plans for f in p.features} | {f for a in cat.add_ons for f in a.features}
+    )
+    plan = draw(st.sampled_from([None, "retired", *plans]))
     currency = draw(st.sampled_from(["USD", "EUR", "NOK", "GBP"]))
     extra = tuple(
-        row(item, draw(st.sampled_from(["5", "15", "39"])), currency)
-        for item in draw(st.sets(st.sampled_from(["extra_seats_5", "timetracker"])))
+        row(item, draw(st.sampled_from(["0", "5", "15.50", "39"])), currency)
+        for item in draw(st.sets(st.sampled_from(items), max_size=3))
     )
-    metrics = {m: draw(metric_usage(m)) for m in draw(st.sets(st.sampled_from(METRICS)))}
-    features = {
-        f: FeatureUse(f, draw(small), draw(small), draw(small), draw(small))
-        for f in draw(st.sets(st.sampled_from(FEATURES)))
+    metrics = {
+        m: draw(metric_usage(m, cat.metrics[m].kind))
+        for m in draw(st.sets(st.sampled_from(sorted(cat.metrics))))
     }
-    return account(
+    uses = {
+        f: FeatureUse(f, draw(small), draw(small), draw(small), draw(small))
+        for f in draw(st.sets(st.sampled_from(features)))
+    }
+    signals = account(
         plan,
-        PLAN_PRICES.get(plan or "", "0"),
+        draw(st.sampled_from(["0", "9.99", "29", "99", "290"])),
         currency=currency,
         interval=draw(st.sampled_from(["month", "year"])),
         extra=extra,
+        plan_status=draw(st.sampled_from(["active", "trialing", "past_due"])),
         tenure_days=draw(st.integers(0, 400)),
         employees=draw(st.none() | st.integers(0, 1000)),
         activated=draw(st.booleans()),
         paid_before=draw(st.booleans()),
         metrics=metrics,
-        features=features,
-        signals=draw(st.sets(st.sampled_from(["inbound_leads", "time_tracking"]))),
+        features=uses,
+        signals=frozenset(draw(st.sets(st.sampled_from(sorted(cat.signals))))),
         engagement=Engagement(
             active_users_30d=draw(small),
             events_30d=draw(st.integers(0, 5000)),
@@ -795,52 +811,37 @@ def random_signals(draw: st.DrawFn) -> AccountSignals:
             payment_failures_30d=draw(st.integers(0, 3)),
             open_tickets=draw(st.integers(0, 5)),
             nps_score=draw(st.none() | st.integers(0, 10)),
-            downgrade_requested_to=draw(st.none() | st.sampled_from(["free", "basic", "pro", "x"])),
+            downgrade_requested_to=draw(st.none() | st.sampled_from([*plans, "retired"])),
             cancel_requested=draw(st.booleans()),
         ),
-        usage=(
-            UsageSpend(
-                "assessment_credit",
-                "assessments",
-                draw(st.floats(0, 100)),
-                draw(st.floats(0, 100)),
-            ),
+        usage=tuple(
+            UsageSpend(u.id, u.metric, draw(st.floats(0, 5000)), draw(st.floats(0, 5000)))
+            for u in cat.usage_pricing
         ),
     )
-
-
-populations = st.builds(
-    Population,
-    co_adoption=st.lists(
-        st.builds(
-            CoAdoption,
-            st.sampled_from(ITEMS),
-            st.sampled_from(ITEMS),
-            small,
-            ratio,
-            ratio,
-            st.floats(0, 10),
+    population = Population(
+        co_adoption=tuple(
+            CoAdoption(a, c, draw(small), draw(ratio), draw(ratio), draw(st.floats(0, 10)))
+            for a, c in draw(
+                st.lists(st.tuples(st.sampled_from(items), st.sampled_from(items)), max_size=4)
+            )
         ),
-        max_size=4,
-    ).map(tuple),
-    upgrade_patterns=st.lists(
-        st.builds(
-            UpgradePattern,
-            st.sampled_from(FEATURES),
-            st.sampled_from(list(PLAN_PRICES)),
-            small,
-            st.floats(0, 10),
+        upgrade_patterns=tuple(
+            UpgradePattern(f, p, draw(small), draw(st.floats(0, 10)))
+            for f, p in draw(
+                st.lists(st.tuples(st.sampled_from(features), st.sampled_from(plans)), max_size=3)
+            )
         ),
-        max_size=3,
-    ).map(tuple),
-)
+    )
+    return signals, population
 
 
-@settings(max_examples=300, deadline=None)
-@given(random_signals(), populations, st.sampled_from(["saas", "freemium", "game", "software"]))
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(MODELS).flatmap(lambda m: st.tuples(st.just(m), random_account(m))))
 def test_scores_are_probabilities_and_qualified_means_no_gates(
-    signals: AccountSignals, population: Population, model: str
+    case: tuple[str, tuple[AccountSignals, Population]],
 ) -> None:
+    model, (signals, population) = case
     found = find_opportunities(signals, catalog(model), population=population)
     for o in found:
         assert 0.0 <= o.score <= 1.0

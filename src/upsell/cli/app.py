@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -28,6 +28,7 @@ from rich.progress import (
 from rich.table import Table
 
 from upsell import __version__
+from upsell.domain.catalog import Catalog
 from upsell.domain.money import Money, format_money
 from upsell.errors import CatalogError, ImportRejected, UpsellError
 from upsell.settings import Settings
@@ -39,6 +40,9 @@ from upsell.sources.importer import Progress as ProgressCallback
 from upsell.sources.rows import Kind
 from upsell.store.summary import DataSummary, summarize
 from upsell.workspace import Workspace
+
+if TYPE_CHECKING:
+    from upsell.pipeline import OpportunityRun
 
 EXIT_OK, EXIT_INVALID_INPUT, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_BYTES = 4 << 20
@@ -301,7 +305,8 @@ def demo(
 
     The demo company is the simulator's default SaaS company (5,000 accounts, 12 months, seed 0);
     use `upsell init DIR --demo` for another size, model or seed and pass its folder with -w. Today
-    the main job imports the data and summarises it: accounts, MRR, plan mix and top usage.
+    the main job imports the data, summarises it (accounts, MRR, plan mix, top usage) and finds the
+    opportunities the day after its last event (the top ten by expected value).
     """
     with _errors():
         settings = Settings()
@@ -321,11 +326,36 @@ def demo(
                 )
             with ws.engine.connect() as conn:
                 summary = summarize(conn=conn, catalog=loaded.catalog)
+            run = _demo_opportunities(ws, loaded.catalog, summary.as_of.date() + timedelta(days=1))
         finally:
             ws.close()
     _print_summary(workspace, summary)
+    from upsell.cli.opportunities import print_summary
+
+    print_summary(err, run, top=10)
     if as_json:
         typer.echo(json.dumps(_summary_dict(summary), indent=2))
+
+
+def _demo_opportunities(ws: Workspace, catalog: Catalog, as_of: date) -> OpportunityRun:
+    """The opportunities the day after the demo's last event."""
+    from upsell.engine.backends import Engine
+    from upsell.pipeline import find_all, rollups_folder
+    from upsell.sources.config import load_config
+
+    engine = Engine("duckdb")
+    try:
+        with err.status("Computing signals and opportunities"), ws.engine.connect() as conn:
+            return find_all(
+                engine,
+                conn=conn,
+                catalog=catalog,
+                folder=rollups_folder(ws.folder),
+                as_of=as_of,
+                policy=load_config(ws.folder).opportunities,
+            )
+    finally:
+        engine.close()
 
 
 def _summary_dict(s: DataSummary) -> dict[str, object]:

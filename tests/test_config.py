@@ -1,0 +1,195 @@
+"""The workspace configuration file: defaults, types, ranges, and problems named by line and key."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from upsell.domain.opportunities import Policy
+from upsell.errors import ConfigError, Problem, UpsellError
+from upsell.sources.config import (
+    CONFIG_FILE,
+    POLICY_KEYS,
+    SECTIONS,
+    WorkspaceConfig,
+    load_config,
+    parse_config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def problems(text: str) -> list[Problem]:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text, "config.yaml")
+    return raised.value.problems
+
+
+def only_problem(text: str) -> Problem:
+    found = problems(text)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_a_workspace_without_config_yaml_gets_the_defaults(tmp_path: Path) -> None:
+    assert load_config(tmp_path) == WorkspaceConfig()
+    assert load_config(tmp_path).opportunities == Policy()
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", "opportunities:\n", "opportunities: {}\n"])
+def test_an_empty_file_or_section_means_the_defaults(text: str) -> None:
+    assert parse_config(text) == WorkspaceConfig()
+
+
+def test_values_are_read_with_the_type_of_their_default(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_FILE).write_text(
+        "opportunities:\n"
+        "  min_tenure_days: 7\n"
+        "  require_activation: false\n"
+        "  price_anchor_share: 0.25\n"
+        "  small_company_max_delta: '75.50'\n"
+        "  min_lift: 2\n"
+        "  near_limit_utilisation: 0.9\n"
+    )
+    policy = load_config(tmp_path).opportunities
+    assert policy == Policy(
+        min_tenure_days=7,
+        require_activation=False,
+        price_anchor_share=Decimal("0.25"),
+        small_company_max_delta=Decimal("75.50"),
+        min_lift=2.0,
+        near_limit_utilisation=0.9,
+    )
+    assert isinstance(policy.min_lift, float)
+    assert isinstance(policy.price_anchor_share, Decimal)
+
+
+def test_every_policy_field_is_a_config_key() -> None:
+    assert POLICY_KEYS == tuple(f.name for f in fields(Policy))
+    text = "opportunities:\n" + "".join(
+        f"  {name}: {str(getattr(Policy(), name)).lower()}\n" for name in POLICY_KEYS
+    )
+    assert parse_config(text).opportunities == Policy()
+
+
+def test_an_unknown_key_is_named_with_its_line_and_a_suggestion() -> None:
+    p = only_problem("opportunities:\n  min_tenure_days: 7\n  min_tenure: 3\n")
+    assert (p.file, p.line, p.key) == ("config.yaml", 3, "opportunities.min_tenure")
+    assert "did you mean 'min_tenure_days'?" in p.message
+    assert str(p).startswith("config.yaml:3: opportunities.min_tenure: unknown key")
+
+
+def test_an_unknown_section_names_the_allowed_ones() -> None:
+    p = only_problem("opportunities: {}\nguardrails:\n  max_offers: 2\n")
+    assert (p.line, p.key) == (2, "guardrails")
+    assert "expected opportunities" in p.message
+    assert SECTIONS == ("opportunities",)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("min_tenure_days: two", "must be a non-negative integer, got 'two'"),
+        ("min_tenure_days: 1.5", "must be a non-negative integer, got 1.5"),
+        ("require_activation: 1", "must be true or false, got 1"),
+        ("min_lift: high", "must be a number, got 'high'"),
+        ("min_lift: true", "must be a number, got true"),
+        ("price_anchor_share: thirty", "must be a non-negative amount, got 'thirty'"),
+    ],
+)
+def test_a_wrong_type_is_named_with_its_line_and_key(line: str, expected: str) -> None:
+    p = only_problem(f"# tuned for the demo\nopportunities:\n  {line}\n")
+    assert p.line == 3
+    assert p.key == "opportunities." + line.split(":")[0]
+    assert p.message == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("min_tenure_days: -3", "must be a non-negative integer, got -3"),
+        ("near_limit_days: -1", "must be a non-negative integer, got -1"),
+        ("price_anchor_share: 1.5", "must be between 0 and 1, got 1.5"),
+        ("churn_decline_ratio: -0.2", "must be between 0 and 1, got -0.2"),
+        ("min_confidence: 2", "must be between 0 and 1, got 2.0"),
+        ("min_lift: -1", "must not be negative, got -1.0"),
+        ("churn_min_signals: 0", "must be at least 1, got 0"),
+        ("small_company_max_delta: -5", "must be a non-negative amount, got -5"),
+    ],
+)
+def test_a_value_out_of_range_is_named_with_its_line_and_key(line: str, expected: str) -> None:
+    p = only_problem(f"opportunities:\n  min_employees: 3\n  {line}\n")
+    assert p.line == 3
+    assert p.key == "opportunities." + line.split(":")[0]
+    assert p.message == expected
+
+
+def test_every_problem_is_reported_at_once_in_file_order() -> None:
+    found = problems(
+        "opportunities:\n"
+        "  min_support: 3\n"
+        "  min_tenure_days: x\n"
+        "  bogus: 1\n"
+        "metrics: {}\n"
+    )
+    assert [(p.line, p.key) for p in found] == [
+        (2, "opportunities.min_support"),
+        (3, "opportunities.min_tenure_days"),
+        (4, "opportunities.bogus"),
+        (5, "metrics"),
+    ]
+
+
+def test_the_error_message_names_file_line_and_key() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config("opportunities:\n  min_tenure_days: -3\n", "acme/config.yaml")
+    assert str(raised.value) == (
+        "acme/config.yaml:2: opportunities.min_tenure_days: must be a non-negative integer, got -3"
+    )
+
+
+def test_a_section_that_is_not_a_mapping_is_refused() -> None:
+    p = only_problem("opportunities: [1, 2]\n")
+    assert (p.line, p.key) == (1, "opportunities")
+    assert "must be a mapping" in p.message
+
+
+def test_a_file_that_is_not_a_mapping_is_refused() -> None:
+    assert "must be a mapping" in only_problem("- opportunities\n").message
+
+
+def test_invalid_yaml_is_a_config_error_with_its_line() -> None:
+    p = only_problem("opportunities:\n  min_tenure_days: [7\n")
+    assert p.line is not None and p.line >= 2
+    assert p.message.startswith("invalid YAML")
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_FILE).write_bytes(b"opportunities:\n  min_tenure_days: 7 # \xff\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(tmp_path)
+    assert raised.value.problems[0].line == 2
+    assert raised.value.problems[0].file.endswith(CONFIG_FILE)
+
+
+def test_config_error_is_an_upsell_error_and_a_value_error() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config("x: 1\n")
+    assert isinstance(raised.value, UpsellError)
+    assert isinstance(raised.value, ValueError)
+    assert isinstance(raised.value.problems, list)
+
+
+def test_every_policy_key_and_gate_is_documented_with_its_default() -> None:
+    from upsell.domain.opportunities import GATES
+
+    text = (ROOT / "docs" / "opportunities.md").read_text()
+    for name in POLICY_KEYS:
+        default = getattr(Policy(), name)
+        shown = str(default).lower() if isinstance(default, bool) else str(default)
+        assert f"| `{name}` | `{shown}` |" in text, name
+    for gate in GATES:
+        assert f"`{gate}`" in text, gate
