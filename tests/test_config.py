@@ -68,7 +68,7 @@ def test_values_are_read_with_the_type_of_their_default(tmp_path: Path) -> None:
 
 
 def test_every_policy_field_is_a_config_key() -> None:
-    assert POLICY_KEYS == tuple(f.name for f in fields(Policy))
+    assert tuple(f.name for f in fields(Policy)) == POLICY_KEYS
     text = "opportunities:\n" + "".join(
         f"  {name}: {str(getattr(Policy(), name)).lower()}\n" for name in POLICY_KEYS
     )
@@ -129,11 +129,7 @@ def test_a_value_out_of_range_is_named_with_its_line_and_key(line: str, expected
 
 def test_every_problem_is_reported_at_once_in_file_order() -> None:
     found = problems(
-        "opportunities:\n"
-        "  min_support: 3\n"
-        "  min_tenure_days: x\n"
-        "  bogus: 1\n"
-        "metrics: {}\n"
+        "opportunities:\n  min_support: 3\n  min_tenure_days: x\n  bogus: 1\nmetrics: {}\n"
     )
     assert [(p.line, p.key) for p in found] == [
         (2, "opportunities.min_support"),

@@ -625,6 +625,27 @@ def test_a_sentence_joins_the_reasons() -> None:
     )
 
 
+def test_the_example_line_in_the_docs_is_what_the_rules_write() -> None:
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "opportunities.md").read_text()
+    example = json.loads(docs.split("## Example", 1)[1].split("```json\n", 1)[1].split("```")[0])
+    signals = account(
+        account_id="a-0042",
+        employees=18,
+        metrics=seats(4, 5, slope_per_day=0.11, days_to_limit=9),
+        features={"automation": FeatureUse("automation", blocked_30d=6)},
+    )
+    assert offers(signals)["upsell:basic->pro"].to_json() == example
+
+
+def test_a_limit_hit_is_stronger_evidence_than_a_limit_merely_full() -> None:
+    full = offers(account(metrics=seats(5, 5)))["upsell:basic->pro"]
+    hit = offers(account(metrics=seats(5, 5, limit_reached_30d=1)))["upsell:basic->pro"]
+    soon = offers(account(metrics=seats(4, 5, slope_per_day=0.1, days_to_limit=2)))[
+        "upsell:basic->pro"
+    ]
+    assert full.score < soon.score < hit.score
+
+
 def test_reason_json_puts_code_first_and_text_last() -> None:
     reason = Reason("near_limit", "t", metric="seats", values={"used": 1, "limit": 2})
     assert list(reason.to_json()) == ["code", "metric", "used", "limit", "text"]

@@ -308,7 +308,7 @@ class _Account:
         self.zero = Money.zero(self.currency)
         self.active = tuple(h for h in s.holdings if h.status != "trialing")
         self.held = frozenset(h.item_id for h in self.active)
-        self.plan, self.trial_plan = self._plans()
+        self.plan = self._plan()
         self.owned = self.held | ({self.plan.id} if self.plan else set())
         plan_rows = [h for h in self.active if self.plan and h.item_id == self.plan.id]
         self.plan_quantity = plan_rows[0].quantity if plan_rows else 1
@@ -337,29 +337,29 @@ class _Account:
             for goal in p.goals
         )
         self.limit_needs = self._limit_needs()
+        tier = self.plan.tier if self.plan is not None else -1
+        #: The paid plans above the account's, lowest first: what an upsell can offer.
+        self.higher = [
+            p
+            for p in catalog.plans
+            if p.tier > tier and (price := self.list_mrr(p.id)) is not None and price.amount > 0
+        ]
 
     # -- holdings and money ------------------------------------------------------------------
 
-    def _plans(self) -> tuple[Plan | None, Plan | None]:
-        """(the plan paid for, the higher plan on trial); the engine names the highest held."""
+    def _plan(self) -> Plan | None:
+        """The plan the account pays for (or holds for free).
+
+        The engine names the highest plan held, a trialing one included; during a trial of a
+        higher plan that is the trial, and the plan paid for is the highest one held that is not
+        trialing (None when the trial is the account's first plan).
+        """
         s, catalog = self.s, self.catalog
         named = catalog.plan(s.plan_id) if s.plan_id is not None else None
-        held = [p for h in self.active if (p := catalog.plan(h.item_id)) is not None]
-        trials = [
-            p
-            for h in s.holdings
-            if h.status == "trialing" and (p := catalog.plan(h.item_id)) is not None
-        ]
         if named is not None and not s.trialing:
-            base: Plan | None = named
-        else:
-            base = max(held, key=lambda p: p.tier, default=None)
-        if named is not None and s.trialing:
-            trials.append(named)
-        trial = max(trials, key=lambda p: p.tier, default=None)
-        if trial is not None and base is not None and trial.tier <= base.tier:
-            trial = None
-        return base, trial
+            return named
+        held = [p for h in self.active if (p := catalog.plan(h.item_id)) is not None]
+        return max(held, key=lambda p: p.tier, default=None)
 
     def _features(self) -> frozenset[str]:
         """Features the account has now: its plan's and those of the items it pays for."""
@@ -651,16 +651,9 @@ class _Account:
 
 def _upsells(a: _Account) -> list[_Draft]:
     """S4, S8, S9, S13: a higher plan for each need, and the lowest plan that answers them all."""
-    base_tier = a.plan.tier if a.plan is not None else -1
-    higher = [
-        p
-        for p in a.catalog.plans
-        if p.tier > base_tier and (price := a.list_mrr(p.id)) is not None and price.amount > 0
-    ]
-    if not higher:
-        return []
+    higher = a.higher
     needs = [
-        *_limit_upsell_needs(a, higher),
+        *(n for ln in a.limit_needs if (n := _limit_need(a, ln)) is not None),
         *_feature_upsell_needs(a, higher),
         *_break_even_needs(a, higher),
     ]
@@ -696,22 +689,17 @@ def _upsells(a: _Account) -> list[_Draft]:
     return drafts
 
 
-def _limit_upsell_needs(a: _Account, higher: Sequence[Plan]) -> list[_Need]:
+def _limit_need(a: _Account, ln: _LimitNeed) -> _Need | None:
     """A binding limit asks for the lowest plan whose limit covers the projected need; when no
-    plan covers it, for the one with the most room. Plans that do not raise the limit never do."""
-    out = []
-    for ln in a.limit_needs:
-        metric = ln.usage.metric
-        limits = [a.limit_under(p, metric) for p in higher]
-        best = None if any(lim is None for lim in limits) else max(lim or 0.0 for lim in limits)
-        if best is not None and best <= ln.limit:
-            continue
-        out.append(_limit_need(a, ln, best, higher))
-    return out
-
-
-def _limit_need(a: _Account, ln: _LimitNeed, best: float | None, higher: Sequence[Plan]) -> _Need:
-    metric = ln.usage.metric
+    plan covers it, for the one with the most room. Plans that do not raise the limit never do
+    (None when no plan above raises it)."""
+    metric, higher = ln.usage.metric, a.higher
+    if not higher:
+        return None
+    limits = [a.limit_under(p, metric) for p in higher]
+    best = None if any(lim is None for lim in limits) else max(lim or 0.0 for lim in limits)
+    if best is not None and best <= ln.limit:
+        return None
     required = ln.need if best is None else min(ln.need, best)
 
     def fits(plan: Plan) -> bool:
@@ -901,12 +889,6 @@ def _upsell_boosters(a: _Account) -> list[_Evidence]:
 def _add_ons(a: _Account) -> list[_Draft]:
     """Add-ons that lift a binding limit for less than the plan change would, that unlock a
     wanted feature, or that customers like this one bought (S2, S8, S12)."""
-    base_tier = a.plan.tier if a.plan is not None else -1
-    higher = [
-        p
-        for p in a.catalog.plans
-        if p.tier > base_tier and (price := a.list_mrr(p.id)) is not None and price.amount > 0
-    ]
     drafts = []
     for add_on in a.catalog.add_ons:
         price = a.list_mrr(add_on.id)
@@ -915,7 +897,7 @@ def _add_ons(a: _Account) -> list[_Draft]:
         evidence: list[_Evidence] = []
         quantity = 0
         for ln in a.limit_needs:
-            found = _limit_add_on(a, add_on, price, ln, higher)
+            found = _limit_add_on(a, add_on, price, ln)
             if found is not None:
                 units, reasons_ = found
                 quantity = max(quantity, units)
@@ -952,7 +934,7 @@ def _add_ons(a: _Account) -> list[_Draft]:
 
 
 def _limit_add_on(
-    a: _Account, add_on: AddOn, price: Money, ln: _LimitNeed, higher: Sequence[Plan]
+    a: _Account, add_on: AddOn, price: Money, ln: _LimitNeed
 ) -> tuple[int, list[Reason]] | None:
     """(units, reasons) when `add_on` lifts this limit for less than the plan change would."""
     metric = ln.usage.metric
@@ -961,13 +943,8 @@ def _limit_add_on(
         return None
     units = max(1, math.ceil((ln.need - ln.limit) / grant))
     cost = price * units
-    plan = None
-    if higher:
-        limits = [a.limit_under(p, metric) for p in higher]
-        best = None if any(lim is None for lim in limits) else max(lim or 0.0 for lim in limits)
-        if best is None or best > ln.limit:
-            need = _limit_need(a, ln, best, higher)
-            plan = next((p for p in higher if need.fits(p)), None)
+    need = _limit_need(a, ln)
+    plan = next((p for p in a.higher if need.fits(p)), None) if need is not None else None
     what = f"{_n(grant * units)} more {metric_name(metric)}"
     lead = f"{add_on.name} x {units}:" if units > 1 else f"{add_on.name}:"
     values: dict[str, int | float | str] = {
@@ -1224,19 +1201,21 @@ def _fits_usage(a: _Account, lower: Plan) -> Reason:
 
 
 def _limit_strength(u: MetricUsage, p: Policy) -> float:
-    """Reached: 0.6, +0.1 per limit hit in 30 days up to 1.0. Binding soon: 0.4 to 0.6 as the
-    share used approaches 100 % or the days left approach 0."""
-    if (u.reached and u.value > 0) or u.exceeded or u.limit_reached_30d > 0:
+    """How strongly a limit asks for more room.
+
+    Hit in the last 30 days (or exceeded): 0.6, + 0.1 per hit up to 1.0. Reached by a pace: 0.4 to
+    0.6 as the days left approach 0. Only a share used at or above `near_limit_utilisation`
+    (an account that uses all it has but shows no sign of wanting more): 0.3 to 0.45.
+    """
+    if u.exceeded or u.limit_reached_30d > 0:
         return min(1.0, 0.6 + 0.1 * min(u.limit_reached_30d, 4))
-    s = 0.4
-    util = u.utilisation
-    if util is not None and p.near_limit_utilisation < 1:
-        s = max(
-            s,
-            0.4 + 0.2 * _clamp((util - p.near_limit_utilisation) / (1 - p.near_limit_utilisation)),
-        )
-    if u.days_to_limit is not None and p.near_limit_days > 0:
-        s = max(s, 0.4 + 0.2 * _clamp(1 - u.days_to_limit / p.near_limit_days))
+    s = 0.3
+    util, thr = u.utilisation, p.near_limit_utilisation
+    if util is not None and util >= thr:
+        s = 0.3 + 0.15 * (_clamp((util - thr) / (1 - thr)) if thr < 1 else 1.0)
+    if u.days_to_limit is not None and u.days_to_limit <= p.near_limit_days:
+        days_left = u.days_to_limit / p.near_limit_days if p.near_limit_days > 0 else 0.0
+        s = max(s, 0.4 + 0.2 * _clamp(1 - days_left))
     return s
 
 
