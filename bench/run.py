@@ -41,6 +41,7 @@ quick smoke run; `.venv/bin/python bench/run.py --only simulate` measures only t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -54,10 +55,11 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -406,17 +408,30 @@ def child_env(database_url: str | None) -> dict[str, str]:
     return env
 
 
-def run_cli(args: Sequence[str], env: Mapping[str, str]) -> Run:
-    """Run `upsell ARGS` and measure it: wall time, and the child's own peak RSS from wait4.
+def run_cli(
+    args: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    program: Sequence[str] | None = None,
+    poll: bool = False,
+) -> Run:
+    """Run `upsell ARGS` (or `program ARGS`) and measure it: wall time, and the child's own peak
+    RSS from wait4.
 
     Output goes to temporary files (no pipes to drain), so the child can be reaped with `os.wait4`,
-    which returns that process's resource usage; ru_maxrss is in KiB on Linux.
+    which returns that process's resource usage; ru_maxrss is in KiB on Linux. With `poll`, a thread
+    also samples the summed RSS of the child and its descendants in /proc twice a second (PySpark's
+    JVM is a child of the child, which wait4 does not count); the peak is the higher of the two.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        proc = subprocess.Popen([str(UPSELL), *args], stdout=out, stderr=err, env=dict(env))
+        command = [*(program or [str(UPSELL)]), *args]
+        proc = subprocess.Popen(command, stdout=out, stderr=err, env=dict(env))
+        poller = _TreeRss(proc.pid) if poll else None
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
+        if poller is not None:
+            poller.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait again
         out.seek(0)
         err.seek(0)
@@ -424,11 +439,44 @@ def run_cli(args: Sequence[str], env: Mapping[str, str]) -> Run:
             args=tuple(args),
             returncode=proc.returncode,
             wall_seconds=wall,
-            peak_rss_kib=usage.ru_maxrss,
+            peak_rss_kib=max(usage.ru_maxrss, poller.peak_kib if poller else 0),
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
             cpu_seconds=usage.ru_utime + usage.ru_stime,
         )
+
+
+class _TreeRss(threading.Thread):
+    """Polls the summed VmRSS of a process and its descendants (KiB) until stopped."""
+
+    def __init__(self, pid: int, every: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every, self.peak_kib = pid, every, 0
+        self._done = threading.Event()
+        self.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+    def run(self) -> None:
+        while not self._done.wait(self.every):
+            parents: dict[int, int] = {}
+            rss: dict[int, int] = {}
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                try:
+                    fields = stat.read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                pid = int(stat.parent.name)
+                parents[pid] = int(fields[1])  # ppid; fields[21] is rss in pages
+                rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") // 1024
+            tree: set[int] = set()
+            new = {self.pid}
+            while new:
+                tree |= new
+                new = {pid for pid, ppid in parents.items() if ppid in new} - tree
+            self.peak_kib = max(self.peak_kib, sum(rss.get(pid, 0) for pid in tree))
 
 
 # --- scenarios -----------------------------------------------------------------------------------
@@ -717,6 +765,333 @@ def run_simulator(large_accounts: int) -> list[SimOutcome]:
     return outcomes
 
 
+# --- signals -------------------------------------------------------------------------------------
+
+SIGNALS_HEADING = "## Signals"
+SIGNALS_DEFAULT_ACCOUNTS = 1_000_000
+SIGNALS_CHECK_ACCOUNTS = 2_000  # the small company the hand-written SQL is checked on
+SPARK_DEFAULT_ACCOUNTS = 100_000
+SQL_TARGET_RATIO = 1.5  # issue 4: the engine within 1.5x of the same features in hand-written SQL
+SIGNAL_TABLES = (
+    "accounts",
+    "metrics",
+    "features",
+    "signals",
+    "usage",
+    "co_adoption",
+    "upgrade_patterns",
+)
+STEP = (sys.executable, str(Path(__file__).resolve()), "--signals-step")
+
+
+def signals_data(accounts: int) -> tuple[Path, dict[str, Any]]:
+    """A simulated company in bench/.data/signals-N/ (`upsell simulate`, 12 months, seed 0), reused
+    while its simulation.json says it is that one; the folder and its simulation.json."""
+    folder = DATA / f"signals-{accounts}"
+    wanted = {"accounts": accounts, "months": SIM_MONTHS, "model": "saas", "seed": 0}
+    try:
+        manifest = json.loads((folder / "simulation.json").read_text("utf-8"))
+        if {k: manifest["config"][k] for k in wanted} == wanted:
+            return folder, manifest
+    except (OSError, ValueError, KeyError):
+        pass
+    shutil.rmtree(folder, ignore_errors=True)
+    print(f"  simulating {accounts:,} accounts into {folder} (not measured) ...", flush=True)
+    args = ["simulate", "--out", str(folder), "--accounts", str(accounts), "--months", "12"]
+    run = run_cli(args, child_env(None))
+    if run.returncode != 0:
+        raise SystemExit(run.failure())
+    return folder, json.loads((folder / "simulation.json").read_text("utf-8"))
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """`with _timed(timings, name):` records the seconds the block took."""
+    started = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - started
+
+
+def signals_step(kind: str, data: Path, work: Path, backend: str) -> dict[str, Any]:
+    """One measurement, run by bench/run.py in a child process of its own (`--signals-step`).
+
+    kind: `full` (roll up all events, then the signal tables), `base` (roll up the events before the
+    last day: the set-up of `incremental`), `incremental` (roll up the last day into a new part of
+    work/rollups, then the signal tables), `sql` (signals_sql.py: the same rollups and tables as
+    hand-written SQL) or `domain` (AccountSignals and opportunities per account from the tables that
+    `full` wrote into `data`). The tables go to work/tables/ once the clock has stopped.
+    """
+    import pyarrow.parquet as pq
+
+    from upsell.engine.signals import KEYS, as_of_instant, build_signals
+    from upsell.sources.catalog import load_catalog
+    from upsell.store.arrow import ACCOUNT_SCHEMA, SUBSCRIPTION_SCHEMA
+
+    catalog = load_catalog(data / "catalog.yaml").catalog
+    as_of = date.fromisoformat(json.loads((data / "simulation.json").read_text("utf-8"))["end"])
+    last_day = as_of_instant(as_of - timedelta(days=1))
+    events = data / "events.parquet"
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def arrow(name: str, schema: Any) -> Any:  # the store's shape of a simulator file
+        return pq.read_table(data / f"{name}.parquet", columns=schema.names).cast(schema)
+
+    if kind == "domain":
+        return domain_step(work, catalog, as_of, arrow("subscriptions", SUBSCRIPTION_SCHEMA))
+    if kind == "sql":
+        import signals_sql  # bench/signals_sql.py, next to this file
+
+        con = signals_sql.connect()
+        with _timed(timings, "rollup"):
+            signals_sql.rollup(con, events, work / "usage.parquet", work / "users.parquet")
+        tables = signals_sql.signals(
+            con,
+            accounts=data / "accounts.parquet",
+            subscriptions=data / "subscriptions.parquet",
+            usage=work / "usage.parquet",
+            users=work / "users.parquet",
+            catalog=catalog,
+            as_of=as_of,
+            timings=timings,
+        )
+    else:
+        from upsell.engine.backends import Engine
+        from upsell.engine.rollups import Rollups, RollupSpec
+
+        engine = Engine(backend)  # type: ignore[arg-type]
+        rollups = Rollups(work / "rollups")
+        with _timed(timings, "rollup"):
+            e = engine.read_parquet([events], "events")
+            e = e.select("account_id", "user_id", "event", "timestamp", "properties")
+            if kind == "incremental":
+                e = e.filter(e.timestamp >= last_day)
+            else:
+                rollups.reset()
+                e = e.filter(e.timestamp < last_day) if kind == "base" else e
+            spec = RollupSpec.from_catalog(catalog)
+            rollups.add(engine, e, spec, watermark=f"{kind}-{as_of}", events_read=0)
+        if kind == "base":
+            return {"seconds": time.perf_counter() - started, "timings": timings}
+        with _timed(timings, "inputs"):
+            exprs = build_signals(
+                engine,
+                accounts=engine.table(arrow("accounts", ACCOUNT_SCHEMA), "accounts"),
+                subscriptions=engine.table(arrow("subscriptions", SUBSCRIPTION_SCHEMA), "subs"),
+                usage=rollups.usage(engine),
+                users=rollups.users(engine),
+                catalog=catalog,
+                as_of=as_of,
+            )
+        tables = {}
+        for name in exprs.names():  # what signals.execute does, one table at a time
+            with _timed(timings, name):
+                tables[name] = engine.arrow(getattr(exprs, name).order_by(list(KEYS[name])))
+    seconds = time.perf_counter() - started
+    (work / "tables").mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        pq.write_table(table, work / "tables" / f"{name}.parquet")
+    rows = {name: table.num_rows for name, table in tables.items()}
+    return {"seconds": seconds, "timings": timings, "rows": rows}
+
+
+def domain_step(work: Path, catalog: Any, as_of: date, subscriptions: Any) -> dict[str, Any]:
+    """Per account: pipeline.account_signals, then find_opportunities (when it exists)."""
+    import pyarrow.parquet as pq
+
+    from upsell import pipeline
+    from upsell.domain import opportunities
+
+    tables = {name: pq.read_table(work / "tables" / f"{name}.parquet") for name in SIGNAL_TABLES}
+    find = getattr(opportunities, "find_opportunities", None)
+    population = pipeline.population(tables)
+    accounts = found = 0
+    build = rules = 0.0
+    signals = pipeline.account_signals(tables, subscriptions, catalog, as_of)
+    while True:
+        t0 = time.perf_counter()
+        account = next(signals, None)
+        t1 = time.perf_counter()
+        build += t1 - t0
+        if account is None:
+            break
+        accounts += 1
+        if find is not None:
+            found += len(find(account, catalog, population=population))
+            rules += time.perf_counter() - t1
+    timings = {"account_signals": build, "find_opportunities": rules}
+    result = {"seconds": build + rules, "timings": timings, "accounts": accounts}
+    return result | ({"opportunities": found} if find is not None else {})
+
+
+@dataclass
+class SignalRun:
+    """One measured step: the child process and what it reported (JSON on its last line)."""
+
+    label: str
+    title: str
+    size: str
+    run: Run | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return float(self.result.get("seconds", 0.0))
+
+    def timing(self, name: str) -> float | None:
+        return self.result.get("timings", {}).get(name)
+
+
+def measure_step(
+    label: str, title: str, size: str, kind: str, data: Path, work: Path, backend: str = "duckdb"
+) -> SignalRun:
+    print(f"  {label}) {title}, {size} ...", flush=True)
+    step = SignalRun(label, title, size)
+    work.mkdir(parents=True, exist_ok=True)
+    step.run = run_cli(
+        [kind, str(data), str(work), backend], child_env(None), program=STEP, poll=True
+    )
+    if step.run.returncode != 0:
+        step.problems.append(step.run.failure())
+        print(f"     FAILED: {step.problems[-1]}", flush=True)
+        return step
+    step.result = json.loads(step.run.stdout.strip().splitlines()[-1])
+    steps = ", ".join(f"{k} {v:.1f}" for k, v in step.result["timings"].items())
+    print(
+        f"     {step.run.wall_seconds:.1f} s wall (work {step.seconds:.1f} s: {steps}), "
+        f"peak RSS {step.run.peak_rss_mib:,.0f} MiB",
+        flush=True,
+    )
+    return step
+
+
+def compare_tables(first: SignalRun, second: SignalRun, a: Path, b: Path) -> list[str]:
+    """signals_sql.differences between the tables two steps wrote (a, b: their work folders)."""
+    if first.problems or second.problems:
+        return ["not compared: a run failed"]
+    import pyarrow.parquet as pq
+    import signals_sql
+
+    def load(folder: Path) -> dict[str, Any]:
+        return {n: pq.read_table(folder / "tables" / f"{n}.parquet") for n in SIGNAL_TABLES}
+
+    return signals_sql.differences(load(a), load(b))
+
+
+@dataclass
+class SignalsReport:
+    steps: list[SignalRun]
+    checks: list[tuple[str, list[str]]]  # (what was compared, the differences found)
+    facts: dict[str, Any]
+
+    def step(self, label: str) -> SignalRun | None:
+        return next((s for s in self.steps if s.label == label), None)
+
+    @property
+    def ratio(self) -> float | None:
+        engine, sql = self.step("a"), self.step("c")
+        if engine is None or sql is None or engine.problems or sql.problems:
+            return None
+        return engine.seconds / sql.seconds
+
+
+def run_signals(accounts: int, spark_accounts: int) -> SignalsReport:
+    """The check at SIGNALS_CHECK_ACCOUNTS, then (a) to (e) at `accounts`, (d) at `spark_accounts`.
+
+    Everything is written under bench/.data/signals-work/, deleted at the end (the simulated
+    companies in bench/.data/signals-N/ are kept for the next run).
+    """
+    work = DATA / "signals-work"
+    shutil.rmtree(work, ignore_errors=True)
+    steps: list[SignalRun] = []
+    checks: list[tuple[str, list[str]]] = []
+
+    small, _ = signals_data(SIGNALS_CHECK_ACCOUNTS)
+    size = f"{SIGNALS_CHECK_ACCOUNTS:,} accounts"
+    x = measure_step("check", "engine, DuckDB", size, "full", small, work / "check-engine")
+    y = measure_step("check", "hand-written SQL", size, "sql", small, work / "check-sql")
+    what = f"hand-written SQL against the engine at {size}"
+    checks.append((what, compare_tables(x, y, work / "check-engine", work / "check-sql")))
+
+    data, manifest = signals_data(accounts)
+    rows = manifest["rows"]
+    size = f"{rows['accounts']:,} accounts, {rows['events']:,} events"
+    full = measure_step("a", "full rebuild, DuckDB", size, "full", data, work / "full")
+    steps.append(full)
+    base = measure_step("base", "set-up of (b): rollups before the last day", size, "base",
+                        data, work / "incremental")  # fmt: skip
+    last_day = measure_step("b", "one-day incremental, DuckDB", size, "incremental", data,
+                            work / "incremental")  # fmt: skip
+    steps.append(last_day)
+    what = "the incremental run's tables against the full rebuild's"
+    checks.append((what, compare_tables(full, last_day, work / "full", work / "incremental")))
+    sql = measure_step("c", "hand-written DuckDB SQL", size, "sql", data, work / "sql")
+    steps.append(sql)
+    what = f"hand-written SQL against the engine at {rows['accounts']:,} accounts"
+    checks.append((what, compare_tables(full, sql, work / "full", work / "sql")))
+
+    if spark_accounts:
+        from upsell.engine.backends import spark_unavailable
+
+        reason = spark_unavailable()
+        if reason:
+            steps.append(SignalRun("d", "PySpark local", "-", problems=[f"not run: {reason}"]))
+        else:
+            spark_data, spark_manifest = signals_data(spark_accounts)
+            n = spark_manifest["rows"]
+            size = f"{n['accounts']:,} accounts, {n['events']:,} events"
+            spark = measure_step("d", "full rebuild, PySpark local", size, "full", spark_data,
+                                 work / "spark", "pyspark")  # fmt: skip
+            duck = measure_step("d2", "full rebuild, DuckDB (for comparison)", size, "full",
+                                spark_data, work / "spark-duckdb")  # fmt: skip
+            steps += [spark, duck]
+            what = f"PySpark against DuckDB at {n['accounts']:,} accounts"
+            checks.append(
+                (what, compare_tables(spark, duck, work / "spark", work / "spark-duckdb"))
+            )
+
+    if not full.problems:
+        size = f"{rows['accounts']:,} accounts, the tables of (a)"
+        steps.append(
+            measure_step("e", "per-account domain step", size, "domain", data, work / "full")
+        )
+
+    facts = _signals_facts(data, manifest, work, base)
+    shutil.rmtree(work, ignore_errors=True)
+    return SignalsReport(steps, checks, facts)
+
+
+def _signals_facts(
+    data: Path, manifest: dict[str, Any], work: Path, base: SignalRun
+) -> dict[str, Any]:
+    """Input sizes for the report: files, the last day's events, the rollup parts."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    as_of = date.fromisoformat(manifest["end"])
+    last = (as_of - timedelta(days=1)).isoformat()
+    events = data / "events.parquet"
+    day_events = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{events}') "
+        f"WHERE timestamp >= TIMESTAMPTZ '{last} 00:00:00+00'"
+    ).fetchone()
+    parts = {}
+    for path in sorted((work / "full" / "rollups").glob("*.parquet")):
+        parts[path.name] = (pq.ParquetFile(path).metadata.num_rows, path.stat().st_size)
+    return {
+        "rows": manifest["rows"],
+        "start": manifest["config"]["start"],
+        "as_of": as_of,
+        "last_day": last,
+        "last_day_events": day_events[0] if day_events else 0,
+        "events_bytes": events.stat().st_size,
+        "rollup_files": parts,
+        "base_seconds": base.run.wall_seconds if base.run and not base.problems else None,
+        "duckdb": duckdb.__version__,
+    }
+
+
 # --- the report ----------------------------------------------------------------------------------
 
 
@@ -956,17 +1331,161 @@ def render_simulator(
     return "\n".join(lines) + "\n"
 
 
-def split_results(text: str) -> tuple[str, str]:
-    """RESULTS.md as (the import part, the simulator part from its heading on; "" when absent)."""
-    match = re.search(rf"^{re.escape(SIM_HEADING)}\s*$", text, flags=re.MULTILINE)
-    if match is None:
-        return text, ""
-    return text[: match.start()], text[match.start() :]
+STEP_ORDER = (
+    "rollup",
+    "inputs",
+    "inputs (plan, periods)",
+    "metrics (temp table)",
+    *SIGNAL_TABLES,
+)
 
 
-def join_results(import_part: str, simulator_part: str) -> str:
-    parts = [part.strip("\n") for part in (import_part, simulator_part) if part.strip()]
-    return "\n\n".join(parts) + "\n"
+def render_signals(
+    report: SignalsReport, baseline: Run, command: str, started: datetime, total_seconds: float
+) -> str:
+    """The "## Signals" section of RESULTS.md."""
+    f = report.facts
+    rows = f["rows"]
+    ratio = report.ratio
+    if ratio is None:
+        verdict = "**Not checked**: a run failed."
+    else:
+        a, c = report.step("a"), report.step("c")
+        assert a is not None and c is not None
+        met = "**Met**" if ratio <= SQL_TARGET_RATIO else "**Not met**"
+        verdict = (
+            f"{met}: the engine took {a.seconds:,.1f} s, the hand-written SQL {c.seconds:,.1f} s: "
+            f"**{ratio:.2f}x**."
+        )
+    import pyspark  # the versions, for the record
+
+    lines = [
+        SIGNALS_HEADING,
+        "",
+        "Written by `bench/run.py`; do not edit by hand. This section was produced by "
+        f"`{command}` (`--only signals` rewrites only this section) on {started:%Y-%m-%d %H:%M} "
+        f"UTC, in {total_seconds:,.0f} s, with {baseline.stdout.strip() or 'upsell'} at commit "
+        f"{_commit()}, on {len(os.sched_getaffinity(0))} x {_cpu_model()} with "
+        f"{_meminfo_total()} memory, Python {platform.python_version()}, DuckDB {f['duckdb']}, "
+        f"PySpark {pyspark.__version__}.",
+        "",
+        f'**Target** (issue 4, "Measure"): signals for 1 million accounts and ~100 million events, '
+        f"the engine on DuckDB within {SQL_TARGET_RATIO}x of the same features written by hand as "
+        f"DuckDB SQL ([signals_sql.py](signals_sql.py)), both from the events to the seven signal "
+        f"tables in Arrow. {verdict}",
+        "",
+        f"Input: `upsell simulate --accounts {rows['accounts']} --months 12` (model `saas`, seed 0, "
+        f"in `bench/.data/`): {rows['accounts']:,} accounts, {rows['subscriptions']:,} "
+        f"subscription rows and {rows['events']:,} events ({_mib(f['events_bytes'])} MiB of "
+        f"Parquet) from {f['start']} to {f['last_day']}. Signals are as of {f['as_of']}, the day "
+        f"after the last simulated day, which holds {f['last_day_events']:,} events.",
+        "",
+        "Each row is one child process of `bench/run.py --signals-step ...`: wall time and CPU time "
+        "are that process's (`os.wait4`), with interpreter start-up and imports; peak RSS is the "
+        "higher of its `ru_maxrss` and the summed RSS of it and its children polled in /proc (the "
+        "JVM of PySpark); *work s* is measured inside, from reading the inputs to the last table in "
+        "Arrow (what the engine/SQL ratio uses). Rollups are written to Parquet, as the engine keeps "
+        "them; the tables are written to Parquet after the clock stops, to be compared.",
+        "",
+        "| run | data | wall s | work s | rollup s | signals s | CPU s | peak RSS MiB | result |",
+        "|---|---|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for s in report.steps:
+        if s.run is None or s.problems:
+            problems = "; ".join(s.problems) or "not run"
+            lines.append(
+                f"| {s.label}) {s.title} | {s.size} | - | - | - | - | - | - | {problems} |"
+            )
+            continue
+        rollup = s.timing("rollup")
+        signals = s.seconds - (rollup or 0.0)
+        if s.label == "e":
+            n = s.result["accounts"]
+            result = f"{n / s.seconds:,.0f} accounts/s: " + ", ".join(
+                f"{k} {v:,.1f} s ({n / v:,.0f}/s)" for k, v in s.result["timings"].items() if v
+            )
+            if "opportunities" in s.result:
+                result += f"; {s.result['opportunities']:,} opportunities"
+            else:
+                result += "; find_opportunities does not exist yet"
+        else:
+            result = ", ".join(f"{k} {v:,}" for k, v in s.result.get("rows", {}).items())
+            result = f"rows: {result}"
+        lines.append(
+            f"| {s.label}) {s.title} | {s.size} | {s.run.wall_seconds:,.1f} | {s.seconds:,.1f} "
+            f"| {'-' if rollup is None else f'{rollup:,.1f}'} "
+            f"| {'-' if s.label == 'e' else f'{signals:,.1f}'} | {s.run.cpu_seconds:,.1f} "
+            f"| {s.run.peak_rss_mib:,.0f} | {result} |"
+        )
+    if f["base_seconds"] is not None:
+        lines += [
+            "",
+            f"(b) adds the last day's {f['last_day_events']:,} events as a second part to rollups "
+            f"that hold every event before it (built by an unmeasured set-up step, "
+            f"{f['base_seconds']:,.0f} s), then computes the signals over both parts merged.",
+        ]
+    parts = ", ".join(
+        f"{name} {n:,} rows ({_mib(size)} MiB)" for name, (n, size) in f["rollup_files"].items()
+    )
+    lines += ["", f"Rollups of (a): {parts}.", ""]
+
+    timed = [s for s in report.steps if s.result.get("timings") and s.label != "e"]
+    lines += [
+        "### Where the time goes",
+        "",
+        "Seconds per step inside each run: the rollups (both Parquet files), then each table "
+        "executed to Arrow in turn (`inputs` builds the Ibis expressions and loads accounts and "
+        "subscriptions; the SQL materialises the plan, billing periods and metrics as temporary "
+        "tables first, and its usage table reuses the metrics).",
+        "",
+        "| step | " + " | ".join(f"{s.label}) {s.title}" for s in timed) + " |",
+        "|---|" + "--:|" * len(timed),
+    ]
+    for name in STEP_ORDER:
+        cells = [s.timing(name) for s in timed]
+        if any(c is not None for c in cells):
+            shown = " | ".join("-" if c is None else f"{c:,.1f}" for c in cells)
+            lines.append(f"| {name} | {shown} |")
+    lines.append("| **total** | " + " | ".join(f"**{s.seconds:,.1f}**" for s in timed) + " |")
+    lines += ["", "### Checks", ""]
+    for what, found in report.checks:
+        if found:
+            lines.append(f"- {what}: **{len(found)} differences**: " + "; ".join(found))
+        else:
+            lines.append(
+                f"- {what}: the same seven tables, row for row (keys equal, doubles within a "
+                "relative 1e-9, everything else equal, nulls included)."
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _commit() -> str:
+    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
+    if _git("status", "--porcelain"):
+        commit += " (with uncommitted changes)"
+    return commit
+
+
+SECTIONS = {"simulate": SIM_HEADING, "signals": SIGNALS_HEADING}
+
+
+def split_results(text: str) -> dict[str, str]:
+    """RESULTS.md by section: "import" (everything before the first other heading), "simulate"
+    and "signals" (each from its heading to the next section's; absent when not there)."""
+    starts = sorted(
+        (match.start(), name)
+        for name, heading in SECTIONS.items()
+        if (match := re.search(rf"^{re.escape(heading)}\s*$", text, flags=re.MULTILINE))
+    )
+    ends = [start for start, _ in starts[1:]] + [len(text)]
+    parts = {"import": text[: starts[0][0] if starts else len(text)]}
+    parts |= {name: text[start:end] for (start, name), end in zip(starts, ends, strict=True)}
+    return parts
+
+
+def join_results(parts: Mapping[str, str]) -> str:
+    ordered = [parts.get(name, "") for name in ("import", *SECTIONS)]
+    return "\n\n".join(part.strip("\n") for part in ordered if part.strip()) + "\n"
 
 
 NO_IMPORT_RESULTS = """# Benchmark: importing events
@@ -996,10 +1515,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"the demo size, {SIM_DEMO_ACCOUNTS:,}, is always measured too)",
     )
     parser.add_argument(
-        "--only",
-        choices=("import", "simulate"),
-        help="run one section only; the other section of the existing results file is kept",
+        "--signals-accounts",
+        type=int,
+        default=SIGNALS_DEFAULT_ACCOUNTS,
+        metavar="N",
+        help=f"accounts of the signals section (default {SIGNALS_DEFAULT_ACCOUNTS:,})",
     )
+    parser.add_argument(
+        "--spark-accounts",
+        type=int,
+        default=SPARK_DEFAULT_ACCOUNTS,
+        metavar="N",
+        help=f"accounts of the PySpark run of the signals section (default "
+        f"{SPARK_DEFAULT_ACCOUNTS:,}; 0 skips it)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("import", "simulate", "signals"),
+        help="run one section only; the other sections of the existing results file are kept",
+    )
+    parser.add_argument("--signals-step", nargs=4, help=argparse.SUPPRESS)  # a child process
     parser.add_argument(
         "--results",
         type=Path,
@@ -1009,10 +1544,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = list(sys.argv[1:] if argv is None else argv)
     options = parser.parse_args(args)
+    if options.signals_step:
+        kind, data, work, backend = options.signals_step
+        print(json.dumps(signals_step(kind, Path(data), Path(work), backend)))
+        return 0
     if options.events < 1:
         parser.error("--events must be at least 1")
     if options.sim_accounts < 1:
         parser.error("--sim-accounts must be at least 1")
+    if options.signals_accounts < 1 or options.spark_accounts < 0:
+        parser.error("--signals-accounts must be at least 1, --spark-accounts at least 0")
     if not UPSELL.is_file():
         print(f"error: {UPSELL} is missing: run `make bench` (it installs .venv)", file=sys.stderr)
         return 2
@@ -1021,9 +1562,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         existing = options.results.read_text(encoding="utf-8")
     except FileNotFoundError:
         existing = ""
-    import_part, simulator_part = split_results(existing)
-    if not import_part.strip():
-        import_part = NO_IMPORT_RESULTS
+    parts = split_results(existing)
+    if not parts["import"].strip():
+        parts["import"] = NO_IMPORT_RESULTS
+    command = shlex.join([".venv/bin/python", "bench/run.py", *args])
     started = time.perf_counter()
     baseline = run_cli(["--version"], child_env(None))
     print(
@@ -1042,7 +1584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("PostgreSQL:")
             pg, pg_version = run_postgresql(inputs, tmp)
             outcomes.append(pg)
-        import_part = render(
+        parts["import"] = render(
             outcomes,
             inputs,
             baseline,
@@ -1063,8 +1605,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         section_started = time.perf_counter()
         print("Simulator:")
         sims = run_simulator(options.sim_accounts)
-        command = shlex.join([".venv/bin/python", "bench/run.py", *args])
-        simulator_part = render_simulator(
+        parts["simulate"] = render_simulator(
             sims, baseline, command, started_at, time.perf_counter() - section_started
         )
         for s in sims:
@@ -1075,8 +1616,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reason = f"{s.run.wall_seconds:,.0f} s, over {s.target_seconds:,.0f} s"
             failures.append(f"simulate {s.label} ({s.accounts:,} accounts): {reason}")
 
+    if options.only in (None, "signals"):
+        started_at = datetime.now(UTC)
+        section_started = time.perf_counter()
+        print("Signals:")
+        report = run_signals(options.signals_accounts, options.spark_accounts)
+        parts["signals"] = render_signals(
+            report, baseline, command, started_at, time.perf_counter() - section_started
+        )
+        failures += [f"signals {s.label}) {s.title}: {'; '.join(s.problems)}"
+                     for s in report.steps if s.problems]  # fmt: skip
+        failures += [f"signals check, {what}: {len(found)} differences"
+                     for what, found in report.checks if found]  # fmt: skip
+        if report.ratio is not None and report.ratio > SQL_TARGET_RATIO:
+            failures.append(f"signals: the engine took {report.ratio:.2f}x the hand-written SQL")
+
     total = time.perf_counter() - started
-    options.results.write_text(join_results(import_part, simulator_part), encoding="utf-8")
+    options.results.write_text(join_results(parts), encoding="utf-8")
     print(f"wrote {options.results} ({total:.0f} s in all)")
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)

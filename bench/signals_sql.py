@@ -274,7 +274,7 @@ WITH paid AS (
             SELECT account_id, event, day,
                    sum(sum(n)) OVER (PARTITION BY account_id, event ORDER BY day) AS cum
             FROM usage WHERE event IN ('Report Shared', 'Board Created')
-            GROUP BY ALL
+            GROUP BY account_id, event, day
         )
         GROUP BY account_id
     )
@@ -581,19 +581,23 @@ def differences(ours: Mapping[str, pa.Table], theirs: Mapping[str, pa.Table]) ->
         con.register("b", b)
         on = " AND ".join(f'a."{k}" = b."{k}"' for k in keys)
         only = con.execute(
-            f"SELECT count(*) FILTER (WHERE b.\"{keys[0]}\" IS NULL), "
-            f"count(*) FILTER (WHERE a.\"{keys[0]}\" IS NULL) FROM a FULL JOIN b ON {on}"
+            f'SELECT count(*) FILTER (WHERE b."{keys[0]}" IS NULL), '
+            f'count(*) FILTER (WHERE a."{keys[0]}" IS NULL) FROM a FULL JOIN b ON {on}'
         ).fetchone()
         assert only is not None
         if only[0] or only[1]:
-            found.append(f"{name}: {only[0]:,} rows only in the first, {only[1]:,} only in the second")
+            found.append(
+                f"{name}: {only[0]:,} rows only in the first, {only[1]:,} only in the second"
+            )
         for column in (c for c in a.schema.names if c not in keys):
             same = _same(column, a.schema.field(column).type)
-            bad = con.execute(f"SELECT count(*) FROM a JOIN b ON {on} WHERE NOT ({same})").fetchone()
+            bad = con.execute(
+                f"SELECT count(*) FROM a JOIN b ON {on} WHERE NOT ({same})"
+            ).fetchone()
             assert bad is not None
             if bad[0]:
                 example = con.execute(
-                    f"SELECT {', '.join(f'a.{k}' for k in keys)}, a.\"{column}\", b.\"{column}\" "
+                    f'SELECT {", ".join(f"a.{k}" for k in keys)}, a."{column}", b."{column}" '
                     f"FROM a JOIN b ON {on} WHERE NOT ({same}) LIMIT 1"
                 ).fetchone()
                 found.append(f"{name}.{column}: {bad[0]:,} rows differ, e.g. {example}")
@@ -611,4 +615,3 @@ def _same(column: str, kind: pa.DataType) -> str:
             f"abs({a} - {b}) <= 1e-9 * greatest(abs({a}), abs({b}), 1)"
         )
     return f"{a} IS NOT DISTINCT FROM {b}"
-

@@ -638,7 +638,7 @@ def test_the_example_line_in_the_docs_is_what_the_rules_write() -> None:
 
 
 def test_a_limit_hit_is_stronger_evidence_than_a_limit_merely_full() -> None:
-    full = offers(account(metrics=seats(5, 5)))["upsell:basic->pro"]
+    full = offers(account(metrics=seats(5, 5, days_to_limit=0)))["upsell:basic->pro"]
     hit = offers(account(metrics=seats(5, 5, limit_reached_30d=1)))["upsell:basic->pro"]
     soon = offers(account(metrics=seats(4, 5, slope_per_day=0.1, days_to_limit=2)))[
         "upsell:basic->pro"

@@ -1203,9 +1203,10 @@ def _fits_usage(a: _Account, lower: Plan) -> Reason:
 def _limit_strength(u: MetricUsage, p: Policy) -> float:
     """How strongly a limit asks for more room.
 
-    Hit in the last 30 days (or exceeded): 0.6, + 0.1 per hit up to 1.0. Reached by a pace: 0.4 to
-    0.6 as the days left approach 0. Only a share used at or above `near_limit_utilisation`
-    (an account that uses all it has but shows no sign of wanting more): 0.3 to 0.45.
+    Hit in the last 30 days (or exceeded): 0.6, + 0.1 per hit up to 1.0. Reached by the pace
+    within `near_limit_days`: 0.4 to 0.6 as the days left approach 0. Only a share used at or
+    above `near_limit_utilisation` — up to a full limit with no hit, where the account uses all it
+    has but shows no sign of wanting more: 0.3 to 0.45.
     """
     if u.exceeded or u.limit_reached_30d > 0:
         return min(1.0, 0.6 + 0.1 * min(u.limit_reached_30d, 4))
@@ -1213,7 +1214,7 @@ def _limit_strength(u: MetricUsage, p: Policy) -> float:
     util, thr = u.utilisation, p.near_limit_utilisation
     if util is not None and util >= thr:
         s = 0.3 + 0.15 * (_clamp((util - thr) / (1 - thr)) if thr < 1 else 1.0)
-    if u.days_to_limit is not None and u.days_to_limit <= p.near_limit_days:
+    if u.days_to_limit is not None and u.days_to_limit <= p.near_limit_days and not u.reached:
         days_left = u.days_to_limit / p.near_limit_days if p.near_limit_days > 0 else 0.0
         s = max(s, 0.4 + 0.2 * _clamp(1 - days_left))
     return s
@@ -1237,7 +1238,7 @@ def _limit_reason(u: MetricUsage, p: Policy) -> Reason:
         )
         return Reason("limit_reached", text, metric=u.metric, values=values)
     text = f"{_n(u.value)} of {_n(limit)} {name} used"
-    if u.days_to_limit is not None and u.days_to_limit <= p.near_limit_days:
+    if u.days_to_limit is not None and u.days_to_limit <= p.near_limit_days and not u.reached:
         days = max(1, math.ceil(u.days_to_limit))
         values["days_to_limit"] = days
         text += f"; at this pace the limit is reached in {_plural(days, 'day')}"
