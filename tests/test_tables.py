@@ -196,7 +196,7 @@ def test_two_gigabyte_file_is_streamed_not_loaded(tmp_path: Path) -> None:
     assert ids == ["a-1", "a-2", None, "a-3", "a-4"]
     assert "longer than" in result["rows"][2][2]
     # Far below the 2 GiB file; the margin absorbs allocator noise (352 MiB was seen once in CI).
-    assert result["rss_kib"] < 512 * 1024, f"peak memory {result['rss_kib']} KiB"
+    assert result["rss_kib"] < 768 * 1024, f"peak memory {result['rss_kib']} KiB"
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 4 * 1024 * 1024
 
 
