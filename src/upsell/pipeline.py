@@ -38,6 +38,7 @@ from upsell.engine.rollups import Rollups, RollupSpec
 from upsell.engine.signals import as_of_instant, build_signals, execute
 from upsell.errors import UnknownAccount
 from upsell.store.arrow import (
+    EVENT_SCHEMA,
     accounts_table,
     event_batches,
     last_event_seq,
@@ -88,8 +89,6 @@ def refresh_rollups(
         if table is None and rollups.state["parts"]:
             return
         if table is None:
-            from upsell.store.arrow import EVENT_SCHEMA
-
             table = EVENT_SCHEMA.empty_table()
         rollups.add(
             engine,
@@ -163,10 +162,6 @@ def _holdings(subscriptions: pa.Table, at: datetime) -> dict[str, list[Subscript
     return out
 
 
-def _midnight(day: date) -> datetime:
-    return as_of_instant(day)
-
-
 def population(tables: dict[str, pa.Table]) -> Population:
     return Population(
         co_adoption=tuple(CoAdoption(**r) for r in tables["co_adoption"].to_pylist()),
@@ -190,7 +185,7 @@ def account_signals(
         yield AccountSignals(
             account_id=account_id,
             as_of=at,
-            created_at=_midnight(a["created_day"]),
+            created_at=as_of_instant(a["created_day"]),
             tenure_days=a["tenure_days"],
             mrr=mrr_at(held, at, catalog.fx),
             industry=a["industry"],
@@ -201,7 +196,9 @@ def account_signals(
             plan_id=a["plan_id"],
             plan_status=a["plan_status"],
             plan_interval=a["plan_interval"],
-            plan_started_at=(_midnight(a["plan_started_day"]) if a["plan_started_day"] else None),
+            plan_started_at=(
+                as_of_instant(a["plan_started_day"]) if a["plan_started_day"] else None
+            ),
             paid_before=a["paid_before"],
             activated=a["activated"],
             activated_on=a["activated_on"],

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, get_args
 
 from upsell.domain.catalog import AddOn, Catalog, Plan, Product, UsagePricedItem
 from upsell.domain.contacts import Kind
@@ -43,18 +43,9 @@ Gate = Literal[
     "already_has_item",
     "sales_assisted",
 ]
-GATES: tuple[Gate, ...] = (
-    "before_activation",
-    "too_new",
-    "churn_risk",
-    "cannot_afford",
-    "price_anchor",
-    "not_on_required_plan",
-    "already_has_item",
-    "sales_assisted",
-)
+GATES: tuple[Gate, ...] = get_args(Gate)
 Route = Literal["self_serve", "csm"]
-ROUTES: tuple[Route, ...] = ("self_serve", "csm")
+ROUTES: tuple[Route, ...] = get_args(Route)
 
 #: The kinds that ask an account to pay more; a save offer asks it to keep paying.
 EXPANSION_KINDS: tuple[Kind, ...] = ("upsell", "add_on", "cross_sell")

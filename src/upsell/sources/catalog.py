@@ -86,18 +86,20 @@ class LoadedCatalog:
 def load_catalog(path: str | os.PathLike[str]) -> LoadedCatalog:
     """Read and check a catalog.yaml; raise `CatalogError` listing every error found."""
     file = os.fspath(path)
+    return parse_catalog(read_utf8(file, "the catalog", CatalogError), file)
+
+
+def read_utf8(file: str, what: str, error: Callable[[list[Problem]], Exception]) -> str:
+    """A configuration file's text; unreadable or non-UTF-8 files raise `error` naming the place."""
     try:
         data = Path(file).read_bytes()
     except OSError as e:
-        raise CatalogError(
-            [Problem(f"cannot read the catalog: {e.strerror or e}", file=file)]
-        ) from e
+        raise error([Problem(f"cannot read {what}: {e.strerror or e}", file=file)]) from e
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise CatalogError([Problem("not UTF-8 text", file=file, line=line)]) from None
-    return parse_catalog(text, file)
+        raise error([Problem("not UTF-8 text", file=file, line=line)]) from None
 
 
 def parse_catalog(text: str, file: str = "<catalog>") -> LoadedCatalog:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from upsell.domain.opportunities import Policy
-from upsell.errors import CatalogError, ConfigError, Problem
-from upsell.sources.catalog import _At, _is_int, _line_of, _parse_yaml, _Reader, _show
+from upsell.errors import CatalogError, ConfigError
+from upsell.sources.catalog import _At, _is_int, _line_of, _parse_yaml, _Reader, _show, read_utf8
 
 CONFIG_FILE = "config.yaml"
 
@@ -42,17 +42,7 @@ def load_config(folder: str | os.PathLike[str]) -> WorkspaceConfig:
     file = os.fspath(path)
     if not path.exists():
         return WorkspaceConfig()
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ConfigError(
-            [Problem(f"cannot read the configuration: {e.strerror or e}", file=file)]
-        ) from e
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise ConfigError([Problem("not UTF-8 text", file=file, line=line)]) from None
+    text = read_utf8(file, "the configuration", ConfigError)
     return parse_config(text, file)
 
 
