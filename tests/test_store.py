@@ -223,7 +223,7 @@ def test_migrate_brings_a_new_database_to_head_and_is_then_a_no_op(database_url:
         assert db.current_revision(engine) is None
         assert not db.is_current(engine)
         db.migrate(engine)
-        assert db.current_revision(engine) == db.head_revision() == "0001"
+        assert db.current_revision(engine) == db.head_revision() == "0002"
         assert db.is_current(engine)
         with engine.begin() as conn:
             upsert_accounts(conn=conn, accounts=[account()])

@@ -91,3 +91,27 @@ class UnknownAccount(UpsellError, KeyError):
             f"no account {self.account_id!r} as of {self.as_of}: the workspace does not hold it, "
             "or it signed up later"
         )
+
+
+class ChannelError(UpsellError, ValueError):
+    """A delivery channel that is not registered, or a name that cannot be registered.
+
+    `channel` is the name asked for, `reason` what is wrong with it, and `known` the channel names
+    registered at the time (built-ins first), so that the message can offer the alternatives.
+    """
+
+    def __init__(self, channel: str, reason: str, *, known: tuple[str, ...] = ()) -> None:
+        self.channel = channel
+        self.reason = reason
+        self.known = tuple(known)
+        listed = f" (known channels: {', '.join(self.known)})" if self.known else ""
+        super().__init__(f"channel {channel!r}: {reason}{listed}")
+
+
+class PlaybooksError(UpsellError, ValueError):
+    """The workspace's playbooks (playbooks.yaml) are invalid; `problems` lists every reason, each
+    with file, line and key."""
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))

@@ -277,9 +277,11 @@ def find_all(
     policy: Policy,
     rebuild: bool = False,
     account_id: str | None = None,
+    keep_signals: bool = False,
 ) -> OpportunityRun:
     """Refresh the rollups, compute the signals as of `as_of`, and run the opportunity rules for
-    every account (or only `account_id`, whose signals are kept for explaining)."""
+    every account (or only `account_id`, whose signals are kept for explaining). `keep_signals`
+    keeps the signals of every account with a qualified opportunity (the decision step's input)."""
     rollups, refresh = refresh_rollups(
         engine, conn=conn, catalog=catalog, folder=folder, rebuild=rebuild
     )
@@ -298,9 +300,10 @@ def find_all(
         if account_id is not None and signals.account_id != account_id:
             continue
         count += 1
-        if account_id is not None:
-            kept[account_id] = signals
-        found.extend(find_opportunities(signals, catalog, policy=policy, population=stats))
+        mine = find_opportunities(signals, catalog, policy=policy, population=stats)
+        if account_id is not None or (keep_signals and any(o.qualified for o in mine)):
+            kept[signals.account_id] = signals
+        found.extend(mine)
     return OpportunityRun(
         as_of=as_of, accounts=count, opportunities=found, signals=kept, refresh=refresh
     )

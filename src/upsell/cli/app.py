@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
@@ -30,7 +30,7 @@ from rich.table import Table
 from upsell import __version__
 from upsell.domain.catalog import Catalog
 from upsell.domain.money import Money, format_money
-from upsell.errors import CatalogError, ImportRejected, UpsellError
+from upsell.errors import CatalogError, ImportRejected, PlaybooksError, UpsellError
 from upsell.settings import Settings
 from upsell.simulator.files import Simulated, simulate
 from upsell.simulator.profiles import MODELS
@@ -42,7 +42,9 @@ from upsell.store.summary import DataSummary, summarize
 from upsell.workspace import Workspace
 
 if TYPE_CHECKING:
+    from upsell.domain.playbooks import Playbooks
     from upsell.pipeline import OpportunityRun
+    from upsell.templates import MessageTemplates
 
 EXIT_OK, EXIT_INVALID_INPUT, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_BYTES = 4 << 20
@@ -108,6 +110,11 @@ def _errors() -> Iterator[None]:
         yield
     except CatalogError as exc:
         err.print("[bold red]error:[/] the catalog is invalid:", highlight=False)
+        for problem in exc.problems:
+            err.print(f"  {problem}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except PlaybooksError as exc:
+        err.print("[bold red]error:[/] the playbooks are invalid:", highlight=False)
         for problem in exc.problems:
             err.print(f"  {problem}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -502,6 +509,217 @@ def opportunities(
     if as_json:
         for line in lines:
             typer.echo(json.dumps(line, ensure_ascii=False))
+
+
+@app.command()
+def run(
+    as_of: Annotated[
+        str,
+        typer.Option(
+            "--as-of",
+            metavar="DATE",
+            help="The date to decide at (YYYY-MM-DD): the signals see the whole days before it.",
+        ),
+    ],
+    workspace: WorkspaceOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", metavar="F", help="Write the decision lines (.jsonl, .csv or .parquet)."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Decide and write --out, but record and send nothing."),
+    ] = False,
+    engine: Annotated[
+        str,
+        typer.Option("--engine", metavar="NAME", help="Engine back end: duckdb | pyspark."),
+    ] = "duckdb",
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Rebuild the daily rollups from all events.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the decision lines (JSONL) on stdout.")
+    ] = False,
+) -> None:
+    """Decide the one offer worth making to each account now, record it and deliver it
+    (docs/decisions.md).
+
+    Opportunities go through the workspace's playbooks.yaml (or the built-in playbooks) and its
+    guardrails; each offer gets its message in the account's language and goes out through its
+    channel (in-app queue, email over SMTP, CSM task or webhook, set up with UPSELL_* variables).
+    Running the same --as-of again sends nothing twice and retries failed deliveries. A summary
+    (offers by kind, channel and playbook; refusals by guardrail) goes to stderr.
+    """
+    from upsell.channels.base import channel_for
+    from upsell.channels.settings import ChannelSettings
+    from upsell.cli.opportunities import write_lines
+    from upsell.cli.runs import print_run
+    from upsell.engine.backends import BACKENDS, Engine
+    from upsell.pipeline import rollups_folder
+    from upsell.runs import run_offers
+    from upsell.sources.config import load_config
+    from upsell.templates import MessageTemplates
+
+    day = _as_of(as_of)
+    if engine not in BACKENDS:
+        raise _fail(f"--engine must be one of {', '.join(BACKENDS)}, got {engine!r}", EXIT_USAGE)
+    with _errors():
+        ws = _open(workspace)
+        try:
+            loaded = ws.catalog()
+            if loaded is None:
+                raise _fail(
+                    f"{ws.folder} has no catalog yet: import one with `upsell import --catalog F`",
+                    EXIT_USAGE,
+                )
+            playbooks = _playbooks(ws.folder, loaded.catalog)
+            templates = MessageTemplates(ws.folder)
+            _require_templates(templates, playbooks.templates)
+            channels = None
+            if not dry_run:
+                settings = ChannelSettings()
+                channels = {}
+                for name in sorted({p.channel for p in playbooks.playbooks}):
+                    channel = channel_for(name, settings)
+                    problems = channel.problems()
+                    if problems:
+                        users = ", ".join(p.id for p in playbooks.playbooks if p.channel == name)
+                        raise _fail(
+                            f"channel {name} (playbooks {users}) cannot deliver: "
+                            f"{'; '.join(problems)}. Set it up, or use --dry-run.",
+                            EXIT_USAGE,
+                        )
+                    channels[name] = channel
+            backend = Engine(engine)
+            try:
+                with err.status("Deciding offers"):
+                    result = run_offers(
+                        backend,
+                        db=ws.engine,
+                        folder=rollups_folder(ws.folder),
+                        catalog=loaded.catalog,
+                        policy=load_config(ws.folder).opportunities,
+                        playbooks=playbooks,
+                        templates=templates,
+                        as_of=day,
+                        channels=channels,
+                        rebuild=rebuild,
+                    )
+            finally:
+                backend.close()
+        finally:
+            ws.close()
+        if out is not None:
+            n = write_lines(out, result.lines)
+            err.print(f"Wrote {n:,} decisions to {out}", highlight=False)
+    print_run(err, result)
+    if as_json:
+        for line in result.lines:
+            typer.echo(json.dumps(line, ensure_ascii=False))
+
+
+def _playbooks(folder: Path, catalog: Catalog) -> Playbooks:
+    from upsell.channels.base import channel_names
+    from upsell.sources.playbooks import load_playbooks
+
+    return load_playbooks(folder, catalog=catalog, channels=channel_names()).playbooks
+
+
+def _require_templates(templates: MessageTemplates, names: Iterable[str]) -> None:
+    from jinja2 import TemplateError
+
+    for name in sorted(names):
+        try:
+            templates.environment("en").get_template(f"{name}.j2")
+        except TemplateError as e:
+            raise _fail(
+                f"template {name}: {type(e).__name__}: {e}; see `upsell playbooks check`",
+                EXIT_USAGE,
+            ) from None
+
+
+playbooks_app = typer.Typer(
+    name="playbooks",
+    help="Check and copy the playbooks, guardrails and message templates (docs/decisions.md).",
+    no_args_is_help=True,
+)
+app.add_typer(playbooks_app)
+
+
+@playbooks_app.command("check")
+def playbooks_check(workspace: WorkspaceOption = None) -> None:
+    """Validate playbooks.yaml and the templates it names, render every template in every
+    language, and list the messages without a translation (they fall back to English).
+
+    Exit status 2 when the playbooks or a template are invalid; missing translations are reported
+    but do not fail the check.
+    """
+    from upsell.channels.base import channel_names
+    from upsell.cli.runs import print_playbooks, print_template_report
+    from upsell.sources.playbooks import load_playbooks, playbook_warnings
+    from upsell.templates import MessageTemplates, sample_facts
+
+    with _errors():
+        ws = _open(workspace)
+        try:
+            loaded = ws.catalog()
+        finally:
+            ws.close()
+        catalog = loaded.catalog if loaded is not None else None
+        found = load_playbooks(ws.folder, catalog=catalog, channels=channel_names())
+        source = "built-in defaults" if found.default else found.file
+        print_playbooks(err, found.playbooks, source)
+        if catalog is not None:
+            text = Path(found.file).read_text(encoding="utf-8")
+            for w in playbook_warnings(found.playbooks, catalog, text=text, file=found.file):
+                err.print(f"[yellow]{w}[/]", highlight=False, soft_wrap=True)
+        templates = MessageTemplates(ws.folder)
+        report = templates.check(found.playbooks.templates, catalog, sample=sample_facts())
+        print_template_report(err, report)
+        if any(p.severity == "error" for p in report.problems):
+            raise typer.Exit(EXIT_USAGE)
+        err.print("The playbooks are valid.", highlight=False)
+
+
+@playbooks_app.command("copy")
+def playbooks_copy(
+    workspace: WorkspaceOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite files the workspace already has.")
+    ] = False,
+) -> None:
+    """Copy the built-in playbooks.yaml, templates/ and locale/ into the workspace to edit them.
+
+    The workspace's files then take precedence: playbooks.yaml replaces the built-in one, a
+    template or translation file replaces the built-in one of the same name.
+    """
+    import shutil
+
+    from upsell.templates import DEFAULTS
+
+    with _errors():
+        ws = _open(workspace)
+        ws.close()
+        pairs = [(DEFAULTS / "playbooks.yaml", ws.folder / "playbooks.yaml")]
+        for sub in ("templates", "locale"):
+            pairs += [(f, ws.folder / sub / f.name) for f in sorted((DEFAULTS / sub).iterdir())]
+        existing = [str(dst) for _, dst in pairs if dst.exists()]
+        if existing and not force:
+            raise _fail(
+                f"{len(existing)} files exist already (first: {existing[0]}); use --force to "
+                "overwrite them",
+                EXIT_USAGE,
+            )
+        for src, dst in pairs:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+        err.print(
+            f"Copied playbooks.yaml and {len(pairs) - 1} template and translation files into "
+            f"{ws.folder}. Check them with `upsell playbooks check`.",
+            highlight=False,
+        )
 
 
 @app.command("import")

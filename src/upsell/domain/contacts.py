@@ -25,7 +25,11 @@ class Contact:
 
     The identity of a contact is (account_id, offer_id, channel, as_of): recording it twice is one
     contact. A held-out contact (`held_out` True) has status ``held_out`` and nothing was sent.
-    `contact_id` and `created_at` are None until the store has recorded it. Timestamps are aware UTC.
+    `contact_id` and `created_at` are None until the store has recorded it. A delivery sets
+    `status` (``sent`` or ``failed``), `attempts`, `delivered_at` and `detail` (why it failed, or
+    the server's answer). `promotion` names the promotion the offer ran under; `decision` keeps the whole decision line
+    (data-contract.md) as the run wrote it. Timestamps are aware
+    UTC.
     """
 
     account_id: str
@@ -43,6 +47,11 @@ class Contact:
     status: ContactStatus = "queued"
     message: Mapping[str, Any] = field(default_factory=dict)
     expected_mrr_delta: Money | None = None
+    promotion: str | None = None
+    detail: str | None = None
+    attempts: int = 0
+    delivered_at: datetime | None = None
+    decision: Mapping[str, Any] | None = None
     created_at: datetime | None = None
     contact_id: int | None = None
 

@@ -46,6 +46,28 @@ Gate = Literal[
 GATES: tuple[Gate, ...] = get_args(Gate)
 Route = Literal["self_serve", "csm"]
 ROUTES: tuple[Route, ...] = get_args(Route)
+#: The codes of `Reason`s the rules give (docs/opportunities.md says what each means).
+REASON_CODES: tuple[str, ...] = (
+    "near_limit",
+    "limit_reached",
+    "projected_need",
+    "blocked_feature",
+    "trial_feature",
+    "break_even",
+    "upgrade_pattern",
+    "growing_usage",
+    "add_on_cheaper",
+    "goal_match",
+    "co_adoption",
+    "fits_signal",
+    "cancel_requested",
+    "downgrade_requested",
+    "churn_risk",
+    "feature_lost",
+    "over_limit",
+    "value_received",
+    "fits_usage",
+)
 
 #: The kinds that ask an account to pay more; a save offer asks it to keep paying.
 EXPANSION_KINDS: tuple[Kind, ...] = ("upsell", "add_on", "cross_sell")

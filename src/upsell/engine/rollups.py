@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,8 +163,10 @@ class Rollups:
         return bool(self.state["parts"]) and self.state["fingerprint"] == spec.fingerprint
 
     def reset(self) -> None:
-        if self.folder.exists():
-            shutil.rmtree(self.folder)
+        """Forget every part: their files and the state (nothing else in the folder)."""
+        for pattern in (STATE, "usage-*.parquet", "users-*.parquet"):
+            for path in self.folder.glob(pattern):
+                path.unlink()
         self.state = {"fingerprint": None, "watermark": None, "parts": []}
 
     def add(

@@ -165,3 +165,12 @@ def upsert_users(*, conn: sa.Connection, users: Sequence[User]) -> int:
             changed,
         )
     return len(new)
+
+
+def names_and_emails(*, conn: sa.Connection) -> dict[str, tuple[str | None, str | None]]:
+    """Every account's (name, email): who a message greets and where an email goes."""
+    a = accounts_table.c
+    return {
+        row.account_id: (row.name, row.email)
+        for row in conn.execute(sa.select(a.account_id, a.name, a.email))
+    }

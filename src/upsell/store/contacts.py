@@ -7,10 +7,22 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from upsell.domain.contacts import Contact, Response
+from upsell.domain.contacts import Contact, Response, ResponseKind
+from upsell.domain.decisions import History, PastContact, PastResponse, Refusal
 from upsell.domain.money import Money
 from upsell.store.schema import contacts as contacts_table
+from upsell.store.schema import events as events_table
+from upsell.store.schema import refusals as refusals_table
 from upsell.store.schema import responses as responses_table
+
+#: Events that answer an offer (the widget and the email provider send them with ``offer_id``),
+#: and the response each stands for.
+RESPONSE_EVENTS: dict[str, ResponseKind] = {
+    "Offer Viewed": "shown",
+    "Email Opened": "opened",
+    "Offer Clicked": "clicked",
+    "Offer Dismissed": "dismissed",
+}
 
 _FIELDS = (
     "account_id",
@@ -26,6 +38,11 @@ _FIELDS = (
     "variant",
     "held_out",
     "status",
+    "promotion",
+    "detail",
+    "attempts",
+    "delivered_at",
+    "decision",
 )
 
 
@@ -116,6 +133,129 @@ def responses_for(*, conn: sa.Connection, account_id: str) -> list[Response]:
             at=row.at,
             properties=row.properties,
             response_id=row.id,
+        )
+        for row in conn.execute(query)
+    ]
+
+
+def set_delivery(
+    *,
+    conn: sa.Connection,
+    contact_id: int,
+    status: str,
+    attempts: int,
+    detail: str | None,
+    at: datetime,
+) -> None:
+    """Record how a delivery went: ``sent``, ``queued`` (in-app: waiting for the widget) or
+    ``failed`` (a later run for the same as-of retries it)."""
+    c = contacts_table.c
+    conn.execute(
+        sa.update(contacts_table)
+        .where(c.contact_id == contact_id)
+        .values(status=status, attempts=c.attempts + attempts, detail=detail, delivered_at=at)
+    )
+
+
+def contacts_at(*, conn: sa.Connection, as_of: datetime) -> list[Contact]:
+    """Every contact of a run at `as_of` (held out included), by account then offer."""
+    c = contacts_table.c
+    query = sa.select(contacts_table).where(c.as_of == as_of).order_by(c.account_id, c.contact_id)
+    return [_contact(row) for row in conn.execute(query)]
+
+
+def histories(*, conn: sa.Connection, before: datetime, since: datetime) -> dict[str, History]:
+    """What upsell did with each account in [since, before) and how it answered: its contacts,
+    the responses recorded for them and the response events (`RESPONSE_EVENTS`) with an
+    ``offer_id``. Accounts with nothing are left out."""
+    c = contacts_table.c
+    contacts: dict[str, list[PastContact]] = {}
+    rows = conn.execute(
+        sa.select(
+            c.account_id, c.as_of, c.offer_id, c.channel, c.placement, c.promotion, c.held_out,
+            c.status,
+        )
+        .where(c.as_of >= since, c.as_of < before)
+        .order_by(c.account_id, c.as_of, c.contact_id)
+    )  # fmt: skip
+    for row in rows:
+        contacts.setdefault(row.account_id, []).append(
+            PastContact(
+                as_of=row.as_of,
+                offer_id=row.offer_id,
+                channel=row.channel,
+                placement=row.placement,
+                promotion=row.promotion,
+                held_out=row.held_out,
+                failed=row.status == "failed",
+            )
+        )
+    responses: dict[str, list[PastResponse]] = {}
+    r = responses_table.c
+    recorded = conn.execute(
+        sa.select(r.account_id, r.at, r.response, c.offer_id)
+        .join(contacts_table, c.contact_id == r.contact_id)
+        .where(r.at >= since, r.at < before)
+    )
+    for rrow in recorded:
+        responses.setdefault(rrow.account_id, []).append(
+            PastResponse(at=rrow.at, offer_id=rrow.offer_id, response=rrow.response)
+        )
+    e = events_table.c
+    answered = conn.execute(
+        sa.select(e.account_id, e.timestamp, e.event, e.properties).where(
+            e.event.in_(RESPONSE_EVENTS), e.timestamp >= since, e.timestamp < before
+        )
+    )
+    for erow in answered:
+        props = erow.properties if isinstance(erow.properties, dict) else {}
+        offer_id = props.get("offer_id")
+        if isinstance(offer_id, str):
+            responses.setdefault(erow.account_id, []).append(
+                PastResponse(
+                    at=erow.timestamp, offer_id=offer_id, response=RESPONSE_EVENTS[erow.event]
+                )
+            )
+    out: dict[str, History] = {}
+    for account_id in sorted(contacts.keys() | responses.keys()):
+        out[account_id] = History(
+            contacts=tuple(contacts.get(account_id, ())),
+            responses=tuple(sorted(responses.get(account_id, ()), key=lambda x: x.at)),
+        )
+    return out
+
+
+def replace_refusals(*, conn: sa.Connection, as_of: datetime, refusals: list[Refusal]) -> None:
+    """Store the refusals of the run at `as_of`, replacing those of an earlier run at that
+    instant (a repeated run records what it decided this time, once)."""
+    conn.execute(sa.delete(refusals_table).where(refusals_table.c.as_of == as_of))
+    if refusals:
+        conn.execute(
+            sa.insert(refusals_table),
+            [
+                {
+                    "as_of": as_of,
+                    "account_id": x.account_id,
+                    "offer_id": x.offer_id,
+                    "playbook": x.playbook,
+                    "guardrail": x.guardrail,
+                    "detail": x.detail,
+                }
+                for x in refusals
+            ],
+        )
+
+
+def refusals_at(*, conn: sa.Connection, as_of: datetime) -> list[Refusal]:
+    t = refusals_table.c
+    query = sa.select(refusals_table).where(t.as_of == as_of).order_by(t.account_id, t.id)
+    return [
+        Refusal(
+            account_id=row.account_id,
+            offer_id=row.offer_id,
+            guardrail=row.guardrail,
+            detail=row.detail,
+            playbook=row.playbook,
         )
         for row in conn.execute(query)
     ]

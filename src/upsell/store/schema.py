@@ -130,6 +130,11 @@ contacts = sa.Table(
     sa.Column("expected_mrr_delta", DecimalText),
     sa.Column("currency", sa.String),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("promotion", sa.String),
+    sa.Column("detail", sa.String),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("delivered_at", UTCDateTime),
+    sa.Column("decision", JSON),
     sa.UniqueConstraint("account_id", "offer_id", "channel", "as_of"),
     sa.CheckConstraint(_one_of("kind", KINDS), name="kind"),
     sa.CheckConstraint(_one_of("status", CONTACT_STATUSES), name="status"),
@@ -146,6 +151,20 @@ responses = sa.Table(
     sa.Column("properties", JSON, nullable=False),
     sa.CheckConstraint(_one_of("response", RESPONSE_KINDS), name="response"),
     sa.Index(None, "contact_id"),
+    sa.Index(None, "account_id"),
+)
+
+refusals = sa.Table(
+    "refusals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("as_of", UTCDateTime, nullable=False),
+    sa.Column("account_id", sa.String, nullable=False),
+    sa.Column("offer_id", sa.String, nullable=False),
+    sa.Column("playbook", sa.String),
+    sa.Column("guardrail", sa.String, nullable=False),
+    sa.Column("detail", sa.String, nullable=False),
+    sa.Index(None, "as_of"),
     sa.Index(None, "account_id"),
 )
 

@@ -1,0 +1,478 @@
+"""Decisions: the one offer worth making to an account now, or why none is (S5-S7, S9-S12, S14).
+
+`decide` takes one account's signals, its opportunities (opportunities.py), the workspace's
+playbooks and what upsell already did with the account, and returns a `Choice`: at most one
+`Decision`, and a `Refusal` for every option a guardrail stopped, each named.
+
+For every qualified opportunity and every playbook whose trigger it meets (an experiment assigns
+the account its variant), the option's expected value is
+
+    EV = P(accept) x MRR delta (base currency) x months retained x (1 - discount share) - contact cost
+
+and the account gets the option with the highest positive EV that passes the guardrails; ties go to
+the playbook listed first, then the offer id. `acceptance` is a heuristic model of P(accept),
+documented term by term in docs/decisions.md, until a fitted model replaces it (architecture.md's
+learning loop). An account whose hash with the holdout's key falls in the holdout share keeps its
+decision, marked held out, so that nothing is sent and its outcome measures what offers earn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import Literal, get_args
+
+from upsell.domain.contacts import Kind, ResponseKind
+from upsell.domain.opportunities import Opportunity
+from upsell.domain.playbooks import (
+    Experiment,
+    Playbook,
+    Playbooks,
+    Promotion,
+    Variant,
+    deadline_of,
+    facts_of,
+)
+from upsell.domain.signals import AccountSignals
+
+RefusalCode = Literal[
+    "no_playbook",
+    "not_worth_it",
+    "quiet_period",
+    "dismissed_cooldown",
+    "recently_contacted",
+    "frequency_cap",
+    "no_email_address",
+    "promotion_limit",
+    "deadline_too_short",
+]
+REFUSALS: tuple[RefusalCode, ...] = get_args(RefusalCode)
+
+#: The acceptance model's terms (docs/decisions.md explains each).
+BASE: dict[Kind, float] = {"upsell": -2.5, "add_on": -2.0, "cross_sell": -2.5, "save": -0.5}
+PLACEMENT_TERM = {"modal": 0.4, "tooltip": 0.2, "banner": 0.0}
+EMAIL_TERM = -0.4
+CSM_LARGE_TERM, CSM_SMALL_TERM, CSM_MIN_EMPLOYEES = 1.0, -0.7, 50
+CONTEXTUAL_REASONS = frozenset({"limit_reached", "blocked_feature"})
+CONTEXTUAL_TERM = 0.4
+TRIAL_TERM, TRIAL_CONVERSION, TRIAL_MIN_DAYS = 1.0, 0.6, 7
+DISCOUNT_TERM = 1.5  # x the discount's share (20 % -> +0.3)
+DEADLINE_TERM, DEADLINE_SOON_DAYS = 0.3, 21
+FATIGUE_TERM, FATIGUE_DAYS = -0.3, 28
+REPEAT_TERM = -0.3
+DECLINING_TERM = -0.5
+SEEN: dict[str, float] = {"email": 0.45, "csm_task": 0.9, "webhook": 1.0}
+IN_APP_FULL_SIGHT_DAYS = 8
+
+
+@dataclass(frozen=True)
+class PastContact:
+    """A contact already recorded for the account (held out or failed ones count for no cap)."""
+
+    as_of: datetime
+    offer_id: str
+    channel: str
+    placement: str | None = None
+    promotion: str | None = None
+    held_out: bool = False
+    failed: bool = False
+
+    @property
+    def reached(self) -> bool:
+        return not self.held_out and not self.failed
+
+
+@dataclass(frozen=True)
+class PastResponse:
+    at: datetime
+    offer_id: str
+    response: ResponseKind
+
+
+@dataclass(frozen=True)
+class History:
+    """What upsell did with an account before the run's as-of instant, and what it answered."""
+
+    contacts: tuple[PastContact, ...] = ()
+    responses: tuple[PastResponse, ...] = ()
+
+    def reached_since(self, since: datetime, before: datetime) -> list[PastContact]:
+        return [c for c in self.contacts if c.reached and since <= c.as_of < before]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The offer chosen for an account: the opportunity, the playbook as its variant runs it."""
+
+    opportunity: Opportunity
+    playbook: Playbook
+    variant: str | None
+    p_accept: float
+    expected_value: float
+    deadline: date | None = None
+    promotion: Promotion | None = None
+    held_out: bool = False
+
+    @property
+    def account_id(self) -> str:
+        return self.opportunity.account_id
+
+    @property
+    def offer_id(self) -> str:
+        return self.opportunity.offer_id
+
+    @property
+    def channel(self) -> str:
+        return self.playbook.channel
+
+    @property
+    def placement(self) -> str:
+        return self.playbook.placement
+
+    @property
+    def experiment(self) -> str | None:
+        e = self.playbook.experiment
+        return e.id if e is not None and self.variant is not None else None
+
+    @property
+    def trial_days(self) -> int:
+        return self.playbook.offer.trial_days
+
+    @property
+    def discount_percent(self) -> float | None:
+        if self.promotion is not None:
+            return float(self.promotion.discount_percent)
+        d = self.playbook.offer.discount_percent
+        return None if d is None else float(d)
+
+    @property
+    def discount_months(self) -> int | None:
+        if self.promotion is not None:
+            return self.promotion.discount_months
+        return self.playbook.offer.discount_months
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An option a guardrail stopped: which offer, through which playbook, and why."""
+
+    account_id: str
+    offer_id: str
+    guardrail: RefusalCode
+    detail: str
+    playbook: str | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One account's outcome of a run: its decision (None: no offer) and every refusal."""
+
+    account_id: str
+    decision: Decision | None
+    refusals: tuple[Refusal, ...] = ()
+
+
+AcceptanceModel = Callable[
+    [Opportunity, AccountSignals, Playbook, History, datetime, "date | None"], float
+]
+
+
+def unit_hash(*parts: str) -> float:
+    """A number in [0, 1) fixed by `parts` (SHA-256): the same account always lands in the same
+    holdout and the same variant, on every machine and in every run."""
+    digest = hashlib.sha256(":".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def held_out(account_id: str, playbooks: Playbooks) -> bool:
+    s = playbooks.settings
+    return unit_hash(s.holdout_key, account_id) < s.holdout_share
+
+
+def variant_for(account_id: str, experiment: Experiment) -> Variant:
+    """The variant of `experiment` an account is in, by weight."""
+    u = unit_hash("experiment", experiment.id, account_id)
+    total = sum(v.weight for v in experiment.variants)
+    acc = 0.0
+    for v in experiment.variants:
+        acc += v.weight / total
+        if u < acc:
+            return v
+    return experiment.variants[-1]
+
+
+def _logistic(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def acceptance(
+    o: Opportunity,
+    s: AccountSignals,
+    arm: Playbook,
+    history: History,
+    at: datetime,
+    deadline: date | None,
+) -> float:
+    """The heuristic P(accept) of an offer: P(the account sees it) x logistic(sum of terms).
+
+    The terms, from the seeds' tactics (docs/decisions.md): a base rate by kind; the evidence
+    (2 x (score - 0.5)); the placement (a modal beats a tooltip beats a banner, S10), email -0.4,
+    a CSM +1.0 for companies of 50+ employees and -0.7 below; +0.4 for an in-app offer while a
+    limit or a locked feature is in the way (S9's contextual moment); a trial of 7+ days +1.0, but
+    only 60 % of trials convert (S7); a discount 1.5 x its share; a deadline within 21 days +0.3
+    (S14); -0.3 per contact in the last 28 days and per earlier showing of the same offer; -0.5 for
+    declining activity. An in-app offer is seen as often as the account comes by (all of it at 8
+    active days a month); an email is opened 45 % of the time, a CSM reaches 90 %.
+    """
+    x = BASE[o.kind] + 2.0 * (o.score - 0.5)
+    if arm.channel == "in_app":
+        x += PLACEMENT_TERM.get(arm.placement, 0.0)
+        if any(r.code in CONTEXTUAL_REASONS for r in o.reasons):
+            x += CONTEXTUAL_TERM
+        seen = min(1.0, s.engagement.active_days_30d / IN_APP_FULL_SIGHT_DAYS)
+    else:
+        seen = SEEN.get(arm.channel, 1.0)
+        if arm.channel == "email":
+            x += EMAIL_TERM
+        elif arm.channel == "csm_task":
+            large = s.employees is not None and s.employees >= CSM_MIN_EMPLOYEES
+            x += CSM_LARGE_TERM if large else CSM_SMALL_TERM
+    offer = arm.offer
+    trial = offer.trial_days >= TRIAL_MIN_DAYS and o.kind != "save"
+    if trial:
+        x += TRIAL_TERM
+    if offer.discount_percent is not None:
+        x += DISCOUNT_TERM * float(offer.discount_percent) / 100
+    if deadline is not None and (deadline - at.date()).days <= DEADLINE_SOON_DAYS:
+        x += DEADLINE_TERM
+    recent = history.reached_since(at - timedelta(days=FATIGUE_DAYS), at)
+    x += FATIGUE_TERM * len(recent)
+    x += REPEAT_TERM * sum(1 for c in history.contacts if c.reached and c.offer_id == o.offer_id)
+    if s.engagement.trend == "declining":
+        x += DECLINING_TERM
+    p = seen * _logistic(x)
+    return p * TRIAL_CONVERSION if trial else p
+
+
+def decide(
+    signals: AccountSignals,
+    opportunities: Sequence[Opportunity],
+    playbooks: Playbooks,
+    history: History = History(),
+    *,
+    email: str | None = None,
+    model: AcceptanceModel = acceptance,
+) -> Choice:
+    """The one offer worth making to this account at `signals.as_of`, or none (module docstring).
+
+    `history` must hold only what happened before `signals.as_of`: a run repeated for the same
+    instant then decides the same way. `email` is the account's address (an email offer to an
+    account without one is refused). Opportunities with gates never become offers; they are the
+    opportunity step's refusals and are not repeated here.
+    """
+    account_id, at = signals.account_id, signals.as_of
+    qualified = [o for o in opportunities if o.qualified]
+    if not qualified:
+        return Choice(account_id, None)
+    top = qualified[0]
+    account_refusal = _account_guardrails(signals, playbooks, history, top)
+    if account_refusal is not None:
+        return Choice(account_id, None, (account_refusal,))
+
+    refusals: list[Refusal] = []
+    options: list[tuple[float, int, str, Decision]] = []
+    matched = False
+    for o in qualified:
+        facts = facts_of(o, signals)
+        for index, playbook in enumerate(playbooks.playbooks):
+            if not playbook.matches(facts):
+                continue
+            variant = (
+                variant_for(account_id, playbook.experiment)
+                if playbook.experiment is not None
+                else None
+            )
+            arm = playbook.with_variant(variant) if variant is not None else playbook
+            promotion = playbooks.promotion(arm.offer.promotion) if arm.offer.promotion else None
+            if promotion is not None and promotion.running(at.date()) is None:
+                continue  # off the promotion calendar: the playbook is not on today
+            if promotion is not None:  # the promotion's discount is the offer's
+                offer = replace(
+                    arm.offer,
+                    discount_percent=promotion.discount_percent,
+                    discount_months=promotion.discount_months,
+                )
+                arm = replace(arm, offer=offer)
+            matched = True
+            deadline = deadline_of(arm.offer, promotion, at.date())
+            refusal = _option_guardrails(
+                o, signals, arm, playbooks, history, promotion, deadline, email
+            )
+            if refusal is not None:
+                refusals.append(refusal)
+                continue
+            p = model(o, signals, arm, history, at, deadline)
+            ev = _expected_value(o, arm, promotion, playbooks, p)
+            if ev <= 0:
+                refusals.append(
+                    Refusal(
+                        account_id,
+                        o.offer_id,
+                        "not_worth_it",
+                        f"expected value {ev:.2f} (P(accept) {p:.3f}) does not cover the "
+                        f"{arm.channel} contact cost",
+                        playbook.id,
+                    )
+                )
+                continue
+            decision = Decision(
+                opportunity=o,
+                playbook=arm,
+                variant=variant.id if variant is not None else None,
+                p_accept=p,
+                expected_value=ev,
+                deadline=deadline,
+                promotion=promotion,
+            )
+            options.append((-round(ev, 9), index, o.offer_id, decision))
+    if not matched:
+        refusals.append(
+            Refusal(account_id, top.offer_id, "no_playbook", "no playbook's trigger matches")
+        )
+    if not options:
+        return Choice(account_id, None, tuple(refusals))
+    best = min(options, key=lambda t: t[:3])[3]
+    if held_out(account_id, playbooks):
+        best = Decision(
+            opportunity=best.opportunity,
+            playbook=best.playbook,
+            variant=best.variant,
+            p_accept=best.p_accept,
+            expected_value=best.expected_value,
+            deadline=best.deadline,
+            promotion=best.promotion,
+            held_out=True,
+        )
+    return Choice(account_id, best, tuple(refusals))
+
+
+def _expected_value(
+    o: Opportunity, arm: Playbook, promotion: Promotion | None, playbooks: Playbooks, p: float
+) -> float:
+    s = playbooks.settings
+    months = s.months_retained
+    percent = promotion.discount_percent if promotion is not None else arm.offer.discount_percent
+    kept = 1.0
+    if percent is not None:
+        dm = promotion.discount_months if promotion is not None else arm.offer.discount_months
+        share = min(float(dm) if dm is not None else months, months) / months
+        kept = 1.0 - float(percent) / 100 * share
+    cost = float(s.contact_cost.get(arm.channel, 0))
+    return p * float(o.expected_mrr_delta_base.amount) * months * kept - cost
+
+
+def _account_guardrails(
+    s: AccountSignals, playbooks: Playbooks, history: History, top: Opportunity
+) -> Refusal | None:
+    """Guardrails that hold for the account whatever the offer: quiet periods, a dismissed offer,
+    the cap over all channels."""
+    g, at = playbooks.guardrails, s.as_of
+
+    def refuse(code: RefusalCode, detail: str) -> Refusal:
+        return Refusal(s.account_id, top.offer_id, code, detail)
+
+    if s.tenure_days < g.quiet_signup_days:
+        return refuse(
+            "quiet_period", f"signed up {s.tenure_days} days ago (quiet for {g.quiet_signup_days})"
+        )
+    if g.quiet_open_ticket and s.risk.open_tickets > 0:
+        return refuse("quiet_period", f"{s.risk.open_tickets} support ticket(s) open")
+    if g.quiet_payment_failed and s.risk.payment_failures_30d > 0:
+        return refuse(
+            "quiet_period", f"{s.risk.payment_failures_30d} failed payment(s) in the last 30 days"
+        )
+    since = at - timedelta(days=g.dismissed_cooldown_days)
+    dismissed = [r for r in history.responses if r.response == "dismissed" and since <= r.at < at]
+    if dismissed:
+        last = max(dismissed, key=lambda r: r.at)
+        return refuse(
+            "dismissed_cooldown",
+            f"dismissed {last.offer_id} on {last.at.date()} "
+            f"(cooldown {g.dismissed_cooldown_days} days)",
+        )
+    for cap in g.caps:
+        if cap.channel is not None:
+            continue
+        n = len(history.reached_since(at - timedelta(days=cap.days), at))
+        if n >= cap.max:
+            return refuse("recently_contacted", f"{n} contacts in {cap.days} days ({cap.label})")
+    return None
+
+
+def _option_guardrails(
+    o: Opportunity,
+    s: AccountSignals,
+    arm: Playbook,
+    playbooks: Playbooks,
+    history: History,
+    promotion: Promotion | None,
+    deadline: date | None,
+    email: str | None,
+) -> Refusal | None:
+    """Guardrails of one option: its channel's caps, an address, the promotion's limit, and a
+    deadline the account can be reached before."""
+    g, at = playbooks.guardrails, s.as_of
+
+    def refuse(code: RefusalCode, detail: str) -> Refusal:
+        return Refusal(s.account_id, o.offer_id, code, detail, arm.id)
+
+    for cap in g.caps:
+        if cap.channel != arm.channel or cap.channel is None:
+            continue
+        if cap.placement is not None and cap.placement != arm.placement:
+            continue
+        n = sum(
+            1
+            for c in history.reached_since(at - timedelta(days=cap.days), at)
+            if c.channel == cap.channel and (cap.placement is None or c.placement == cap.placement)
+        )
+        if n >= cap.max:
+            return refuse("frequency_cap", f"{n} contacts in {cap.days} days ({cap.label})")
+    if arm.channel == "email" and not email:
+        return refuse("no_email_address", "the account has no email address")
+    if promotion is not None:
+        n = sum(
+            1
+            for c in history.contacts
+            if c.reached and c.promotion == promotion.id and c.as_of >= at - timedelta(days=365)
+        )
+        if n >= g.promotion_max_per_12_months:
+            return refuse(
+                "promotion_limit",
+                f"received {promotion.id} {n} times in 12 months "
+                f"(at most {g.promotion_max_per_12_months})",
+            )
+    if deadline is not None:
+        reach = reach_days(arm.channel, s, playbooks)
+        left = (deadline - at.date()).days
+        if left < reach:
+            return refuse(
+                "deadline_too_short",
+                f"the offer ends in {left} days; reaching the account by {arm.channel} takes "
+                f"{reach}",
+            )
+    return None
+
+
+def reach_days(channel: str, s: AccountSignals, playbooks: Playbooks) -> int:
+    """Days it takes to reach the account: the channel's `reach_days`, and for in-app at least
+    the account's usual gap between visits (30 / active days in the last 30)."""
+    days = playbooks.guardrails.reach_days.get(channel, 0)
+    if channel == "in_app":
+        active = s.engagement.active_days_30d
+        gap = math.ceil(30 / active) if active > 0 else 31
+        days = max(days, gap)
+    return days

@@ -1,0 +1,205 @@
+"""The facts a message is written from: the customer's own numbers and the value of the offer (S6).
+
+`message_facts` turns a decision into the plain values a message template fills in: who the account
+is, what it is offered at which price (the catalog's price book for the account's currency, S17),
+what the offer adds (features, higher limits), the reasons with their numbers, a case study from the
+account's industry, the trial, the discount and the deadline. It formats nothing: the templates
+format money, numbers and dates for the account's locale (upsell.templates), so that every language
+gets its own conventions from CLDR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from babel import Locale, UnknownLocaleError
+
+from upsell.domain.catalog import AddOn, Catalog, Plan, Product
+from upsell.domain.decisions import Decision
+from upsell.domain.money import MONTHS_IN_INTERVAL, Interval, Money, monthly
+from upsell.domain.opportunities import feature_name, metric_name
+from upsell.domain.signals import AccountSignals
+
+#: The languages upsell ships message catalogs for; any other falls back to English.
+LANGUAGES = ("en", "nl", "it", "nb", "de", "fr")
+DEFAULT_LANGUAGE = "en"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A limit the offer raises: `before` and `after` (None: unlimited)."""
+
+    metric: str
+    label: str
+    before: float | None
+    after: float | None
+
+
+def locale_for(language: str | None, country: str | None) -> str:
+    """The CLDR locale of an account: its language, in its country when CLDR knows that pair
+    (``nl`` + ``BE`` -> ``nl_BE``; ``no`` is read as ``nb``). Unknown: English."""
+    lang = (language or DEFAULT_LANGUAGE).replace("-", "_").split("_")[0].lower()
+    lang = {"no": "nb", "nn": "nb"}.get(lang, lang)
+    if country:
+        try:
+            return str(Locale.parse(f"{lang}_{country.upper()}"))
+        except (UnknownLocaleError, ValueError):
+            pass
+    try:
+        return str(Locale.parse(lang))
+    except (UnknownLocaleError, ValueError):
+        return DEFAULT_LANGUAGE
+
+
+def language_of(locale: str) -> str:
+    """The message catalog a locale reads: ``nl_BE`` -> ``nl``; unsupported -> ``en``."""
+    lang = locale.split("_")[0]
+    return lang if lang in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def item_price(catalog: Catalog, item_id: str, interval: Interval, currency: str) -> Money | None:
+    """The monthly list price of one unit for an account paying in `currency` every `interval`:
+    the price book's, else converted; the other interval when the item has no price for it."""
+    intervals: tuple[Interval, ...] = (interval, "month", "year")
+    for iv in intervals:
+        price = catalog.price(item_id, iv, currency)
+        if price is not None:
+            return monthly(price, iv, 1)
+    return None
+
+
+def expires_at(deadline: date | None) -> datetime | None:
+    """The instant an offer ends: the end of its deadline day, UTC."""
+    if deadline is None:
+        return None
+    return datetime.combine(deadline + timedelta(days=1), time(), UTC)
+
+
+def message_facts(
+    decision: Decision,
+    signals: AccountSignals,
+    catalog: Catalog,
+    *,
+    account_name: str | None = None,
+) -> dict[str, Any]:
+    """The values a template fills in (docs/decisions.md lists them); money as `Money`, dates as
+    `date`, reasons as dicts with their numbers."""
+    o = decision.opportunity
+    currency = o.expected_mrr_delta.currency
+    interval: Interval = "year" if signals.plan_interval == "year" else "month"
+    item = catalog.item(o.item_id)
+    from_item = catalog.item(o.from_item_id) if o.from_item_id else None
+    price = item_price(catalog, o.item_id, interval, currency)
+    case = next((c for c in catalog.case_studies if c.industry == signals.industry), None)
+    return {
+        "account": {
+            "id": signals.account_id,
+            "name": account_name or signals.account_id,
+            "industry": signals.industry,
+            "employees": signals.employees,
+            "tenure_days": signals.tenure_days,
+        },
+        "kind": o.kind,
+        "offer_id": o.offer_id,
+        "playbook": decision.playbook.id,
+        "placement": decision.placement,
+        "variant": decision.variant,
+        "item": {
+            "id": o.item_id,
+            "name": item.name if item is not None else o.item_id,
+            "kind": _item_kind(item),
+            "price": price,
+            "interval": interval,
+            "months_in_interval": MONTHS_IN_INTERVAL[interval],
+        },
+        "from_item": None if from_item is None else {"id": from_item.id, "name": from_item.name},
+        "delta": o.expected_mrr_delta,
+        "reasons": [_reason(r.to_json()) for r in o.reasons],
+        "gained": _gained(catalog, signals, from_item, item, {r.metric for r in o.reasons}),
+        "case_study": None
+        if case is None
+        else {"customer": case.customer, "result": case.result, "industry": case.industry},
+        "trial_days": decision.trial_days if o.kind != "save" else 0,
+        "discount_percent": decision.discount_percent,
+        "discount_months": decision.discount_months,
+        "promotion": decision.promotion.id if decision.promotion is not None else None,
+        "deadline": decision.deadline,
+        "checkout": {
+            "account_id": signals.account_id,
+            "item_id": o.item_id,
+            "offer_id": o.offer_id,
+            "from_item_id": o.from_item_id or "",
+            "kind": o.kind,
+            "trial_days": str(decision.trial_days),
+            "variant": decision.variant or "",
+        },
+    }
+
+
+def _item_kind(item: object) -> str:
+    if isinstance(item, Plan):
+        return "plan"
+    if isinstance(item, AddOn):
+        return "add_on"
+    if isinstance(item, Product):
+        return "product"
+    return "item"
+
+
+def _reason(j: Mapping[str, object]) -> dict[str, Any]:
+    metric = j.get("metric")
+    feature = j.get("feature")
+    values = {k: v for k, v in j.items() if k not in ("code", "metric", "feature", "text")}
+    return {
+        "code": j["code"],
+        "metric": metric,
+        "metric_label": metric_name(metric) if isinstance(metric, str) else None,
+        "feature": feature,
+        "feature_label": feature_name(feature) if isinstance(feature, str) else None,
+        "values": values,
+        "text": j["text"],
+    }
+
+
+def _gained(
+    catalog: Catalog,
+    signals: AccountSignals,
+    from_item: object,
+    item: object,
+    mentioned: set[str | None],
+) -> dict[str, list[Any]]:
+    """What the offered item adds: features the account lacks, and the limits it raises — those
+    the reasons speak of when they speak of any (a message about seats need not list storage)."""
+    have: set[str] = set()
+    current = from_item if isinstance(from_item, Plan) else None
+    if current is None and signals.plan_id:
+        named = catalog.plan(signals.plan_id)
+        current = named if isinstance(named, Plan) else None
+    if current is not None:
+        have |= current.features
+    for h in signals.holdings:
+        held = catalog.item(h.item_id)
+        if isinstance(held, AddOn | Product):
+            have |= held.features
+    features: list[str] = []
+    limits: list[Limit] = []
+    if isinstance(item, Plan | AddOn | Product):
+        features = [feature_name(f) for f in sorted(item.features - have)]
+    if isinstance(item, Plan):
+        for metric, u in sorted(signals.metrics.items()):
+            after = item.limits.get(metric)
+            before = u.limit
+            if before is not None and (after is None or after > before):
+                limits.append(Limit(metric, metric_name(metric), before, after))
+    elif isinstance(item, AddOn):
+        for metric, grant in sorted(item.grants.items()):
+            usage = signals.metrics.get(metric)
+            before = usage.limit if usage is not None else None
+            if before is not None:
+                limits.append(Limit(metric, metric_name(metric), before, before + grant))
+    if any(x.metric in mentioned for x in limits):
+        limits = [x for x in limits if x.metric in mentioned]
+    return {"features": features, "limits": limits}

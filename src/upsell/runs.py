@@ -1,0 +1,255 @@
+"""`upsell run`: opportunities → decisions → messages → delivery → contacts, for one as-of date.
+
+The flow of architecture.md, from the opportunity step on: every account's qualified opportunities
+go through the playbooks and guardrails (`upsell.domain.decisions.decide`); each decision gets its
+message in the account's language (`upsell.templates`) and is recorded as a contact, then handed
+to its channel (`upsell.channels`). A run is idempotent: contacts are keyed by (account, offer,
+channel, as-of), the guardrails read only what happened before the as-of instant, and an account
+already decided at that instant keeps its stored decision — running twice sends nothing twice. A
+delivery that failed (or that a crash interrupted) is retried by the next run at the same as-of.
+Held-out accounts are recorded with status ``held_out`` and get nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from upsell.channels.base import Channel, Delivery, Outcome
+from upsell.domain.catalog import Catalog
+from upsell.domain.contacts import Contact
+from upsell.domain.decisions import Choice, Decision, History, Refusal, decide
+from upsell.domain.messages import expires_at, locale_for, message_facts
+from upsell.domain.opportunities import Opportunity, Policy
+from upsell.domain.playbooks import Playbooks
+from upsell.engine.backends import Engine
+from upsell.engine.signals import as_of_instant
+from upsell.pipeline import OpportunityRun, find_all
+from upsell.store.accounts import names_and_emails
+from upsell.store.contacts import (
+    contacts_at,
+    histories,
+    record_contact,
+    replace_refusals,
+    set_delivery,
+)
+from upsell.templates import MessageTemplates
+
+#: How far back the guardrails look (the promotion calendar's 12 months).
+HISTORY_DAYS = 366
+
+
+@dataclass
+class RunResult:
+    """What a run decided and did. `lines` are data-contract.md's decision lines (held-out
+    accounts have none); `held_out` the decisions withheld; `refusals` every guardrail refusal;
+    `gates` how many accounts each opportunity gate stopped (each gate once per account with no
+    qualified opportunity); `delivered` (channel, status) counts of this run's deliveries;
+    `reused` how many accounts kept a decision stored by an earlier run at the same as-of."""
+
+    as_of: date
+    opportunities: OpportunityRun
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    held_out: list[Decision] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    gates: Counter[str] = field(default_factory=Counter)
+    delivered: Counter[tuple[str, str]] = field(default_factory=Counter)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    reused: int = 0
+    dry_run: bool = False
+
+
+def decision_line(d: Decision, message: Mapping[str, Any], as_of: datetime) -> dict[str, Any]:
+    """data-contract.md's decision line, plus the playbook, P(accept), the expected value (base
+    currency) and the promotion."""
+    o = d.opportunity
+    line: dict[str, Any] = {
+        "account_id": o.account_id,
+        "as_of": _iso(as_of),
+        "kind": o.kind,
+        "offer_id": o.offer_id,
+        "item_id": o.item_id,
+        "from_item_id": o.from_item_id,
+        "channel": d.channel,
+        "placement": d.placement,
+        "variant": d.variant,
+        "experiment": d.experiment,
+        "expected_mrr_delta": o.expected_mrr_delta.as_string(),
+        "currency": o.expected_mrr_delta.currency,
+        "score": round(o.score, 4),
+        "reasons": [r.to_json() for r in o.reasons],
+        "message": dict(message),
+        "trial_days": d.trial_days if o.kind != "save" else 0,
+        "playbook": d.playbook.id,
+        "p_accept": round(d.p_accept, 4),
+        "expected_value": f"{d.expected_value:.2f}",
+    }
+    if d.promotion is not None:
+        line["promotion"] = d.promotion.id
+    if d.discount_percent is not None:
+        line["discount_percent"] = d.discount_percent
+        line["discount_months"] = d.discount_months
+    return line
+
+
+def run_offers(
+    engine: Engine,
+    *,
+    db: sa.Engine,
+    folder: Path,
+    catalog: Catalog,
+    policy: Policy,
+    playbooks: Playbooks,
+    templates: MessageTemplates,
+    as_of: date,
+    channels: Mapping[str, Channel] | None,
+    rebuild: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """Decide, record and deliver the offers of `as_of`. `channels` None is a dry run: everything
+    is decided and written, nothing is recorded or sent."""
+    at = as_of_instant(as_of)
+    dry = channels is None
+    with db.connect() as conn:
+        found = find_all(
+            engine,
+            conn=conn,
+            catalog=catalog,
+            folder=folder,
+            as_of=as_of,
+            policy=policy,
+            rebuild=rebuild,
+            keep_signals=True,
+        )
+        stored = {c.account_id: c for c in contacts_at(conn=conn, as_of=at) if c.decision}
+        past = histories(conn=conn, before=at, since=at - timedelta(days=HISTORY_DAYS))
+        people = names_and_emails(conn=conn)
+    result = RunResult(as_of=as_of, opportunities=found, dry_run=dry)
+
+    by_account: dict[str, list[Opportunity]] = {}
+    for o in found.opportunities:
+        by_account.setdefault(o.account_id, []).append(o)
+    new: list[tuple[Contact, Decision]] = []
+    for account_id, opportunities in sorted(by_account.items()):
+        if not any(o.qualified for o in opportunities):
+            result.gates.update({g for o in opportunities for g in o.gates})
+            continue
+        if account_id in stored:
+            result.reused += 1
+            contact = stored[account_id]
+            if not contact.held_out and contact.decision is not None:
+                result.lines.append(dict(contact.decision))
+            continue
+        signals = found.signals[account_id]
+        name, email = people.get(account_id, (None, None))
+        history = past.get(account_id)
+        choice: Choice = decide(
+            signals, opportunities, playbooks, history or History(), email=email
+        )
+        result.refusals.extend(choice.refusals)
+        d = choice.decision
+        if d is None:
+            continue
+        locale = locale_for(signals.language, signals.country)
+        facts = message_facts(d, signals, catalog, account_name=name)
+        message = templates.render(
+            d.playbook.template,
+            facts,
+            locale=locale,
+            checkout_url=playbooks.settings.checkout_url,
+            expires_at=expires_at(d.deadline),
+            html_part=d.channel == "email",
+        )
+        line = decision_line(d, message, at)
+        if d.held_out:
+            result.held_out.append(d)
+        else:
+            result.lines.append(line)
+        new.append((_contact(d, line, at, email is not None), d))
+    if dry:
+        return result
+
+    with db.begin() as conn:
+        for contact, _ in new:
+            record_contact(conn=conn, contact=contact)
+        replace_refusals(conn=conn, as_of=at, refusals=result.refusals)
+    with db.connect() as conn:
+        pending = [
+            c
+            for c in contacts_at(conn=conn, as_of=at)
+            if c.status == "failed" or (c.status == "queued" and c.attempts == 0)
+        ]
+    assert channels is not None
+    for n, contact in enumerate(pending):
+        outcome = _deliver(channels, contact, people)
+        result.delivered[(contact.channel, outcome.status)] += 1
+        if outcome.status == "failed":
+            result.failures.append((contact.account_id, contact.channel, outcome.detail or ""))
+        with db.begin() as conn:
+            assert contact.contact_id is not None
+            set_delivery(
+                conn=conn,
+                contact_id=contact.contact_id,
+                status=outcome.status,
+                attempts=max(outcome.attempts, 1),
+                detail=outcome.detail,
+                at=datetime.now(UTC),
+            )
+        if progress is not None:
+            progress(n + 1, len(pending))
+    return result
+
+
+def _contact(d: Decision, line: Mapping[str, Any], at: datetime, has_email: bool) -> Contact:
+    o = d.opportunity
+    return Contact(
+        account_id=o.account_id,
+        as_of=at,
+        kind=o.kind,
+        offer_id=o.offer_id,
+        item_id=o.item_id,
+        channel=d.channel,
+        placement=d.placement,
+        playbook=d.playbook.id,
+        experiment=d.experiment,
+        variant=d.variant,
+        held_out=d.held_out,
+        status="held_out" if d.held_out else "queued",
+        message=line["message"],
+        expected_mrr_delta=o.expected_mrr_delta,
+        promotion=d.promotion.id if d.promotion is not None else None,
+        decision=dict(line),
+    )
+
+
+def _deliver(
+    channels: Mapping[str, Channel],
+    contact: Contact,
+    people: Mapping[str, tuple[str | None, str | None]],
+) -> Outcome:
+    channel = channels.get(contact.channel)
+    if channel is None:
+        return Outcome("failed", attempts=0, detail=f"no channel {contact.channel!r} is set up")
+    name, email = people.get(contact.account_id, (None, None))
+    key = f"{contact.account_id}:{contact.offer_id}:{contact.channel}:{_iso(contact.as_of)}"
+    return channel.deliver(
+        Delivery(
+            contact_id=contact.contact_id,
+            account_id=contact.account_id,
+            channel=contact.channel,
+            idempotency_key=key,
+            payload=dict(contact.decision or {}),
+            email=email,
+            account_name=name,
+        )
+    )
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
