@@ -36,13 +36,19 @@ incremental run on DuckDB, the same features as hand-written DuckDB SQL (bench/s
 target is the engine within 1.5x of it), PySpark at `--spark-accounts`, and the per-account domain
 step. Each run is a child process of this script (`--signals-step`); see bench/README.md.
 
-`--only import`, `--only simulate` or `--only signals` runs one section; the other sections of the
-existing `bench/RESULTS.md` are kept as they are (the import results are everything before the
-"## Simulator" heading, the other sections run from their heading to the next).
+The decisions section (bench/decisions.py) replays 26 weekly runs of the default playbooks and of a
+naive baseline on the demo company through the simulator and compares their incremental MRR,
+contacts and churn (`--decisions-accounts`, `--decisions-weeks` for a smaller run); see
+bench/README.md.
+
+`--only import`, `--only simulate`, `--only signals` or `--only decisions` runs one section; the
+other sections of the existing `bench/RESULTS.md` are kept as they are (the import results are
+everything before the "## Simulator" heading, the other sections run from their heading to the
+next).
 
 Usage: `make bench`, or `.venv/bin/python bench/run.py --events 20000 --sim-accounts 20000
---signals-accounts 20000 --spark-accounts 5000` for a quick smoke run; `.venv/bin/python
-bench/run.py --only simulate` measures only the simulator.
+--signals-accounts 20000 --spark-accounts 5000 --decisions-accounts 500 --decisions-weeks 4` for a
+quick smoke run; `.venv/bin/python bench/run.py --only simulate` measures only the simulator.
 """
 
 from __future__ import annotations
@@ -142,6 +148,10 @@ SIM_FILES = (
     "simulation.json",
 )
 SIM_HEADING = "## Simulator"
+
+# The decisions section (bench/decisions.py): the demo company, 26 weekly runs.
+DECISIONS_DEFAULT_ACCOUNTS = 5_000
+DECISIONS_DEFAULT_WEEKS = 26
 
 
 # --- input data ----------------------------------------------------------------------------------
@@ -1515,12 +1525,14 @@ def _commit() -> str:
     return commit
 
 
-SECTIONS = {"simulate": SIM_HEADING, "signals": SIGNALS_HEADING}
+DECISIONS_HEADING = "## Decisions"  # bench/decisions.py's HEADING
+SECTIONS = {"simulate": SIM_HEADING, "signals": SIGNALS_HEADING, "decisions": DECISIONS_HEADING}
 
 
 def split_results(text: str) -> dict[str, str]:
-    """RESULTS.md by section: "import" (everything before the first other heading), "simulate"
-    and "signals" (each from its heading to the next section's; absent when not there)."""
+    """RESULTS.md by section: "import" (everything before the first other heading), "simulate",
+    "signals" and "decisions" (each from its heading to the next section's; absent when not
+    there)."""
     starts = sorted(
         (match.start(), name)
         for name, heading in SECTIONS.items()
@@ -1588,8 +1600,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=("import", "simulate", "signals"),
+        choices=("import", "simulate", "signals", "decisions"),
         help="run one section only; the other sections of the existing results file are kept",
+    )
+    parser.add_argument(
+        "--decisions-accounts",
+        type=int,
+        default=DECISIONS_DEFAULT_ACCOUNTS,
+        metavar="N",
+        help=f"accounts of the simulated company of the decisions section (default "
+        f"{DECISIONS_DEFAULT_ACCOUNTS:,}, the demo company)",
+    )
+    parser.add_argument(
+        "--decisions-weeks",
+        type=int,
+        default=DECISIONS_DEFAULT_WEEKS,
+        metavar="W",
+        help=f"weekly runs replayed by the decisions section (default {DECISIONS_DEFAULT_WEEKS})",
     )
     parser.add_argument("--signals-step", nargs=4, help=argparse.SUPPRESS)  # a child process
     parser.add_argument(
@@ -1613,6 +1640,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             "--signals-accounts and --signals-repeat must be at least 1, --spark-accounts at least 0"
         )
+    if options.decisions_accounts < 1 or options.decisions_weeks < 1:
+        parser.error("--decisions-accounts and --decisions-weeks must be at least 1")
     if not UPSELL.is_file():
         print(f"error: {UPSELL} is missing: run `make bench` (it installs .venv)", file=sys.stderr)
         return 2
@@ -1691,6 +1720,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                      for what, found in report.checks if found]  # fmt: skip
         if report.ratio is not None and report.ratio > SQL_TARGET_RATIO:
             failures.append(f"signals: the engine took {report.ratio:.2f}x the hand-written SQL")
+
+    if options.only in (None, "decisions"):
+        import decisions  # bench/decisions.py, next to this file
+
+        print("Decisions:")
+        parts["decisions"], found = decisions.section(
+            options.decisions_accounts, options.decisions_weeks, command
+        )
+        failures += found
 
     total = time.perf_counter() - started
     options.results.write_text(join_results(parts), encoding="utf-8")

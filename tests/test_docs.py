@@ -43,3 +43,20 @@ def test_readme_quick_start_is_exactly_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     quick = readme.split("## Quick start", 1)[1].split("```", 2)[1]
     assert quick.strip().splitlines() == ["make demo", "make test"]
+
+
+def test_every_decision_setting_fact_refusal_and_channel_variable_is_documented() -> None:
+    from upsell.channels.settings import ChannelSettings
+    from upsell.domain.decisions import REFUSALS
+    from upsell.domain.playbooks import FACTS
+    from upsell.sources.playbooks import GUARDRAILS_KEYS, SETTINGS_KEYS
+
+    text = (ROOT / "docs" / "decisions.md").read_text()
+    for name in ChannelSettings.model_fields:
+        assert f"UPSELL_{name.upper()}" in text, name
+    for code in REFUSALS:
+        assert f"`{code}`" in text, code
+    for fact in FACTS:
+        assert f"| `{fact}` |" in text, fact
+    for key in (*SETTINGS_KEYS, *GUARDRAILS_KEYS):
+        assert f"`{key}" in text, key

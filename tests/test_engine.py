@@ -379,3 +379,13 @@ def test_a_catalog_keying_one_event_by_two_properties_is_refused() -> None:
     catalog = parse_catalog(text, "catalog.yaml").catalog
     with pytest.raises(EngineError, match="Lead Captured"):
         RollupSpec.from_catalog(catalog)
+
+
+def test_resetting_the_rollups_removes_only_their_own_files(tmp_path: Path) -> None:
+    from upsell.engine.rollups import Rollups
+
+    rollups = Rollups(tmp_path)
+    for name in ("state.json", "usage-00001.parquet", "users-00001.parquet", "upsell.db"):
+        (tmp_path / name).write_text("x")
+    rollups.reset()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["upsell.db"]

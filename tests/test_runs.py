@@ -318,7 +318,22 @@ def test_playbooks_check_renders_every_template_and_reports_translations(
     assert result.exit_code == 0, result.output
     assert "built-in defaults" in result.stderr
     assert "limit-reached-modal" in result.stderr
+    assert "Every message is translated in every language." in result.stderr
     assert "The playbooks are valid." in result.stderr
+
+
+def test_a_language_without_translations_falls_back_to_english_and_is_reported(
+    workspace: Path, tmp_path: Path
+) -> None:
+    (workspace / "locale").mkdir()
+    (workspace / "locale" / "es.po").write_text(
+        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+        'msgid "Upgrade to %(plan)s"\nmsgstr "Mejora a %(plan)s"\n'
+    )
+    result = run("playbooks", "check", "-w", workspace)
+    assert result.exit_code == 0, result.output
+    assert "es:" in result.stderr and "without a translation" in result.stderr
+    assert "You use %(used)s of your %(limit)s %(metric)s." in result.stderr
 
 
 def test_a_template_that_does_not_parse_is_a_usage_error(workspace: Path) -> None:

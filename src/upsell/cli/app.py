@@ -44,6 +44,7 @@ from upsell.workspace import Workspace
 if TYPE_CHECKING:
     from upsell.domain.playbooks import Playbooks
     from upsell.pipeline import OpportunityRun
+    from upsell.runs import RunResult
     from upsell.templates import MessageTemplates
 
 EXIT_OK, EXIT_INVALID_INPUT, EXIT_USAGE = 0, 1, 2
@@ -312,8 +313,9 @@ def demo(
 
     The demo company is the simulator's default SaaS company (5,000 accounts, 12 months, seed 0);
     use `upsell init DIR --demo` for another size, model or seed and pass its folder with -w. Today
-    the main job imports the data, summarises it (accounts, MRR, plan mix, top usage) and finds the
-    opportunities the day after its last event (the top ten by expected value).
+    the main job imports the data, summarises it (accounts, MRR, plan mix, top usage), finds the
+    opportunities the day after its last event (the top ten by expected value) and decides the
+    offers the playbooks would make that day (a dry run: nothing is recorded or sent).
     """
     with _errors():
         settings = Settings()
@@ -333,13 +335,20 @@ def demo(
                 )
             with ws.engine.connect() as conn:
                 summary = summarize(conn=conn, catalog=loaded.catalog)
-            run = _demo_opportunities(ws, loaded.catalog, summary.as_of.date() + timedelta(days=1))
+            day = summary.as_of.date() + timedelta(days=1)
+            run = _demo_opportunities(ws, loaded.catalog, day)
+            decided = _demo_decisions(ws, loaded.catalog, day)
         finally:
             ws.close()
     _print_summary(workspace, summary)
     from upsell.cli.opportunities import print_summary
+    from upsell.cli.runs import print_message, print_run
 
     print_summary(err, run, top=10)
+    print_run(err, decided)
+    customer = [x for x in decided.lines if x["channel"] in ("in_app", "email")]
+    if customer or decided.lines:
+        print_message(err, (customer or decided.lines)[0])
     if as_json:
         typer.echo(json.dumps(_summary_dict(summary), indent=2))
 
@@ -360,6 +369,33 @@ def _demo_opportunities(ws: Workspace, catalog: Catalog, as_of: date) -> Opportu
                 folder=rollups_folder(ws.folder),
                 as_of=as_of,
                 policy=load_config(ws.folder).opportunities,
+            )
+    finally:
+        engine.close()
+
+
+def _demo_decisions(ws: Workspace, catalog: Catalog, as_of: date) -> RunResult:
+    """The offers the playbooks would make on the day after the demo's last event (a dry run)."""
+    from upsell.engine.backends import Engine
+    from upsell.pipeline import rollups_folder
+    from upsell.runs import run_offers
+    from upsell.sources.config import load_config
+    from upsell.templates import MessageTemplates
+
+    playbooks = _playbooks(ws.folder, catalog)
+    engine = Engine("duckdb")
+    try:
+        with err.status("Deciding offers (dry run)"):
+            return run_offers(
+                engine,
+                db=ws.engine,
+                folder=rollups_folder(ws.folder),
+                catalog=catalog,
+                policy=load_config(ws.folder).opportunities,
+                playbooks=playbooks,
+                templates=MessageTemplates(ws.folder),
+                as_of=as_of,
+                channels=None,
             )
     finally:
         engine.close()

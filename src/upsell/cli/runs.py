@@ -80,6 +80,21 @@ def print_run(console: Console, r: RunResult) -> None:
         )
 
 
+def print_message(console: Console, line: dict[str, object]) -> None:
+    """One decision's message in full, as the customer would read it."""
+    m = line["message"]
+    assert isinstance(m, dict)
+    console.print(
+        f"\nFor example, {line['account_id']} ({line['playbook']}, {line['channel']} "
+        f"{line['placement']}, {m['locale']}):",
+        highlight=False,
+    )
+    console.print(f"  [bold]{m['subject']}[/]", highlight=False, soft_wrap=True)
+    for paragraph in str(m["body"]).split("\n\n"):
+        console.print(f"  {paragraph}", highlight=False, soft_wrap=True, markup=False)
+    console.print(f"  [{m['cta']}] {m['cta_url']}", highlight=False, soft_wrap=True, markup=False)
+
+
 def _trigger(conditions: tuple[Condition, ...]) -> str:
     parts = []
     for c in conditions:

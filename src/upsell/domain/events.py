@@ -19,6 +19,12 @@ SURVEY_ANSWERED = "Survey Answered"
 SUPPORT_TICKET_OPENED = "Support Ticket Opened"
 SUPPORT_TICKET_CLOSED = "Support Ticket Closed"
 PAYMENT_FAILED = "Payment Failed"
+#: Answers to an offer (property ``offer_id``): the widget, the email provider or the simulator
+#: sends them; the decision step reads them (a dismissal starts a cooldown).
+OFFER_VIEWED = "Offer Viewed"
+EMAIL_OPENED = "Email Opened"
+OFFER_CLICKED = "Offer Clicked"
+OFFER_DISMISSED = "Offer Dismissed"
 
 RESERVED_EVENTS: tuple[str, ...] = (
     FEATURE_BLOCKED,
@@ -30,6 +36,10 @@ RESERVED_EVENTS: tuple[str, ...] = (
     SUPPORT_TICKET_OPENED,
     SUPPORT_TICKET_CLOSED,
     PAYMENT_FAILED,
+    OFFER_VIEWED,
+    EMAIL_OPENED,
+    OFFER_CLICKED,
+    OFFER_DISMISSED,
 )
 
 

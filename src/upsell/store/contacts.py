@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from upsell.domain.contacts import Contact, Response, ResponseKind
 from upsell.domain.decisions import History, PastContact, PastResponse, Refusal
+from upsell.domain.events import EMAIL_OPENED, OFFER_CLICKED, OFFER_DISMISSED, OFFER_VIEWED
 from upsell.domain.money import Money
 from upsell.store.schema import contacts as contacts_table
 from upsell.store.schema import events as events_table
@@ -18,10 +19,10 @@ from upsell.store.schema import responses as responses_table
 #: Events that answer an offer (the widget and the email provider send them with ``offer_id``),
 #: and the response each stands for.
 RESPONSE_EVENTS: dict[str, ResponseKind] = {
-    "Offer Viewed": "shown",
-    "Email Opened": "opened",
-    "Offer Clicked": "clicked",
-    "Offer Dismissed": "dismissed",
+    OFFER_VIEWED: "shown",
+    EMAIL_OPENED: "opened",
+    OFFER_CLICKED: "clicked",
+    OFFER_DISMISSED: "dismissed",
 }
 
 _FIELDS = (
