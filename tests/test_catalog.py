@@ -619,3 +619,28 @@ def test_parse_catalog_keeps_the_text_and_its_hash() -> None:
     loaded = load(BASE)
     assert loaded.text == BASE
     assert loaded.sha256 == hashlib.sha256(BASE.encode()).hexdigest()
+
+
+def test_an_items_value_reads_hours_saved_and_revenue_in_the_base_currency() -> None:
+    text = BASE + (
+        "products:\n"
+        "  - {id: leads, price: {month: 39}, value: {revenue_per_month: 400}}\n"
+        "  - {id: timer, price: {month: 15}, value: {hours_saved_per_month: 6.5}}\n"
+    )
+    catalog = load(text).catalog
+    leads, timer = catalog.products
+    assert leads.value is not None and leads.value.revenue_per_month == Money.of("400", "USD")
+    assert leads.value.hours_saved_per_month is None
+    assert timer.value is not None and timer.value.hours_saved_per_month == Decimal("6.5")
+    assert catalog.plans[0].value is None
+
+
+def test_an_items_value_must_be_positive_and_known() -> None:
+    text = BASE.replace("features: [boards]}", "features: [boards], value: {hours_saved: 3}}", 1)
+    problem = only_error(text)
+    assert problem.line == 6 and problem.key.startswith("plans[0].value")
+    text = BASE.replace(
+        "features: [boards]}", "features: [boards], value: {revenue_per_month: -1}}", 1
+    )
+    problem = only_error(text)
+    assert problem.key == "plans[0].value.revenue_per_month" and "positive" in problem.message

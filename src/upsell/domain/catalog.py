@@ -110,6 +110,16 @@ class ActivationRule:
 
 
 @dataclass(frozen=True)
+class ItemValue:
+    """What an item is worth to a customer, where the company knows it (S6): hours of work saved a
+    month, and revenue it brings a month (base currency). Messages quote them as time saved and
+    ROI ('$39 a month that brings $400')."""
+
+    hours_saved_per_month: Decimal | None = None
+    revenue_per_month: Money | None = None
+
+
+@dataclass(frozen=True)
 class Plan:
     """One tier (S1). `tier` is its 0-based position; a metric absent from `limits` is unlimited."""
 
@@ -120,6 +130,7 @@ class Plan:
     limits: Mapping[str, int] = field(default_factory=dict)
     features: frozenset[str] = frozenset()
     sales_assisted: bool = False
+    value: ItemValue | None = None
 
     def limit(self, metric: str) -> int | None:
         """The limit on `metric`, or None for unlimited."""
@@ -140,6 +151,7 @@ class AddOn:
     grants: Mapping[str, int] = field(default_factory=dict)
     features: frozenset[str] = frozenset()
     goals: frozenset[str] = frozenset()
+    value: ItemValue | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +168,7 @@ class Product:
     goals: frozenset[str] = frozenset()
     fits_signals: tuple[str, ...] = ()
     features: frozenset[str] = frozenset()
+    value: ItemValue | None = None
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,7 @@ def message_facts(
         "delta": o.expected_mrr_delta,
         "reasons": [_reason(r.to_json()) for r in o.reasons],
         "gained": _gained(catalog, signals, from_item, item, {r.metric for r in o.reasons}),
+        "value": _value(catalog, item, price),
         "case_study": None
         if case is None
         else {"customer": case.customer, "result": case.result, "industry": case.industry},
@@ -137,6 +138,23 @@ def message_facts(
             "variant": decision.variant or "",
         },
     }
+
+
+def _value(catalog: Catalog, item: object, price: Money | None) -> dict[str, Any] | None:
+    """The catalog's value of the item (S6): hours saved a month, revenue a month in the price's
+    currency, and the ROI (revenue over price) when both are known."""
+    value = item.value if isinstance(item, Plan | AddOn | Product) else None
+    if value is None:
+        return None
+    revenue = None
+    if value.revenue_per_month is not None:
+        currency = price.currency if price is not None else catalog.currency
+        revenue = catalog.fx.convert(value.revenue_per_month, currency)
+    roi = None
+    if revenue is not None and price is not None and price.amount > 0:
+        roi = float(revenue.amount / price.amount)
+    hours = value.hours_saved_per_month
+    return {"hours_saved": None if hours is None else float(hours), "revenue": revenue, "roi": roi}
 
 
 def _item_kind(item: object) -> str:

@@ -37,6 +37,7 @@ from upsell.domain.catalog import (
     CaseStudy,
     Catalog,
     Condition,
+    ItemValue,
     Metric,
     MetricKind,
     Plan,
@@ -580,7 +581,7 @@ class _Reader:
                 plan_at,
                 "a plan",
                 ("id", "price"),
-                ("name", "limits", "features", "sales_assisted"),
+                ("name", "limits", "features", "sales_assisted", "value"),
             )
             if f is None:
                 continue
@@ -590,8 +591,11 @@ class _Reader:
             limits = self.get(f, "limits", self.limits) or {}
             features = frozenset(self.get(f, "features", self.texts) or ())
             sales_assisted = self.get(f, "sales_assisted", self.flag) or False
+            value = self.get(f, "value", lambda v, at: self.value(v, at, currency))
             if plan_id is not None and name is not None:
-                out.append(Plan(plan_id, name, tier, prices, limits, features, sales_assisted))
+                out.append(
+                    Plan(plan_id, name, tier, prices, limits, features, sales_assisted, value)
+                )
         return tuple(out)
 
     def add_ons(self, value: Any, at: _At, currency: str) -> tuple[AddOn, ...]:
@@ -602,7 +606,7 @@ class _Reader:
                 add_on_at,
                 "an add-on",
                 ("id", "price"),
-                ("name", "requires", "grants", "features", "goals"),
+                ("name", "requires", "grants", "features", "goals", "value"),
             )
             if f is None:
                 continue
@@ -613,15 +617,20 @@ class _Reader:
             grants = self.get(f, "grants", self.grants) or {}
             features = frozenset(self.get(f, "features", self.texts) or ())
             goals = frozenset(self.get(f, "goals", self.texts) or ())
+            value = self.get(f, "value", lambda v, at: self.value(v, at, currency))
             if add_on_id is not None and name is not None:
-                out.append(AddOn(add_on_id, name, prices, requires, grants, features, goals))
+                out.append(AddOn(add_on_id, name, prices, requires, grants, features, goals, value))
         return tuple(out)
 
     def products(self, value: Any, at: _At, currency: str) -> tuple[Product, ...]:
         out = []
         for v, product_at in self.items(value, at, "products"):
             f = self.fields(
-                v, product_at, "a product", ("id", "price"), ("name", "goals", "fits", "features")
+                v,
+                product_at,
+                "a product",
+                ("id", "price"),
+                ("name", "goals", "fits", "features", "value"),
             )
             if f is None:
                 continue
@@ -632,9 +641,21 @@ class _Reader:
             fits = self.get(f, "fits", lambda v, at: self.fields(v, at, "fits", (), ("signals",)))
             signals = self.get(fits or {}, "signals", self.texts) or ()
             features = frozenset(self.get(f, "features", self.texts) or ())
+            value = self.get(f, "value", lambda v, at: self.value(v, at, currency))
             if product_id is not None and name is not None:
-                out.append(Product(product_id, name, prices, goals, signals, features))
+                out.append(Product(product_id, name, prices, goals, signals, features, value))
         return tuple(out)
+
+    def value(self, value: Any, at: _At, currency: str) -> ItemValue | None:
+        """``value: {hours_saved_per_month, revenue_per_month}``: what the item is worth."""
+        f = self.fields(value, at, "value", (), ("hours_saved_per_month", "revenue_per_month"))
+        if f is None:
+            return None
+        hours = self.get(f, "hours_saved_per_month", lambda v, a: self.amount(v, a, positive=True))
+        revenue = self.get(f, "revenue_per_month", lambda v, a: self.amount(v, a, positive=True))
+        if hours is None and revenue is None:
+            return None
+        return ItemValue(hours, None if revenue is None else Money(revenue, currency))
 
     def usage(self, value: Any, at: _At, currency: str) -> tuple[UsagePricedItem, ...]:
         out = []
