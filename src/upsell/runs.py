@@ -13,7 +13,7 @@ Held-out accounts are recorded with status ``held_out`` and get nothing.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -110,7 +110,6 @@ def run_offers(
     as_of: date,
     channels: Mapping[str, Channel] | None,
     rebuild: bool = False,
-    progress: Callable[[int, int], None] | None = None,
 ) -> RunResult:
     """Decide, record and deliver the offers of `as_of`. `channels` None is a dry run: everything
     is decided and written, nothing is recorded or sent."""
@@ -186,7 +185,7 @@ def run_offers(
             if c.status == "failed" or (c.status == "queued" and c.attempts == 0)
         ]
     assert channels is not None
-    for n, contact in enumerate(pending):
+    for contact in pending:
         outcome = _deliver(channels, contact, people)
         result.delivered[(contact.channel, outcome.status)] += 1
         if outcome.status == "failed":
@@ -201,8 +200,6 @@ def run_offers(
                 detail=outcome.detail,
                 at=datetime.now(UTC),
             )
-        if progress is not None:
-            progress(n + 1, len(pending))
     return result
 
 
