@@ -644,3 +644,10 @@ def test_an_items_value_must_be_positive_and_known() -> None:
     )
     problem = only_error(text)
     assert problem.key == "plans[0].value.revenue_per_month" and "positive" in problem.message
+
+
+def test_an_impossible_unquoted_date_is_a_problem_with_its_line_not_a_crash() -> None:
+    problem = only_error(
+        BASE + "case_studies:\n  - {industry: x, customer: 2024-02-30, result: y}\n"
+    )
+    assert problem.line == 9 and "invalid date" in problem.message

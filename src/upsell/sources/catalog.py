@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -146,6 +147,22 @@ def _parse_yaml(text: str, file: str) -> Any:
         raise CatalogError([Problem(f"invalid YAML: {e.reason}", file=file, line=line)]) from None
     except YAMLError as e:
         raise CatalogError([Problem(f"invalid YAML: {e}", file=file)]) from None
+    except ValueError as e:  # an unquoted date that is no day, such as 2024-02-30
+        message = f"invalid date: {e}; write a day as YYYY-MM-DD"
+        raise CatalogError([Problem(message, file=file, line=_bad_date_line(text))]) from None
+
+
+_DATE_LIKE = re.compile(r"(?<![\w.])(\d{4})-(\d{1,2})-(\d{1,2})(?![\w.])")
+
+
+def _bad_date_line(text: str) -> int | None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        for m in _DATE_LIKE.finditer(line.split("#", 1)[0]):
+            try:
+                date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            except ValueError:
+                return number
+    return None
 
 
 class _At(NamedTuple):

@@ -110,7 +110,6 @@ ITEM_FACTS = ("plan", "item_id", "from_item_id")
 
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 #: ruamel reads an unquoted ``2024-02-30`` as a date and fails with a plain ValueError.
-_DATE_LIKE = re.compile(r"(?<![\w.])(\d{4})-(\d{1,2})-(\d{1,2})(?![\w.])")
 #: Stands in for a promotion's unreadable percent, so that the offers naming the promotion are
 #: still checked; playbooks are never returned while any error stands, so it never leaks out.
 _NO_PERCENT = Decimal(50)
@@ -211,19 +210,6 @@ def _root(text: str, file: str) -> Any:
         return _parse_yaml(text, file)
     except CatalogError as e:
         raise PlaybooksError(list(e.problems)) from None
-    except ValueError as e:  # an unquoted date that is no day, such as 2024-02-30
-        message = f"invalid date: {e}; write a day as YYYY-MM-DD"
-        raise PlaybooksError([Problem(message, file=file, line=_bad_date_line(text))]) from None
-
-
-def _bad_date_line(text: str) -> int | None:
-    for number, line in enumerate(text.splitlines(), start=1):
-        for m in _DATE_LIKE.finditer(line.split("#", 1)[0]):
-            try:
-                date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-            except ValueError:
-                return number
-    return None
 
 
 class _PlaybooksReader(_Reader):
