@@ -1,0 +1,82 @@
+"""Revenue metrics (metrics.md): the settings where the tools disagree, and one row's MRR.
+
+The engine (upsell/engine/movements.py) computes MRR movements, retention and cohorts over whole
+tables; this module holds what both the engine and the per-account code share: the settings, the
+movement types and expansion causes, and the MRR of one subscription row in micro-units of the base
+currency (the engine sums integers, so every back end gets the same cents).
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Literal, get_args
+
+from upsell.domain.money import MONTHS_IN_INTERVAL, Interval
+
+MovementType = Literal["new", "reactivation", "expansion", "contraction", "churn"]
+MOVEMENT_TYPES: tuple[MovementType, ...] = get_args(MovementType)
+Cause = Literal["upsell", "add_on", "cross_sell", "quantity", "price"]
+CAUSES: tuple[Cause, ...] = get_args(Cause)
+ChurnAt = Literal["cancel", "period_end"]
+CHURN_AT: tuple[ChurnAt, ...] = get_args(ChurnAt)
+
+#: Money in the engine is an integer number of millionths of the base currency.
+MICRO = Decimal("0.000001")
+MICROS_PER_UNIT = 1_000_000
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """metrics.md's settings (ChartMogul's defaults).
+
+    - `reactivation_window_days`: None counts any return of a churned account as a reactivation;
+      a number (Maxio: 90) counts only returns within that many days of the churn, later ones as new.
+    - `churn_at`: ``cancel`` stops a cancelled row's MRR at its ``ended_at``; ``period_end`` at the
+      end of the billing period in which it ended.
+    - `usage_in_mrr`: pay-as-you-go usage is not MRR (True is not supported yet).
+    - `gross_margin`: for LTV.
+    """
+
+    reactivation_window_days: int | None = None
+    churn_at: ChurnAt = "cancel"
+    usage_in_mrr: bool = False
+    gross_margin: float = 0.8
+
+
+DEFAULT_SETTINGS = MetricSettings()
+
+
+def row_mrr_micros(
+    unit_price: Decimal, quantity: int, interval: Interval, rate: Decimal, status: str
+) -> int:
+    """One subscription row's MRR in micro-units of the base currency: ``unit_price x quantity x
+    rate / months_in_interval`` rounded half-even to 6 decimals; trialing rows count 0."""
+    if status == "trialing":
+        return 0
+    value = unit_price * quantity * rate / MONTHS_IN_INTERVAL[interval]
+    return int(value.quantize(MICRO, rounding=ROUND_HALF_EVEN) * MICROS_PER_UNIT)
+
+
+def from_micros(micros: int) -> Decimal:
+    return (Decimal(micros) / MICROS_PER_UNIT).quantize(MICRO)
+
+
+def period_end(started_at: datetime, ended_at: datetime, interval: Interval) -> datetime:
+    """The end of the billing period in which a row ended: the first ``started_at + k intervals``
+    (k >= 1, months clamped to the month's last day) at or after `ended_at`."""
+    months = MONTHS_IN_INTERVAL[interval]
+    k = 1
+    while True:
+        boundary = _add_months(started_at, k * months)
+        if boundary >= ended_at:
+            return boundary
+        k += 1
+
+
+def _add_months(at: datetime, months: int) -> datetime:
+    month = at.month - 1 + months
+    year, month = at.year + month // 12, month % 12 + 1
+    return at.replace(year=year, month=month, day=min(at.day, calendar.monthrange(year, month)[1]))

@@ -1,0 +1,354 @@
+"""MRR movements, monthly totals and retention over whole tables (metrics.md), written once in Ibis.
+
+`mrr_rows` prepares the subscription rows: each row's MRR in micro-units of the base currency
+(`upsell.domain.metrics.row_mrr_micros`), its item's kind and tier, and — under
+``churn_at: period_end`` — a cancelled row's end moved to the end of its billing period. Everything
+after is integer arithmetic in Ibis, so DuckDB and Spark give the same cents.
+
+`changes` turns rows into one line per (account, instant) where the account's MRR changes: the MRR
+just before and just after, the movement type (new, reactivation, expansion, contraction, churn)
+and, for an expansion, its amount split by cause. `months` sums them per calendar month (UTC) with
+the MRR at the month's start and end, the paying accounts, NDR and GRR of the month's starting
+cohort — without a dense account x month grid: an account's MRR only differs between a month's start
+and end if it changed during the month, so the cohort sums come from its first and last change.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from upsell.domain.catalog import AddOn, Catalog, Plan
+from upsell.domain.metrics import (
+    CAUSES,
+    DEFAULT_SETTINGS,
+    MetricSettings,
+    period_end,
+    row_mrr_micros,
+)
+from upsell.engine.backends import Engine
+
+ROW_SCHEMA = pa.schema(
+    [
+        ("account_id", pa.string()),
+        ("item_id", pa.string()),
+        ("kind", pa.string()),
+        ("started_at", pa.timestamp("us", tz="UTC")),
+        ("ended_at", pa.timestamp("us", tz="UTC")),
+        ("quantity", pa.int64()),
+        ("mrr", pa.int64()),
+    ]
+)
+
+
+def _kind(catalog: Catalog, item_id: str) -> str:
+    item = catalog.item(item_id)
+    if isinstance(item, Plan):
+        return "plan"
+    if isinstance(item, AddOn):
+        return "add_on"
+    return "product"
+
+
+def mrr_rows(
+    subscriptions: pa.Table, catalog: Catalog, settings: MetricSettings = DEFAULT_SETTINGS
+) -> pa.Table:
+    """The subscription rows (data-contract.md's columns, ``unit_price`` as text) with their MRR
+    in micro-units of the base currency, their item's kind, and the end at which they stop counting.
+    Rows of zero MRR (trials, free plans) are left out: they never move MRR."""
+    combos: dict[tuple[str, int, str, str, str], int] = {}
+    keys = ("unit_price", "quantity", "interval", "currency", "status")
+    columns = {k: subscriptions.column(k).to_pylist() for k in keys}
+    mrr = []
+    for values in zip(*(columns[k] for k in keys), strict=True):
+        key = (str(values[0]), int(values[1]), str(values[2]), str(values[3]), str(values[4]))
+        found = combos.get(key)
+        if found is None:
+            price, quantity, interval, currency, status = key
+            rate = catalog.fx.rate(currency)
+            found = row_mrr_micros(Decimal(price), quantity, interval, rate, status)  # type: ignore[arg-type]
+            combos[key] = found
+        mrr.append(found)
+    ended = subscriptions.column("ended_at")
+    if settings.churn_at == "period_end":
+        started = subscriptions.column("started_at").to_pylist()
+        status = columns["status"]
+        moved = []
+        for k, end in enumerate(ended.to_pylist()):
+            if end is not None and status[k] == "canceled":
+                end = period_end(started[k], end, columns["interval"][k])
+            moved.append(end)
+        ended = pa.array(moved, pa.timestamp("us", tz="UTC"))
+    kinds = {i: _kind(catalog, i) for i in set(subscriptions.column("item_id").to_pylist())}
+    table = pa.table(
+        {
+            "account_id": subscriptions.column("account_id"),
+            "item_id": subscriptions.column("item_id"),
+            "kind": pa.array(
+                [kinds[i] for i in subscriptions.column("item_id").to_pylist()], pa.string()
+            ),
+            "started_at": subscriptions.column("started_at"),
+            "ended_at": ended,
+            "quantity": pc.cast(subscriptions.column("quantity"), pa.int64()),
+            "mrr": pa.array(mrr, pa.int64()),
+        },
+        schema=ROW_SCHEMA,
+    )
+    return table.filter(pc.not_equal(table.column("mrr"), 0))
+
+
+def changes(rows: ir.Table, settings: MetricSettings = DEFAULT_SETTINGS) -> ir.Table:
+    """One line per (account, instant) at which the account's MRR changes: `before`, `after`,
+    `delta`, `type`, `amount` (> 0) and, for expansions, one column per cause (micro-units).
+
+    Changes at the same instant are one change. A cause comes per item: an item that both ends and
+    starts at the instant changed its quantity (``quantity``) or its price or interval (``price``);
+    one that only starts or ends is an ``upsell`` (plan), ``add_on`` or ``cross_sell`` (product).
+    The expansion is split in proportion to the causes' positive deltas; each gets the floor of its
+    share and the cause with the largest delta the remainder (metrics.md: "split by the causes' own
+    MRR deltas").
+    """
+    starts = rows.select(
+        "account_id",
+        "item_id",
+        "kind",
+        at=rows.started_at,
+        started=rows.mrr,
+        ended=ibis.literal(0, "int64"),
+        q_start=rows.quantity,
+        q_end=ibis.null("int64"),
+    )
+    ended = rows.filter(rows.ended_at.notnull())
+    ends = ended.select(
+        "account_id",
+        "item_id",
+        "kind",
+        at=ended.ended_at,
+        started=ibis.literal(0, "int64"),
+        ended=ended.mrr,
+        q_start=ibis.null("int64"),
+        q_end=ended.quantity,
+    )
+    edges = starts.union(ends)
+    items = edges.group_by(["account_id", "at", "item_id", "kind"]).aggregate(
+        delta=(edges.started - edges.ended).sum(),
+        n_start=edges.q_start.count(),
+        n_end=edges.q_end.count(),
+        q_start=edges.q_start.sum(),
+        q_end=edges.q_end.sum(),
+    )
+    cause = ibis.cases(
+        ((items.n_start > 0) & (items.n_end > 0) & (items.q_start != items.q_end), "quantity"),
+        ((items.n_start > 0) & (items.n_end > 0), "price"),
+        (items.kind == "plan", "upsell"),
+        (items.kind == "add_on", "add_on"),
+        else_="cross_sell",
+    )
+    items = items.mutate(cause=cause)
+    by_cause = items.group_by(["account_id", "at", "cause"]).aggregate(delta=items.delta.sum())
+
+    total = items.group_by(["account_id", "at"]).aggregate(delta=items.delta.sum())
+    total = total.filter(total.delta != 0)
+    upto = ibis.window(group_by=total.account_id, order_by=total.at, rows=(None, 0))
+    total = total.mutate(after=total.delta.sum().over(upto))
+    total = total.mutate(before=total.after - total.delta)
+    earlier = ibis.window(group_by=total.account_id, order_by=total.at, rows=(None, -1))
+    churned_at = ibis.cases(((total.after == 0) & (total.before > 0), total.at.epoch_seconds()))
+    total = total.mutate(
+        paid_before=total.after.max().over(earlier).fill_null(0) > 0,
+        last_churn=churned_at.max().over(earlier),
+    )
+    window = settings.reactivation_window_days
+    returns = total.paid_before
+    if window is not None:
+        returns = returns & (total.at.epoch_seconds() - total.last_churn <= window * 86_400)
+    kind = ibis.cases(
+        ((total.before == 0) & returns, "reactivation"),
+        (total.before == 0, "new"),
+        (total.after > total.before, "expansion"),
+        (total.after > 0, "contraction"),
+        else_="churn",
+    )
+    total = total.mutate(type=kind, amount=(total.after - total.before).abs())
+
+    # The split of expansions by cause.
+    exp = total.filter(total.type == "expansion").select("account_id", "at", "amount")
+    parts = by_cause.join(exp, ["account_id", "at"])
+    parts = parts.mutate(pos=ibis.greatest(parts.delta, 0))
+    per = ibis.window(group_by=[parts.account_id, parts.at])
+    parts = parts.mutate(total_pos=parts.pos.sum().over(per))
+    share = (
+        (parts.amount.cast("float64") * parts.pos.cast("float64") / parts.total_pos.cast("float64"))
+        .floor()
+        .cast("int64")
+    )
+    parts = parts.mutate(share=ibis.cases((parts.total_pos > 0, share), else_=0))
+    rank = ibis.window(
+        group_by=[parts.account_id, parts.at], order_by=[ibis.desc(parts.pos), parts.cause]
+    )
+    parts = parts.mutate(rank=ibis.row_number().over(rank), given=parts.share.sum().over(per))
+    parts = parts.mutate(
+        share=ibis.cases(
+            (parts.rank == 0, parts.share + parts.amount - parts.given), else_=parts.share
+        )
+    )
+    wide = parts.group_by(["account_id", "at"]).aggregate(
+        **{c: ibis.cases((parts.cause == c, parts.share), else_=0).sum() for c in CAUSES}
+    )
+    out = total.left_join(wide, ["account_id", "at"]).select(
+        total.account_id,
+        total.at,
+        total.type,
+        total.amount,
+        total.before,
+        total.after,
+        total.delta,
+        *[wide[c].fill_null(0).name(c) for c in CAUSES],
+    )
+    return out
+
+
+def months(changes: ir.Table, first: datetime, last: datetime) -> ir.Table:
+    """Monthly totals from `first`'s month to `last`'s month (UTC): ``mrr_start``, ``mrr_end``,
+    one column per movement type and per expansion cause, ``paying_accounts`` (MRR > 0 at the
+    month's end), and the month's starting cohort: ``cohort_start`` (its MRR at the start),
+    ``cohort_end`` (at the end) and ``cohort_kept`` (sum of min(start, end)): NDR and GRR are
+    their ratios. Money in micro-units. Months without any change are included."""
+    c = changes.mutate(month=changes.at.truncate("M"))
+    sums = c.group_by("month").aggregate(
+        net=c.delta.sum(),
+        opened=ibis.cases(((c.before == 0) & (c.after > 0), 1), else_=0).sum(),
+        closed=ibis.cases(((c.before > 0) & (c.after == 0), 1), else_=0).sum(),
+        **{
+            t: ibis.cases((c.type == t, c.amount), else_=0).sum()
+            for t in ("new", "reactivation", "expansion", "contraction", "churn")
+        },
+        **{cause: c[cause].sum() for cause in CAUSES},
+    )
+    # Per account and month: its MRR before the first change and after the last.
+    ordered = ibis.window(group_by=[c.account_id, c.month], order_by=c.at)
+    c = c.mutate(
+        first=ibis.row_number().over(ordered),
+        last=ibis.row_number().over(
+            ibis.window(group_by=[c.account_id, c.month], order_by=ibis.desc(c.at))
+        ),
+    )
+    edges = c.group_by(["account_id", "month"]).aggregate(
+        start=ibis.cases((c.first == 0, c.before), else_=0).sum(),
+        end=ibis.cases((c.last == 0, c.after), else_=0).sum(),
+    )
+    cohort = edges.filter(edges.start > 0)
+    moved = cohort.group_by("month").aggregate(
+        gained=(cohort.end - cohort.start).sum(),
+        lost=ibis.greatest(cohort.start - cohort.end, 0).sum(),
+    )
+    calendar = ibis.memtable(
+        {"month": _month_starts(first, last)}, schema={"month": "timestamp('UTC', 6)"}
+    )
+    m = calendar.left_join(sums, "month").select(
+        calendar.month,
+        *[
+            sums[name].fill_null(0).name(name)
+            for name in (
+                "net", "opened", "closed", "new", "reactivation", "expansion", "contraction",
+                "churn", *CAUSES,
+            )
+        ],
+    )  # fmt: skip
+    m = m.left_join(moved, "month").select(
+        m, moved.gained.fill_null(0).name("gained"), moved.lost.fill_null(0).name("lost")
+    )
+    return m
+
+
+def _month_starts(first: datetime, last: datetime) -> list[datetime]:
+    out = []
+    y, mo = first.year, first.month
+    while (y, mo) <= (last.year, last.month):
+        out.append(datetime(y, mo, 1, tzinfo=UTC))
+        y, mo = (y + 1, 1) if mo == 12 else (y, mo + 1)
+    return out
+
+
+def monthly_summary(
+    engine: Engine,
+    rows: pa.Table,
+    *,
+    first: datetime,
+    last: datetime,
+    settings: MetricSettings = DEFAULT_SETTINGS,
+) -> list[dict[str, object]]:
+    """Each month from `first` to `last`: MRR at start and end, movements, causes, paying accounts,
+    NDR and GRR (None when the starting cohort is empty), money as micro-units.
+
+    MRR before `first` is carried in: the first month's start is the sum of every change before it.
+    """
+    table = engine.table(rows, "mrr_rows")
+    ch = changes(table, settings)
+    # Everything before the first month adds up to its starting MRR and paying accounts.
+    boundary = datetime(first.year, first.month, 1, tzinfo=UTC)
+    before = ch.filter(ch.at < boundary)
+    carried = engine.arrow(
+        before.aggregate(
+            mrr=before.delta.sum(),
+            paying=(
+                ibis.cases(((before.before == 0) & (before.after > 0), 1), else_=0)
+                - ibis.cases(((before.before > 0) & (before.after == 0), 1), else_=0)
+            ).sum(),
+        )
+    ).to_pylist()[0]
+    m = engine.arrow(months(ch.filter(ch.at >= boundary), first, last).order_by("month"))
+    mrr = int(carried["mrr"] or 0)
+    paying = int(carried["paying"] or 0)
+    out: list[dict[str, object]] = []
+    for row in m.to_pylist():
+        start = mrr
+        mrr = start + int(row["net"])
+        paying += int(row["opened"]) - int(row["closed"])
+        cohort_end = start + int(row["gained"])
+        kept = start - int(row["lost"])
+        out.append(
+            {
+                "month": row["month"].strftime("%Y-%m"),
+                "mrr_start": start,
+                "mrr_end": mrr,
+                **{
+                    t: int(row[t])
+                    for t in ("new", "reactivation", "expansion", "contraction", "churn")
+                },
+                "expansion_by_cause": {cause: int(row[cause]) for cause in CAUSES},
+                "paying_accounts": paying,
+                "ndr": None if start == 0 else cohort_end / start,
+                "grr": None if start == 0 else kept / start,
+            }
+        )
+    return out
+
+
+def retention(engine: Engine, changes: ir.Table, start: datetime, end: datetime) -> dict[str, int]:
+    """The cohort of accounts paying at `start` and its MRR at `start` and at `end` (micro-units):
+    ``{"accounts", "start", "end", "kept"}`` with kept = sum of min(start, end) per account. NDR =
+    end / start, GRR = kept / start (metrics.md, "Retention")."""
+
+    def mrr_before(at: datetime) -> ir.Table:
+        c = changes.filter(changes.at < at)
+        return c.group_by("account_id").aggregate(mrr=c.after.argmax(c.at))
+
+    s = mrr_before(start)
+    s = s.filter(s.mrr > 0)
+    e = mrr_before(end)
+    joined = s.left_join(e, "account_id").select(s.account_id, start=s.mrr, end=e.mrr.fill_null(0))
+    row = engine.arrow(
+        joined.aggregate(
+            accounts=joined.account_id.count(),
+            start=joined.start.sum(),
+            end=joined.end.sum(),
+            kept=ibis.least(joined.start, joined.end).sum(),
+        )
+    ).to_pylist()[0]
+    return {k: int(v or 0) for k, v in row.items()}
