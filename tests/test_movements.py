@@ -8,15 +8,20 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
 
+import metrics_reference as ref
+from test_metrics_reference import FX, KINDS, histories, reference_settings
 from upsell.domain.catalog import Catalog
-from upsell.domain.metrics import CAUSES, MetricSettings, from_micros
+from upsell.domain.metrics import CAUSES, MOVEMENT_TYPES, MetricSettings, from_micros
 from upsell.engine.backends import Engine, spark_unavailable
 from upsell.engine.movements import changes, monthly_summary, mrr_rows, retention
-from upsell.sources.catalog import load_catalog
+from upsell.sources.catalog import load_catalog, parse_catalog
 from upsell.store.arrow import SUBSCRIPTION_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,3 +166,229 @@ def test_churn_at_period_end_moves_the_churn_to_the_end_of_the_paid_period(
         ("2026-08-01", "expansion", Decimal("29")),
         ("2027-04-01", "contraction", Decimal("82.5")),
     ]
+
+
+# -- the engine against the reference implementation (tests/metrics_reference.py) ---------------
+
+REFERENCE_CATALOG = """\
+currency: USD
+plans:
+  - {id: free, price: {month: 0}}
+  - {id: basic, price: {month: 29}}
+  - {id: pro, price: {month: 99}}
+  - {id: enterprise, price: {month: 299}}
+add_ons:
+  - {id: seats, price: {month: 20}}
+  - {id: extra_seats_5, price: {month: 20}}
+  - {id: scheduling, price: {month: 8}}
+products:
+  - {id: leadbooster, price: {month: 39}}
+  - {id: forms, price: {month: 15}}
+fx: {EUR: 1.08, GBP: 1.27}
+"""
+
+
+def _arrow(rows: list[Any]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "account_id": r.account_id,
+                "item_id": r.item_id,
+                "started_at": r.started_at,
+                "ended_at": r.ended_at,
+                "quantity": r.quantity,
+                "interval": r.interval,
+                "unit_price": str(r.unit_price),
+                "currency": r.currency,
+                "status": r.status,
+            }
+            for r in rows
+        ],
+        schema=SUBSCRIPTION_SCHEMA,
+    )
+
+
+def _micros(amount: Decimal) -> int:
+    return int(amount * 1_000_000)
+
+
+def assert_engine_matches_reference(
+    engine: Engine, rows: list[Any], config: Any, name: str
+) -> None:
+    catalog = parse_catalog(REFERENCE_CATALOG, "reference.yaml").catalog
+    settings = MetricSettings(
+        reactivation_window_days=config.reactivation_window_days, churn_at=config.churn_at
+    )
+    table = mrr_rows(_arrow(rows), catalog, settings)
+    found = engine.arrow(changes(engine.table(table, name), settings))
+    got = sorted(
+        (
+            r["account_id"],
+            r["at"].replace(tzinfo=UTC),
+            r["type"],
+            r["amount"],
+            r["before"],
+            r["after"],
+            {c: r[c] for c in CAUSES if r[c]},
+        )
+        for r in found.to_pylist()
+    )
+    expected = sorted(
+        (
+            m.account_id,
+            m.at,
+            m.type,
+            _micros(m.amount),
+            _micros(m.before),
+            _micros(m.after),
+            {c: _micros(v) for c, v in m.causes.items() if v},
+        )
+        for m in ref.movements(rows, kinds=KINDS, fx=FX, settings=config)
+    )
+    assert got == expected
+    first, last = datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 12, 31, tzinfo=UTC)
+    months = monthly_summary(engine, table, first=first, last=last, settings=settings)
+    reference = ref.month_summary(
+        rows, first.date(), last.date(), kinds=KINDS, fx=FX, settings=config
+    )
+    assert len(months) == len(reference) == 24
+    for mine, theirs in zip(months, reference, strict=True):
+        assert mine["month"] == theirs["month"]
+        for key in ("mrr_start", "mrr_end", *MOVEMENT_TYPES):
+            assert mine[key] == _micros(theirs[key]), (mine["month"], key)  # type: ignore[arg-type]
+        causes = theirs["expansion_by_cause"]
+        assert mine["expansion_by_cause"] == {c: _micros(causes[c]) for c in CAUSES}  # type: ignore[index]
+        assert mine["paying_accounts"] == theirs["paying_accounts"]
+        for key in ("ndr", "grr"):
+            if theirs[key] is None:
+                assert mine[key] is None
+            else:
+                assert mine[key] == pytest.approx(float(theirs[key]), abs=1e-9)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def duckdb() -> Iterator[Engine]:
+    e = Engine("duckdb")
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(rows=histories(), config=reference_settings)
+def test_the_engine_gives_the_reference_movements_on_random_histories(
+    duckdb: Engine, rows: list[Any], config: Any
+) -> None:
+    assert_engine_matches_reference(duckdb, rows, config, "random")
+
+
+def test_a_split_too_large_for_floats_is_exact(engine: Engine) -> None:
+    rows = [
+        ref.Row("a", "basic", utc("2026-01-01T00:00:00Z"), utc("2026-03-01T00:00:00Z"),
+                unit_price=Decimal("29")),
+        ref.Row("a", "enterprise", utc("2026-03-01T00:00:00Z"), None, unit_price=Decimal("299")),
+        ref.Row("a", "scheduling", utc("2026-03-01T00:00:00Z"), None, interval="year",
+                unit_price=Decimal("290")),
+    ]  # fmt: skip
+    # 270 (upsell) + 24.166667 (add-on): amount x delta = 7.9e16 micro-units², past 2^53.
+    assert_engine_matches_reference(engine, rows, ref.Settings(), "split")
+
+
+@pytest.fixture(scope="module")
+def company(tmp_path_factory: pytest.TempPathFactory) -> tuple[pa.Table, Catalog]:
+    from upsell.simulator.files import simulate
+    from upsell.simulator.world import SimConfig
+
+    folder = tmp_path_factory.mktemp("movements")
+    data = simulate(SimConfig(accounts=600, months=6, seed=4), folder)
+    catalog = load_catalog(folder / "catalog.yaml").catalog
+    subscriptions = pq.read_table(data.subscriptions_file)
+    return subscriptions.cast(SUBSCRIPTION_SCHEMA), catalog
+
+
+def test_every_month_adds_up_on_a_simulated_company(
+    engine: Engine, company: tuple[pa.Table, Catalog]
+) -> None:
+    subscriptions, catalog = company
+    rows = mrr_rows(subscriptions, catalog)
+    found = engine.arrow(changes(engine.table(rows, "company"))).to_pylist()
+    assert len(found) > 300
+    by_account_month: dict[tuple[str, str], int] = {}
+    for c in found:
+        key = (c["account_id"], c["at"].strftime("%Y-%m"))
+        sign = -1 if c["type"] in ("contraction", "churn") else 1
+        by_account_month[key] = by_account_month.get(key, 0) + sign * c["amount"]
+        assert c["after"] - c["before"] == sign * c["amount"]
+        if c["type"] == "expansion":
+            assert sum(c[cause] for cause in CAUSES) == c["amount"]
+    months = monthly_summary(
+        engine,
+        rows,
+        first=datetime(2025, 11, 1, tzinfo=UTC),
+        last=datetime(2026, 4, 30, tzinfo=UTC),
+    )
+    for m in months:
+        change = int(m["mrr_end"]) - int(m["mrr_start"])  # type: ignore[call-overload]
+        movement = sum(int(m[t]) for t in ("new", "reactivation", "expansion"))  # type: ignore[call-overload]
+        movement -= sum(int(m[t]) for t in ("contraction", "churn"))  # type: ignore[call-overload]
+        assert change == movement, m["month"]
+        net = sum(v for (_, month), v in by_account_month.items() if month == m["month"])
+        assert net == change
+    assert int(months[-1]["mrr_end"]) > 0  # type: ignore[call-overload]
+    assert months[-1]["ndr"] is not None
+
+
+def test_the_engine_gives_the_reference_on_a_simulated_company(
+    duckdb: Engine, company: tuple[pa.Table, Catalog]
+) -> None:
+    subscriptions, catalog = company
+    rows = [
+        ref.Row(
+            r["account_id"], r["item_id"], r["started_at"], r["ended_at"], r["quantity"],
+            r["interval"], Decimal(r["unit_price"]), r["currency"], r["status"],
+        )
+        for r in subscriptions.to_pylist()
+    ]  # fmt: skip
+    kinds = {i.id: ("plan", i.tier) for i in catalog.plans}
+    kinds |= {a.id: ("add_on", 0) for a in catalog.add_ons}
+    kinds |= {p.id: ("product", 0) for p in catalog.products}
+    fx = {c: catalog.fx.rate(c) for c in {r.currency for r in rows}}
+    expected = ref.movements(rows, kinds=kinds, fx=fx)
+    table = mrr_rows(subscriptions, catalog)
+    found = duckdb.arrow(changes(duckdb.table(table, "company_ref"))).to_pylist()
+    assert sorted((c["account_id"], c["at"], c["type"], c["amount"]) for c in found) == sorted(
+        (m.account_id, m.at, m.type, _micros(m.amount)) for m in expected
+    )
+
+
+@pytest.mark.parametrize("backend", [SPARK])
+def test_pyspark_gives_the_same_movements_as_duckdb(
+    backend: str, duckdb: Engine, company: tuple[pa.Table, Catalog]
+) -> None:
+    subscriptions, catalog = company
+    rows = mrr_rows(subscriptions, catalog, MetricSettings(reactivation_window_days=90))
+    spark = Engine(backend)  # type: ignore[arg-type]
+    try:
+        settings = MetricSettings(reactivation_window_days=90)
+        theirs = spark.arrow(changes(spark.table(rows, "company_spark"), settings)).to_pylist()
+        first, last = datetime(2025, 11, 1, tzinfo=UTC), datetime(2026, 4, 30, tzinfo=UTC)
+        their_months = monthly_summary(spark, rows, first=first, last=last, settings=settings)
+    finally:
+        spark.close()
+    mine = duckdb.arrow(changes(duckdb.table(rows, "company_duck"), settings)).to_pylist()
+    my_months = monthly_summary(duckdb, rows, first=first, last=last, settings=settings)
+
+    def key(c: dict[str, Any]) -> tuple[Any, ...]:
+        return (
+            c["account_id"],
+            c["at"].replace(tzinfo=None),
+            *(c[k] for k in sorted(c) if k not in ("account_id", "at")),
+        )
+
+    assert sorted(map(key, theirs)) == sorted(map(key, mine))
+    assert their_months == my_months

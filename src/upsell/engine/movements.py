@@ -60,7 +60,8 @@ def mrr_rows(
 ) -> pa.Table:
     """The subscription rows (data-contract.md's columns, ``unit_price`` as text) with their MRR
     in micro-units of the base currency, their item's kind, and the end at which they stop counting.
-    Rows of zero MRR (trials, free plans) are left out: they never move MRR."""
+    Trialing rows are left out (they count 0 and take no part in a change's cause); a free row
+    stays, so that its item's later price is a ``price`` cause (a 100 % discount ending)."""
     combos: dict[tuple[str, int, str, str, str], int] = {}
     keys = ("unit_price", "quantity", "interval", "currency", "status")
     columns = {k: subscriptions.column(k).to_pylist() for k in keys}
@@ -99,7 +100,8 @@ def mrr_rows(
         },
         schema=ROW_SCHEMA,
     )
-    return table.filter(pc.not_equal(table.column("mrr"), 0))
+    trial = pc.equal(subscriptions.column("status"), "trialing")
+    return table.filter(pc.invert(trial))
 
 
 def changes(rows: ir.Table, settings: MetricSettings = DEFAULT_SETTINGS) -> ir.Table:
@@ -182,12 +184,7 @@ def changes(rows: ir.Table, settings: MetricSettings = DEFAULT_SETTINGS) -> ir.T
     parts = parts.mutate(pos=ibis.greatest(parts.delta, 0))
     per = ibis.window(group_by=[parts.account_id, parts.at])
     parts = parts.mutate(total_pos=parts.pos.sum().over(per))
-    share = (
-        (parts.amount.cast("float64") * parts.pos.cast("float64") / parts.total_pos.cast("float64"))
-        .floor()
-        .cast("int64")
-    )
-    parts = parts.mutate(share=ibis.cases((parts.total_pos > 0, share), else_=0))
+    parts = parts.mutate(share=ibis.cases((parts.total_pos > 0, _floor_share(parts)), else_=0))
     rank = ibis.window(
         group_by=[parts.account_id, parts.at], order_by=[ibis.desc(parts.pos), parts.cause]
     )
@@ -211,6 +208,24 @@ def changes(rows: ir.Table, settings: MetricSettings = DEFAULT_SETTINGS) -> ir.T
         *[wide[c].fill_null(0).name(c) for c in CAUSES],
     )
     return out
+
+
+def _floor_share(parts: ir.Table) -> ir.IntegerValue:
+    """floor(amount x pos / total_pos), exactly: a float estimate (off by at most one at these
+    magnitudes) corrected with exact decimal products, which neither back end rounds."""
+    dec = "decimal(38, 0)"
+    guess = (
+        (parts.amount.cast("float64") * parts.pos.cast("float64") / parts.total_pos.cast("float64"))
+        .floor()
+        .cast("int64")
+    )
+    product = parts.amount.cast(dec) * parts.pos.cast(dec)
+    total = parts.total_pos.cast(dec)
+    return ibis.cases(
+        (guess.cast(dec) * total > product, guess - 1),
+        ((guess + 1).cast(dec) * total <= product, guess + 1),
+        else_=guess,
+    )
 
 
 def months(changes: ir.Table, first: datetime, last: datetime) -> ir.Table:
