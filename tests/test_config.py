@@ -86,7 +86,7 @@ def test_an_unknown_section_names_the_allowed_ones() -> None:
     p = only_problem("opportunities: {}\nguardrails:\n  max_offers: 2\n")
     assert (p.line, p.key) == (2, "guardrails")
     assert "expected opportunities" in p.message
-    assert SECTIONS == ("opportunities",)
+    assert SECTIONS == ("opportunities", "metrics")
 
 
 @pytest.mark.parametrize(
@@ -129,13 +129,13 @@ def test_a_value_out_of_range_is_named_with_its_line_and_key(line: str, expected
 
 def test_every_problem_is_reported_at_once_in_file_order() -> None:
     found = problems(
-        "opportunities:\n  min_support: 3\n  min_tenure_days: x\n  bogus: 1\nmetrics: {}\n"
+        "opportunities:\n  min_support: 3\n  min_tenure_days: x\n  bogus: 1\nreports: {}\n"
     )
     assert [(p.line, p.key) for p in found] == [
         (2, "opportunities.min_support"),
         (3, "opportunities.min_tenure_days"),
         (4, "opportunities.bogus"),
-        (5, "metrics"),
+        (5, "reports"),
     ]
 
 
@@ -189,3 +189,30 @@ def test_every_policy_key_and_gate_is_documented_with_its_default() -> None:
         assert f"| `{name}` | `{shown}` |" in text, name
     for gate in GATES:
         assert f"`{gate}`" in text, gate
+
+
+def test_the_metrics_section_sets_metrics_md_settings() -> None:
+    from upsell.domain.metrics import MetricSettings
+
+    config = parse_config(
+        "metrics:\n  reactivation_window_days: 90\n  churn_at: period_end\n"
+        "  gross_margin: 0.7\n  attribution_days: 21\n"
+    )
+    assert config.metrics == MetricSettings(
+        reactivation_window_days=90, churn_at="period_end", gross_margin=0.7, attribution_days=21
+    )
+    assert parse_config("metrics:\n  reactivation_window_days: null\n").metrics == MetricSettings()
+
+
+def test_bad_metrics_settings_are_named_with_their_line() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(
+            "metrics:\n  churn_at: never\n  usage_in_mrr: true\n  gross_margin: 1.5\n",
+            "config.yaml",
+        )
+    keys = [(p.line, p.key) for p in raised.value.problems]
+    assert keys == [
+        (2, "metrics.churn_at"),
+        (3, "metrics.usage_in_mrr"),
+        (4, "metrics.gross_margin"),
+    ]

@@ -38,12 +38,15 @@ class MetricSettings:
       end of the billing period in which it ended.
     - `usage_in_mrr`: pay-as-you-go usage is not MRR (True is not supported yet).
     - `gross_margin`: for LTV.
+    - `attribution_days`: an offer converted when the account took its item within this many days
+      of the offer.
     """
 
     reactivation_window_days: int | None = None
     churn_at: ChurnAt = "cancel"
     usage_in_mrr: bool = False
     gross_margin: float = 0.8
+    attribution_days: int = 14
 
 
 DEFAULT_SETTINGS = MetricSettings()

@@ -322,7 +322,7 @@ def monthly_summary(
     paying = int(carried["paying"] or 0)
     out: list[dict[str, object]] = []
     for row in m.to_pylist():
-        start = mrr
+        start, paying_start = mrr, paying
         mrr = start + int(row["net"])
         paying += int(row["opened"]) - int(row["closed"])
         cohort_end = start + int(row["gained"])
@@ -338,6 +338,7 @@ def monthly_summary(
                 },
                 "expansion_by_cause": {cause: int(row[cause]) for cause in CAUSES},
                 "paying_accounts": paying,
+                "paying_accounts_start": paying_start,
                 "ndr": None if start == 0 else cohort_end / start,
                 "grr": None if start == 0 else kept / start,
             }

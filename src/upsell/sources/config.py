@@ -1,9 +1,9 @@
 """Read the workspace's optional config.yaml, naming file, line and key in every problem.
 
-The file holds one section per part of the engine that can be tuned without code (S19). Today that
-is ``opportunities:``, whose keys are `upsell.domain.opportunities.Policy`'s fields; later sections
-(``guardrails:``, ``metrics:``) join `SECTIONS`. A missing file, an empty file and an empty section
-all mean the defaults. Unknown sections and keys, values of the wrong type and values out of range
+The file holds one section per part of the engine that can be tuned without code (S19):
+``opportunities:``, whose keys are `upsell.domain.opportunities.Policy`'s fields, and ``metrics:``,
+metrics.md's settings (`upsell.domain.metrics.MetricSettings`). A missing file, an empty file and an
+empty section all mean the defaults. Unknown sections and keys, values of the wrong type and values out of range
 raise `ConfigError` listing every problem at once, like catalog.yaml's loader, whose YAML and
 line-finding helpers this module shares.
 """
@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from upsell.domain.metrics import CHURN_AT, MetricSettings
 from upsell.domain.opportunities import Policy
 from upsell.errors import CatalogError, ConfigError
 from upsell.sources.catalog import _At, _is_int, _line_of, _parse_yaml, _Reader, _show, read_utf8
@@ -23,7 +24,10 @@ from upsell.sources.catalog import _At, _is_int, _line_of, _parse_yaml, _Reader,
 CONFIG_FILE = "config.yaml"
 
 #: The sections config.yaml may hold, in the order the docs list them.
-SECTIONS = ("opportunities",)
+SECTIONS = ("opportunities", "metrics")
+
+#: metrics' keys: MetricSettings' fields.
+METRIC_KEYS = tuple(f.name for f in fields(MetricSettings))
 
 #: opportunities' keys: Policy's fields, in declaration order.
 POLICY_KEYS = tuple(f.name for f in fields(Policy))
@@ -34,6 +38,7 @@ class WorkspaceConfig:
     """A workspace's tunable settings; every section defaults to its built-in values."""
 
     opportunities: Policy = field(default_factory=Policy)
+    metrics: MetricSettings = field(default_factory=MetricSettings)
 
 
 def load_config(folder: str | os.PathLike[str]) -> WorkspaceConfig:
@@ -68,10 +73,46 @@ def parse_config(text: str, file: str = CONFIG_FILE) -> WorkspaceConfig:
         )
         for p in policy.check()
     ]
+    metrics = MetricSettings()
+    if top is not None and "metrics" in top:
+        metrics = _metrics(reader, *top["metrics"])
     problems = [*reader.errors, *ranges]
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
-    return WorkspaceConfig(opportunities=policy)
+    return WorkspaceConfig(opportunities=policy, metrics=metrics)
+
+
+def _metrics(reader: _Reader, value: Any, at: _At) -> MetricSettings:
+    """The metrics section (metrics.md's settings)."""
+    if value is None:
+        return MetricSettings()
+    found = reader.fields(value, at, "metrics", (), METRIC_KEYS)
+    if found is None:
+        return MetricSettings()
+    values: dict[str, Any] = {}
+    for name, (v, key_at) in found.items():
+        if name == "reactivation_window_days":
+            values[name] = None if v is None else reader.count(v, key_at)
+        elif name == "churn_at":
+            values[name] = reader.choice(v, key_at, CHURN_AT) or "cancel"
+        elif name == "usage_in_mrr":
+            if reader.flag(v, key_at):
+                reader.fail(
+                    key_at.key,
+                    key_at.line,
+                    "true is not supported yet: pay-as-you-go usage is never MRR",
+                )
+        elif name == "gross_margin":
+            margin = _number(reader, v, key_at)
+            if margin is not None and not 0 < margin <= 1:
+                reader.fail(key_at.key, key_at.line, f"must be above 0 and at most 1, got {margin}")
+            elif margin is not None:
+                values[name] = margin
+        elif name == "attribution_days":
+            days = reader.count(v, key_at)
+            if days is not None:
+                values[name] = days
+    return MetricSettings(**values)
 
 
 def _policy(reader: _Reader, value: Any, at: _At) -> Policy:

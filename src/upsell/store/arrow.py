@@ -7,13 +7,13 @@ decimals as their exact strings, JSON as its text: the engine parses what it nee
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import pyarrow as pa
 import sqlalchemy as sa
 
-from upsell.store.schema import accounts, events, subscription_items
+from upsell.store.schema import accounts, contacts, events, refusals, subscription_items
 
 BATCH_ROWS = 50_000
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -116,3 +116,55 @@ def event_batches(
 
 def last_event_seq(*, conn: sa.Connection) -> int:
     return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.seq), 0))).scalar_one())
+
+
+CONTACT_SCHEMA = pa.schema(
+    [
+        ("account_id", pa.string()),
+        ("as_of", TIMESTAMP),
+        ("kind", pa.string()),
+        ("offer_id", pa.string()),
+        ("item_id", pa.string()),
+        ("channel", pa.string()),
+        ("placement", pa.string()),
+        ("playbook", pa.string()),
+        ("experiment", pa.string()),
+        ("variant", pa.string()),
+        ("held_out", pa.bool_()),
+        ("status", pa.string()),
+        ("decision", pa.string()),
+    ]
+)
+REFUSAL_SCHEMA = pa.schema(
+    [("as_of", TIMESTAMP), ("account_id", pa.string()), ("playbook", pa.string())]
+)
+RESPONSE_SCHEMA = pa.schema(
+    [
+        ("account_id", pa.string()),
+        ("event", pa.string()),
+        ("timestamp", TIMESTAMP),
+        ("properties", pa.string()),
+    ]
+)
+
+
+def contacts_arrow(*, conn: sa.Connection) -> pa.Table:
+    """Every contact (held out ones included), without its message; ``decision`` is the decision
+    line as JSON text."""
+    c = contacts.c
+    cols = [c[f.name] for f in CONTACT_SCHEMA]
+    return _read(conn, sa.select(*(_raw(x) for x in cols)).order_by(c.contact_id), CONTACT_SCHEMA)
+
+
+def refusals_arrow(*, conn: sa.Connection) -> pa.Table:
+    c = refusals.c
+    query = sa.select(_raw(c.as_of), c.account_id, c.playbook).order_by(c.id)
+    return _read(conn, query, REFUSAL_SCHEMA)
+
+
+def events_named(*, conn: sa.Connection, names: Sequence[str]) -> pa.Table:
+    """The events of the given names (properties as JSON text), oldest first."""
+    c = events.c
+    cols = [c.account_id, c.event, c.timestamp, c.properties]
+    query = sa.select(*(_raw(x) for x in cols)).where(c.event.in_(names)).order_by(c.timestamp)
+    return _read(conn, query, RESPONSE_SCHEMA)

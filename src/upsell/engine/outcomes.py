@@ -1,0 +1,238 @@
+"""Outcomes over whole tables (metrics.md, "Expansion and offers"; cohorts): what offers led to,
+what treated accounts gained against the holdout, and how signup cohorts keep and grow revenue.
+
+Times are compared as Unix seconds (integers), money as micro-units of the base currency, so that
+DuckDB and Spark agree. Inputs are the tables of `upsell.engine.movements` (`changes`, the rows of
+`mrr_rows`) and the store's contacts and response events as Arrow.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from upsell.engine.backends import Engine
+
+DAY = 86_400
+
+
+def _seconds(column: pa.ChunkedArray) -> pa.Array:
+    """UTC timestamps as whole Unix seconds."""
+    micros = pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")), pa.int64())
+    return pc.cast(pc.divide(micros, 1_000_000), pa.int64())
+
+
+def offer_outcomes(
+    engine: Engine,
+    contacts: pa.Table,
+    rows: pa.Table,
+    changes: ir.Table,
+    responses: pa.Table,
+    *,
+    window_days: int,
+) -> pa.Table:
+    """Per contact (in the order given): ``converted``, ``opened``, ``clicked``.
+
+    An expansion offer converted when a paid row of its item started within `window_days` (plus the
+    offer's trial) after the offer; a save offer when the account still paid at the end of the
+    window. Opened: an ``Offer Viewed`` or ``Email Opened`` event with the offer's id within the
+    window; clicked: an ``Offer Clicked``. `contacts` has the store's contact columns and
+    ``trial_days``; `responses` the response events with ``offer_id``.
+    """
+    start = _seconds(contacts.column("as_of"))
+    extra = pc.multiply(pc.add(contacts.column("trial_days"), window_days), DAY)
+    c = engine.table(
+        pa.table(
+            {
+                "n": pa.array(range(contacts.num_rows), pa.int64()),
+                "account_id": contacts.column("account_id"),
+                "item_id": contacts.column("item_id"),
+                "offer_id": contacts.column("offer_id"),
+                "kind": contacts.column("kind"),
+                "start_s": start,
+                "until_s": pc.add(start, extra),
+                "window_s": pc.add(start, window_days * DAY),
+            }
+        ),
+        "offer_contacts",
+    )
+    r = engine.table(
+        pa.table(
+            {
+                "account_id": rows.column("account_id"),
+                "item_id": rows.column("item_id"),
+                "started_s": _seconds(rows.column("started_at")),
+                "mrr": rows.column("mrr"),
+            }
+        ),
+        "offer_rows",
+    )
+    took = c.join(r, [c.account_id == r.account_id, c.item_id == r.item_id])
+    took = took.filter(
+        (took.mrr > 0) & (took.started_s >= took.start_s) & (took.started_s <= took.until_s)
+    )
+    took = took.group_by("n").aggregate(took=took.n.count())
+
+    ch = changes.select("account_id", "after", at_s=changes.at.epoch_seconds().cast("int64"))
+    kept = c.join(ch, c.account_id == ch.account_id).filter(lambda t: t.at_s < t.window_s)
+    kept = kept.group_by("n").aggregate(mrr=kept.after.argmax(kept.at_s))
+
+    resp = engine.table(
+        pa.table(
+            {
+                "account_id": responses.column("account_id"),
+                "offer_id": responses.column("offer_id"),
+                "event": responses.column("event"),
+                "ts": _seconds(responses.column("timestamp")),
+            }
+        ),
+        "offer_responses",
+    )
+    seen = c.join(resp, [c.account_id == resp.account_id, c.offer_id == resp.offer_id])
+    seen = seen.filter((seen.ts >= seen.start_s) & (seen.ts <= seen.window_s))
+    seen = seen.group_by("n").aggregate(
+        opened=seen.event.isin(["Offer Viewed", "Email Opened"]).any(),
+        clicked=(seen.event == "Offer Clicked").any(),
+    )
+    out = (
+        c.left_join(took, "n")
+        .select(c.n, c.kind, took.took)
+        .left_join(kept, "n")
+        .select("n", "kind", "took", kept.mrr)
+        .left_join(seen, "n")
+        .select("n", "kind", "took", "mrr", seen.opened, seen.clicked)
+    )
+    converted = ibis.cases(
+        (out.kind == "save", out.mrr.fill_null(0) > 0), else_=out.took.fill_null(0) > 0
+    )
+    result = engine.arrow(
+        out.select(
+            "n",
+            converted=converted,
+            opened=out.opened.fill_null(False),
+            clicked=out.clicked.fill_null(False),
+        ).order_by("n")
+    )
+    return result.drop_columns(["n"])
+
+
+def response_offer_ids(responses: pa.Table) -> pa.Table:
+    """The response events with their ``offer_id`` read from the properties (None without one)."""
+    ids = []
+    for text in responses.column("properties").to_pylist():
+        try:
+            value = json.loads(text) if text else {}
+        except ValueError:
+            value = {}
+        offer = value.get("offer_id") if isinstance(value, dict) else None
+        ids.append(offer if isinstance(offer, str) else None)
+    return responses.append_column("offer_id", pa.array(ids, pa.string()))
+
+
+def expansion_since_first_decision(
+    engine: Engine, contacts: pa.Table, changes: ir.Table, *, end: datetime
+) -> pa.Table:
+    """Per decided account: ``group`` (``treated`` when an offer reached it, ``holdout`` when it
+    was only ever held out) and ``expansion``: the expansion MRR (micro-units) of its changes from
+    its first decision until `end`."""
+    reached = pc.and_(
+        pc.invert(contacts.column("held_out")), pc.not_equal(contacts.column("status"), "failed")
+    )
+    c = engine.table(
+        pa.table(
+            {
+                "account_id": contacts.column("account_id"),
+                "as_s": _seconds(contacts.column("as_of")),
+                "reached": pc.cast(reached, pa.int64()),
+                "held": pc.cast(contacts.column("held_out"), pa.int64()),
+            }
+        ),
+        "decided",
+    )
+    first = c.group_by("account_id").aggregate(
+        first_s=c.as_s.min(), reached=c.reached.max(), held=c.held.max()
+    )
+    first = first.filter((first.reached > 0) | (first.held > 0))
+    end_s = int(end.astimezone(UTC).timestamp())
+    ch = changes.filter(changes.type == "expansion").select(
+        "account_id", "amount", at_s=changes.at.epoch_seconds().cast("int64")
+    )
+    joined = first.left_join(ch, first.account_id == ch.account_id)
+    joined = joined.filter(
+        joined.at_s.isnull() | ((joined.at_s >= joined.first_s) & (joined.at_s < end_s))
+    )
+    out = joined.group_by([first.account_id, "reached"]).aggregate(
+        expansion=joined.amount.sum().fill_null(0)
+    )
+    out = out.select(
+        "account_id",
+        group=ibis.cases((out.reached > 0, "treated"), else_="holdout"),
+        expansion=out.expansion,
+    )
+    return engine.arrow(out.order_by("account_id"))
+
+
+def cohorts(
+    engine: Engine,
+    accounts: pa.Table,
+    changes: ir.Table,
+    usage: ir.Table | None,
+    boundaries: list[datetime],
+) -> pa.Table:
+    """Per signup month and age (months since signup, 0 = the signup month): the cohort's
+    accounts, its MRR just before the end of that month (micro-units), how many of its accounts pay
+    then, and how many used a feature (a ``Feature Used`` event) during that month (None without
+    usage rollups). `boundaries` are the first instants of consecutive months; the last one closes
+    the last month."""
+    created = _seconds(accounts.column("created_at"))
+    a = engine.table(
+        pa.table({"account_id": accounts.column("account_id"), "created_s": created}),
+        "cohort_accounts",
+    )
+    months = engine.table(
+        pa.table(
+            {
+                "k": pa.array(range(len(boundaries) - 1), pa.int64()),
+                "month_s": pa.array([int(b.timestamp()) for b in boundaries[:-1]], pa.int64()),
+                "end_s": pa.array([int(b.timestamp()) for b in boundaries[1:]], pa.int64()),
+            }
+        ),
+        "cohort_months",
+    )
+    signup = a.cross_join(months).filter(
+        lambda t: (t.created_s >= t.month_s) & (t.created_s < t.end_s)
+    )
+    signup = signup.select("account_id", cohort=signup.k)
+    grid = signup.cross_join(months.select(age_k="k", end_s="end_s")).filter(
+        lambda t: t.age_k >= t.cohort
+    )
+    ch = changes.select("account_id", "after", at_s=changes.at.epoch_seconds().cast("int64"))
+    joined = grid.left_join(ch, (grid.account_id == ch.account_id) & (ch.at_s < grid.end_s))
+    mrr = joined.group_by([grid.account_id, "cohort", "age_k"]).aggregate(
+        mrr=joined.after.argmax(joined.at_s).fill_null(0)
+    )
+    table = mrr.mutate(age=mrr.age_k - mrr.cohort)
+    if usage is not None:
+        used = usage.filter(usage.event == "Feature Used")
+        used = used.select(
+            "account_id", day_s=used.day.cast("timestamp").epoch_seconds().cast("int64")
+        )
+        per = used.join(months, (used.day_s >= months.month_s) & (used.day_s < months.end_s))
+        per = per.group_by(["account_id", "k"]).aggregate(uses=per.day_s.count())
+        table = table.left_join(
+            per, (table.account_id == per.account_id) & (table.age_k == per.k)
+        ).select(table, active=per.uses.notnull())
+    else:
+        table = table.mutate(active=ibis.literal(False))
+    out = table.group_by(["cohort", "age"]).aggregate(
+        accounts=table.account_id.count(),
+        mrr=table.mrr.sum(),
+        paying=(table.mrr > 0).cast("int64").sum(),
+        adopting=table.active.cast("int64").sum(),
+    )
+    return engine.arrow(out.order_by(["cohort", "age"]))

@@ -1,0 +1,180 @@
+"""Offer outcomes, holdout groups and cohorts in the engine, on hand-built tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from upsell.engine.backends import Engine
+from upsell.engine.movements import changes, mrr_rows
+from upsell.engine.outcomes import (
+    cohorts,
+    expansion_since_first_decision,
+    offer_outcomes,
+    response_offer_ids,
+)
+from upsell.sources.catalog import parse_catalog
+from upsell.store.arrow import ACCOUNT_SCHEMA, CONTACT_SCHEMA, RESPONSE_SCHEMA, SUBSCRIPTION_SCHEMA
+
+CATALOG = parse_catalog(
+    """\
+currency: USD
+plans:
+  - {id: basic, price: {month: 29}}
+  - {id: pro, price: {month: 99}}
+add_ons:
+  - {id: seats, price: {month: 20}}
+""",
+    "c.yaml",
+).catalog
+
+
+def at(day: str) -> datetime:
+    return datetime.fromisoformat(day).replace(tzinfo=UTC)
+
+
+def subscription(account: str, item: str, start: str, end: str | None, price: str, **kw: object):
+    return {
+        "account_id": account, "item_id": item, "started_at": at(start),
+        "ended_at": at(end) if end else None, "quantity": 1, "interval": "month",
+        "unit_price": price, "currency": "USD", "status": "active", **kw,
+    }  # fmt: skip
+
+
+def contact(account: str, day: str, kind: str, offer: str, item: str, **kw: object):
+    return {
+        "account_id": account, "as_of": at(day), "kind": kind, "offer_id": offer, "item_id": item,
+        "channel": "in_app", "placement": "modal", "playbook": "p", "experiment": None,
+        "variant": None, "held_out": False, "status": "queued", "decision": None, **kw,
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    e = Engine("duckdb")
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+SUBSCRIPTIONS = pa.Table.from_pylist(
+    [
+        # a: Basic, offered Pro on Mar 1, took it on Mar 10 (within 14 days)
+        subscription("a", "basic", "2026-01-01", "2026-03-10", "29"),
+        subscription("a", "pro", "2026-03-10", None, "99"),
+        # b: Basic, offered Pro on Mar 1, took it on Mar 20 (too late)
+        subscription("b", "basic", "2026-01-01", "2026-03-20", "29"),
+        subscription("b", "pro", "2026-03-20", None, "99"),
+        # c: Pro, asked to cancel, offered to stay on Mar 1, still pays on Mar 15
+        subscription("c", "pro", "2026-01-01", None, "99"),
+        # d: Pro, offered to stay on Mar 1, left on Mar 5
+        subscription("d", "pro", "2026-01-01", "2026-03-05", "99", status="canceled"),
+        # e: held out, bought seats on Mar 3 anyway
+        subscription("e", "basic", "2026-01-01", None, "29"),
+        subscription("e", "seats", "2026-03-03", None, "20"),
+        # f: offered seats with a 14-day trial on Mar 1; paid from Mar 25 (14 + 14 days)
+        subscription("f", "basic", "2026-01-01", None, "29"),
+        subscription("f", "seats", "2026-03-11", "2026-03-25", "20", status="trialing"),
+        subscription("f", "seats", "2026-03-25", None, "20"),
+    ],
+    schema=SUBSCRIPTION_SCHEMA,
+)
+CONTACTS = pa.Table.from_pylist(
+    [
+        contact("a", "2026-03-01", "upsell", "upsell:basic->pro", "pro"),
+        contact("b", "2026-03-01", "upsell", "upsell:basic->pro", "pro"),
+        contact("c", "2026-03-01", "save", "save:pro", "pro"),
+        contact("d", "2026-03-01", "save", "save:pro", "pro"),
+        contact(
+            "e", "2026-03-01", "add_on", "add_on:seats", "seats", held_out=True, status="held_out"
+        ),
+        contact("f", "2026-03-01", "add_on", "add_on:seats", "seats"),
+    ],
+    schema=CONTACT_SCHEMA,
+).append_column("trial_days", pa.array([0, 0, 0, 0, 0, 14], pa.int64()))
+RESPONSES = response_offer_ids(
+    pa.Table.from_pylist(
+        [
+            {
+                "account_id": "a",
+                "event": "Offer Viewed",
+                "timestamp": at("2026-03-02"),
+                "properties": '{"offer_id": "upsell:basic->pro"}',
+            },
+            {
+                "account_id": "a",
+                "event": "Offer Clicked",
+                "timestamp": at("2026-03-02"),
+                "properties": '{"offer_id": "upsell:basic->pro"}',
+            },
+            {
+                "account_id": "b",
+                "event": "Offer Viewed",
+                "timestamp": at("2026-04-01"),
+                "properties": '{"offer_id": "upsell:basic->pro"}',
+            },
+            {
+                "account_id": "c",
+                "event": "Offer Dismissed",
+                "timestamp": at("2026-03-02"),
+                "properties": "not json",
+            },
+        ],
+        schema=RESPONSE_SCHEMA,
+    )
+)
+
+
+def test_an_offer_converts_when_its_item_is_taken_within_the_window(engine: Engine) -> None:
+    rows = mrr_rows(SUBSCRIPTIONS, CATALOG)
+    ch = changes(engine.table(rows, "outcome_rows"))
+    found = offer_outcomes(engine, CONTACTS, rows, ch, RESPONSES, window_days=14).to_pylist()
+    assert [r["converted"] for r in found] == [True, False, True, False, True, True]
+    assert [r["opened"] for r in found] == [True, False, False, False, False, False]
+    assert [r["clicked"] for r in found] == [True, False, False, False, False, False]
+
+
+def test_a_response_without_an_offer_id_counts_for_no_offer() -> None:
+    assert RESPONSES.column("offer_id").to_pylist()[-1] is None
+
+
+def test_treated_and_held_out_accounts_get_their_expansion_since_the_first_decision(
+    engine: Engine,
+) -> None:
+    rows = mrr_rows(SUBSCRIPTIONS, CATALOG)
+    ch = changes(engine.table(rows, "group_rows"))
+    groups = expansion_since_first_decision(engine, CONTACTS, ch, end=at("2026-04-01"))
+    found = {r["account_id"]: (r["group"], r["expansion"]) for r in groups.to_pylist()}
+    assert found == {
+        "a": ("treated", 70_000_000),
+        "b": ("treated", 70_000_000),
+        "c": ("treated", 0),
+        "d": ("treated", 0),
+        "e": ("holdout", 20_000_000),
+        "f": ("treated", 20_000_000),
+    }
+
+
+def test_cohorts_follow_signup_months(engine: Engine) -> None:
+    accounts = pa.Table.from_pylist(
+        [
+            {"account_id": x, "created_at": at("2026-01-01" if x in "abcd" else "2026-02-10")}
+            for x in "abcdef"
+        ],
+        schema=ACCOUNT_SCHEMA,
+    )
+    rows = mrr_rows(SUBSCRIPTIONS, CATALOG)
+    ch = changes(engine.table(rows, "cohort_rows"))
+    months = [at("2026-01-01"), at("2026-02-01"), at("2026-03-01"), at("2026-04-01")]
+    table = cohorts(engine, accounts, ch, None, months).to_pylist()
+    by = {(r["cohort"], r["age"]): r for r in table}
+    # January: a, b (Basic 29), c, d (Pro 99) = 256; in March a and b are on Pro, d left: 297.
+    assert Decimal(by[(0, 0)]["mrr"]) / 10**6 == 256 and by[(0, 0)]["paying"] == 4
+    assert Decimal(by[(0, 2)]["mrr"]) / 10**6 == 99 + 99 + 99 and by[(0, 2)]["paying"] == 3
+    # February's signups (e, f) pay from January in this made-up data: they count from February.
+    assert by[(1, 0)]["accounts"] == 2 and (1, 2) not in by
