@@ -60,3 +60,11 @@ def test_every_decision_setting_fact_refusal_and_channel_variable_is_documented(
         assert f"| `{fact}` |" in text, fact
     for key in (*SETTINGS_KEYS, *GUARDRAILS_KEYS):
         assert f"`{key}" in text, key
+
+
+def test_every_metric_setting_is_documented() -> None:
+    from upsell.sources.config import METRIC_KEYS
+
+    text = (ROOT / "docs" / "metrics.md").read_text()
+    for key in METRIC_KEYS:
+        assert f"| `{key}` |" in text, key

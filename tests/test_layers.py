@@ -30,6 +30,8 @@ LAYERS = {
     "templates": {"domain"},
     "channels": set(),
     "runs": {"domain", "store", "engine", "pipeline", "templates", "channels"},
+    "reporting": {"domain", "store", "engine", "pipeline"},
+    "report": {"domain"},
     "cli": {
         "domain",
         "store",
@@ -40,6 +42,8 @@ LAYERS = {
         "templates",
         "channels",
         "runs",
+        "report",
+        "reporting",
         "workspace",
         "settings",
     },

@@ -176,5 +176,27 @@ def test_cohorts_follow_signup_months(engine: Engine) -> None:
     # January: a, b (Basic 29), c, d (Pro 99) = 256; in March a and b are on Pro, d left: 297.
     assert Decimal(by[(0, 0)]["mrr"]) / 10**6 == 256 and by[(0, 0)]["paying"] == 4
     assert Decimal(by[(0, 2)]["mrr"]) / 10**6 == 99 + 99 + 99 and by[(0, 2)]["paying"] == 3
+    assert by[(0, 2)]["kept_mrr"] == by[(0, 2)]["mrr"] and by[(0, 2)]["retained"] == 3
     # February's signups (e, f) pay from January in this made-up data: they count from February.
     assert by[(1, 0)]["accounts"] == 2 and (1, 2) not in by
+
+
+def test_an_account_that_starts_paying_later_is_not_in_its_cohorts_retention(
+    engine: Engine,
+) -> None:
+    subscriptions = pa.Table.from_pylist(
+        [
+            subscription("p", "basic", "2026-01-05", None, "29"),
+            subscription("q", "basic", "2026-02-05", None, "29"),  # signed up in January, free
+        ],
+        schema=SUBSCRIPTION_SCHEMA,
+    )
+    accounts = pa.Table.from_pylist(
+        [{"account_id": x, "created_at": at("2026-01-02")} for x in "pq"], schema=ACCOUNT_SCHEMA
+    )
+    rows = mrr_rows(subscriptions, CATALOG)
+    ch = changes(engine.table(rows, "late_rows"))
+    months = [at("2026-01-01"), at("2026-02-01"), at("2026-03-01")]
+    by = {r["age"]: r for r in cohorts(engine, accounts, ch, None, months).to_pylist()}
+    assert (by[0]["paying"], by[1]["paying"]) == (1, 2)
+    assert (by[1]["retained"], by[1]["kept_mrr"]) == (1, 29_000_000)

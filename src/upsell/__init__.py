@@ -1,3 +1,3 @@
 """upsell: an expansion-revenue engine for subscription and digital-product businesses."""
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"

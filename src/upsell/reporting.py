@@ -370,8 +370,10 @@ def _cohorts(table: pa.Table, boundaries: list[datetime]) -> list[dict[str, Any]
                 "ages": [
                     {
                         "age": int(r["age"]),
-                        "ndr": _ratio(int(r["mrr"]), int(base["mrr"])),
-                        "logo_retention": _ratio(int(r["paying"]), int(base["paying"])),
+                        "ndr": _ratio(int(r["kept_mrr"]), int(base["mrr"])),
+                        "logo_retention": _ratio(int(r["retained"]), int(base["paying"])),
+                        "mrr": _money(int(r["mrr"])),
+                        "paying_accounts": int(r["paying"]),
                         "feature_adoption": _ratio(int(r["adopting"]), int(r["accounts"])),
                     }
                     for r in ages

@@ -315,7 +315,8 @@ def demo(
     use `upsell init DIR --demo` for another size, model or seed and pass its folder with -w. Today
     the main job imports the data, summarises it (accounts, MRR, plan mix, top usage), finds the
     opportunities the day after its last event (the top ten by expected value) and decides the
-    offers the playbooks would make that day (a dry run: nothing is recorded or sent).
+    offers the playbooks would make that day (a dry run: nothing is recorded or sent), and writes
+    the revenue report (report.html in the workspace folder) with its headline numbers.
     """
     with _errors():
         settings = Settings()
@@ -338,6 +339,13 @@ def demo(
             day = summary.as_of.date() + timedelta(days=1)
             run = _demo_opportunities(ws, loaded.catalog, day)
             decided = _demo_decisions(ws, loaded.catalog, day)
+            best = sorted(
+                (o for o in run.opportunities if o.qualified),
+                key=lambda o: (-o.priority, o.account_id, o.offer_id),
+            )[:10]
+            data = _report(None, None, None, "en", "duckdb", [o.to_json() for o in best], ws)
+            report_file = workspace / "report.html"
+            _write_report(data, report_file)
         finally:
             ws.close()
     _print_summary(workspace, summary)
@@ -349,6 +357,10 @@ def demo(
     customer = [x for x in decided.lines if x["channel"] in ("in_app", "email")]
     if customer or decided.lines:
         print_message(err, (customer or decided.lines)[0])
+    from upsell.cli.reports import print_report
+
+    print_report(err, data)
+    err.print(f"\nThe report: {report_file.resolve()}", highlight=False)
     if as_json:
         typer.echo(json.dumps(_summary_dict(summary), indent=2))
 
@@ -756,6 +768,130 @@ def playbooks_copy(
             f"{ws.folder}. Check them with `upsell playbooks check`.",
             highlight=False,
         )
+
+
+@app.command()
+def report(
+    workspace: WorkspaceOption = None,
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from", metavar="DATE", help="First month (YYYY-MM-DD; default: the first data)."
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", metavar="DATE", help="Last month (default: the last data)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="F",
+            help="Write the report: .html (a self-contained page with charts) or .json.",
+        ),
+    ] = None,
+    locale: Annotated[
+        str,
+        typer.Option("--locale", metavar="L", help="Locale for money and numbers (en, de, ...)."),
+    ] = "en",
+    engine: Annotated[
+        str,
+        typer.Option("--engine", metavar="NAME", help="Engine back end: duckdb | pyspark."),
+    ] = "duckdb",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Report revenue and expansion (docs/metrics.md): MRR movements by month with expansion by
+    cause, NDR/GRR, quick ratio, ARPA, LTV, upsell conversion, the offer funnel, incremental revenue
+    against the holdout, cohorts, and the top offers of the latest run.
+
+    The settings of config.yaml's metrics: section are used and stated in the report. The
+    headline numbers go to stderr.
+    """
+    from upsell.cli.reports import print_report
+
+    if out is not None and out.suffix.lower() not in (".html", ".json"):
+        raise _fail(f"--out must end in .html or .json, got {out.name!r}", EXIT_USAGE)
+    with _errors():
+        data = _report(workspace, from_, to, locale, engine)
+        if out is not None:
+            _write_report(data, out)
+            err.print(f"Wrote the report to {out}", highlight=False)
+    print_report(err, data)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _report(
+    workspace: Path | None,
+    from_: str | None,
+    to: str | None,
+    locale: str,
+    engine: str,
+    top: list[dict[str, object]] | None = None,
+    ws: Workspace | None = None,
+) -> dict[str, object]:
+    from upsell.engine.backends import BACKENDS, Engine
+    from upsell.pipeline import rollups_folder
+    from upsell.reporting import build_report, data_span
+    from upsell.sources.config import load_config
+
+    if engine not in BACKENDS:
+        raise _fail(f"--engine must be one of {', '.join(BACKENDS)}, got {engine!r}", EXIT_USAGE)
+    first = _as_of(from_) if from_ else None
+    last = _as_of(to) if to else None
+    if first and last and last < first:
+        raise _fail(f"--to {last} is before --from {first}", EXIT_USAGE)
+    own = ws is None
+    opened = ws or _open(workspace)
+    try:
+        loaded = opened.catalog()
+        if loaded is None:
+            raise _fail(
+                f"{opened.folder} has no catalog yet: import one with `upsell import --catalog F`",
+                EXIT_USAGE,
+            )
+        config = load_config(opened.folder)
+        backend = Engine(engine)
+        try:
+            with err.status("Computing the report"), opened.engine.connect() as conn:
+                span = data_span(conn=conn)
+                if span is None:
+                    raise _fail(f"{opened.folder} has no subscriptions to report on", EXIT_USAGE)
+                return build_report(
+                    backend,
+                    conn=conn,
+                    catalog=loaded.catalog,
+                    rollups=rollups_folder(opened.folder),
+                    settings=config.metrics,
+                    first=first or span[0],
+                    last=last or span[1],
+                    locale=locale,
+                    workspace=str(opened.folder),
+                    top=top or (),
+                )
+        finally:
+            backend.close()
+    finally:
+        if own:
+            opened.close()
+
+
+def _write_report(data: dict[str, object], out: Path) -> None:
+    from upsell.cli.opportunities import OutputError
+
+    if not out.parent.is_dir():
+        raise OutputError(f"{out}: the folder {out.parent} does not exist")
+    if out.suffix.lower() == ".json":
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(out)
+    else:
+        from upsell.report import write_html
+
+        write_html(data, out)
 
 
 @app.command("import")

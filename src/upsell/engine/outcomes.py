@@ -185,9 +185,11 @@ def cohorts(
     boundaries: list[datetime],
 ) -> pa.Table:
     """Per signup month and age (months since signup, 0 = the signup month): the cohort's
-    accounts, its MRR just before the end of that month (micro-units), how many of its accounts pay
-    then, and how many used a feature (a ``Feature Used`` event) during that month (None without
-    usage rollups). `boundaries` are the first instants of consecutive months; the last one closes
+    accounts, its MRR at the end of that month (micro-units) and how many of its accounts pay then;
+    ``kept_mrr`` and ``retained``: the same for the accounts that paid at the end of the signup
+    month (NDR's rule: accounts that start paying later are not in the cohort's retention); and
+    how many used a feature (a ``Feature Used`` event) during that month (0 without usage
+    rollups). `boundaries` are the first instants of consecutive months; the last one closes
     the last month."""
     created = _seconds(accounts.column("created_at"))
     a = engine.table(
@@ -229,10 +231,14 @@ def cohorts(
         ).select(table, active=per.uses.notnull())
     else:
         table = table.mutate(active=ibis.literal(False))
+    own = ibis.window(group_by=table.account_id)
+    table = table.mutate(paid0=ibis.cases((table.age == 0, table.mrr), else_=0).max().over(own) > 0)
     out = table.group_by(["cohort", "age"]).aggregate(
         accounts=table.account_id.count(),
         mrr=table.mrr.sum(),
         paying=(table.mrr > 0).cast("int64").sum(),
+        kept_mrr=ibis.cases((table.paid0, table.mrr), else_=0).sum(),
+        retained=(table.paid0 & (table.mrr > 0)).cast("int64").sum(),
         adopting=table.active.cast("int64").sum(),
     )
     return engine.arrow(out.order_by(["cohort", "age"]))

@@ -1,0 +1,147 @@
+"""`upsell report` on a small simulated company with two weekly runs of in-app offers."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shutil
+from decimal import Decimal
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from upsell.cli.app import app
+
+PLAYBOOKS = """\
+settings:
+  holdout: {share: 0.2, key: report-test}
+playbooks:
+  - {id: modal, trigger: {kind: [upsell, add_on, cross_sell]}, channel: in_app,
+     placement: modal, template: limit_reached}
+  - {id: keep, trigger: {kind: save}, channel: in_app, placement: modal, template: save}
+guardrails:
+  caps: []
+"""
+CONTRACT_MONTH_KEYS = {
+    "month", "mrr_start", "mrr_end", "new", "reactivation", "expansion", "expansion_by_cause",
+    "contraction", "churn", "paying_accounts", "ndr", "grr",
+}  # fmt: skip
+
+
+def run(*args: object) -> Any:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(autouse=True)
+def _no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UPSELL_DATABASE_URL", raising=False)
+    monkeypatch.delenv("UPSELL_WORKSPACE", raising=False)
+
+
+@pytest.fixture(scope="module")
+def company(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    mp = pytest.MonkeyPatch()
+    mp.delenv("UPSELL_DATABASE_URL", raising=False)
+    ws = tmp_path_factory.mktemp("report") / "ws"
+    try:
+        assert (
+            run("init", ws, "--demo", "--accounts", 500, "--months", 6, "--seed", 3).exit_code == 0
+        )
+        (ws / "playbooks.yaml").write_text(PLAYBOOKS)
+        for day in ("2026-03-15", "2026-04-01"):
+            result = run("run", "-w", ws, "--as-of", day)
+            assert result.exit_code == 0, result.output
+    finally:
+        mp.undo()
+    return ws
+
+
+@pytest.fixture
+def workspace(company: Path, tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    shutil.copytree(company, ws)
+    return ws
+
+
+def test_the_json_report_has_the_contract_shape_and_adds_up(
+    workspace: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.json"
+    result = run("report", "-w", workspace, "--out", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["currency"] == "USD"
+    assert (report["from"], report["to"]) == ("2025-11-01", "2026-04-30")
+    assert report["settings"] == {
+        "reactivation_window_days": None, "churn_at": "cancel", "usage_in_mrr": False,
+        "gross_margin": 0.8, "attribution_days": 14,
+    }  # fmt: skip
+    months = report["months"]
+    assert [m["month"] for m in months] == [
+        "2025-11", "2025-12", "2026-01", "2026-02", "2026-03", "2026-04",
+    ]  # fmt: skip
+    for m in months:
+        assert m.keys() >= CONTRACT_MONTH_KEYS
+        change = Decimal(m["mrr_end"]) - Decimal(m["mrr_start"])
+        moved = sum(Decimal(m[k]) for k in ("new", "reactivation", "expansion"))
+        moved -= sum(Decimal(m[k]) for k in ("contraction", "churn"))
+        assert abs(change - moved) <= Decimal("0.01") * 5, m["month"]  # cents rounding only
+        assert sum(Decimal(v) for v in m["expansion_by_cause"].values()) == pytest.approx(
+            Decimal(m["expansion"]), abs=Decimal("0.03")
+        )
+    for a, b in itertools.pairwise(months):
+        assert a["mrr_end"] == b["mrr_start"]
+    by_playbook = report["offers"]["by_playbook"]
+    assert by_playbook["modal"]["contacted"] > 0
+    assert by_playbook["modal"]["eligible"] >= by_playbook["modal"]["contacted"]
+    assert report["incremental"]["holdout_accounts"] > 0
+    assert report["top_opportunities"], "the latest run's offers"
+    assert report["cohorts"][0]["ages"][0]["ndr"] in (1.0, None)
+    assert "Revenue from 2025-11-01 to 2026-04-30" in result.stderr
+
+
+def test_the_html_report_is_one_self_contained_page(workspace: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    result = run("report", "-w", workspace, "--out", out, "--locale", "de")
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    links: list[str] = []
+
+    class Links(HTMLParser):  # script bodies are data to the parser, not tags
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            links.extend(v or "" for k, v in attrs if k in ("src", "href"))
+
+    Links().feed(page)
+    assert not [x for x in links if x.startswith(("http:", "https:", "//"))]
+    assert "Plotly.newPlot" in page and " €" not in page  # USD, in German: "1.234,50 $"
+    assert re.search(r"\d\.\d{3},\d{2}\s\$", page)
+
+
+def test_from_and_to_choose_the_months_and_the_workspace_settings_are_used(
+    workspace: Path,
+) -> None:
+    (workspace / "config.yaml").write_text("metrics:\n  churn_at: period_end\n")
+    result = run("report", "-w", workspace, "--from", "2026-02-10", "--to", "2026-03-02", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [m["month"] for m in report["months"]] == ["2026-02", "2026-03"]
+    assert report["settings"]["churn_at"] == "period_end"
+    assert "churn at period_end" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--from", "2026-03-01", "--to", "2026-01-01"), "is before --from"),
+        (("--out", "report.pdf"), "must end in .html or .json"),
+        (("--from", "soon"), "is not a date"),
+    ],
+)
+def test_bad_options_are_usage_errors(workspace: Path, args: tuple[str, ...], message: str) -> None:
+    result = run("report", "-w", workspace, *args)
+    assert result.exit_code == 2
+    assert message in result.output
