@@ -53,3 +53,8 @@ def test_the_interval_contains_the_difference_and_matches_scipy(
             oracle = stats.ttest_ind(treated, holdout, equal_var=False).confidence_interval(0.95)
         assert found.low == pytest.approx(oracle.low, rel=1e-6, abs=1e-6)
         assert found.high == pytest.approx(oracle.high, rel=1e-6, abs=1e-6)
+
+
+def test_variances_too_small_to_square_still_give_an_interval() -> None:
+    found = lift([0.0, 0.0], [0.0, 2.1637802835790144e-157])
+    assert found is not None and found.low is not None and found.low <= found.difference

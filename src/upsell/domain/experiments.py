@@ -60,7 +60,9 @@ def lift(
     se2 = vt / nt + vh / nh
     if se2 == 0:
         return Lift(nt, nh, mt, mh, diff, diff, diff, confidence)
-    df = se2**2 / ((vt / nt) ** 2 / (nt - 1) + (vh / nh) ** 2 / (nh - 1))
+    spread = (vt / nt) ** 2 / (nt - 1) + (vh / nh) ** 2 / (nh - 1)
+    # Variances so small their squares underflow: the conservative degrees of freedom.
+    df = se2**2 / spread if spread > 0 else float(min(nt, nh) - 1)
     t = float(stats.t.ppf(0.5 + confidence / 2, df))
     half = t * math.sqrt(se2)
     return Lift(nt, nh, mt, mh, diff, diff - half, diff + half, confidence)
