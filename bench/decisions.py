@@ -50,21 +50,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from upsell.channels.base import Channel, Delivery, Outcome
-from upsell.channels.in_app import InApp
 from upsell.domain.catalog import Catalog
 from upsell.domain.decisions import unit_hash
 from upsell.domain.playbooks import Playbooks
 from upsell.engine.backends import Engine
 from upsell.pipeline import account_signals, refresh_rollups, rollups_folder, signal_tables
+from upsell.replay import simulated_channels, warm_up
 from upsell.runs import run_offers
 from upsell.simulator.population import RESPONSE_TYPES
-from upsell.simulator.world import EVENT_SCHEMA, SimConfig, World
+from upsell.simulator.world import SimConfig, World
 from upsell.sources.config import load_config
-from upsell.sources.importer import import_catalog, import_table
 from upsell.sources.playbooks import load_playbooks
 from upsell.templates import MessageTemplates
 from upsell.workspace import Workspace
@@ -95,22 +92,6 @@ Log = Callable[[str], None]
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-class SentChannel:
-    """A bench-local channel for email, CSM tasks and webhooks: every delivery is "sent" (the
-    bench measures decisions; the simulated customer sees the decision line, not the SMTP mail)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.sent = 0
-
-    def deliver(self, delivery: Delivery) -> Outcome:
-        self.sent += 1
-        return Outcome("sent")
-
-    def problems(self) -> list[str]:
-        return []
 
 
 @dataclass
@@ -183,31 +164,6 @@ class Replay:
 # --- the replay ----------------------------------------------------------------------------------
 
 
-class _Importer:
-    """Writes Arrow tables to new Parquet files in `data` and imports them into the workspace."""
-
-    def __init__(self, ws: Workspace, data: Path, catalog: Catalog) -> None:
-        self.ws, self.data, self.catalog = ws, data, catalog
-
-    def __call__(self, kind: str, table: pa.Table | Path, tag: str) -> None:
-        if isinstance(table, Path):
-            path = table
-        else:
-            if table.num_rows == 0:
-                return
-            path = self.data / f"{kind}-{tag}.parquet"
-            pq.write_table(table, path, compression="zstd")
-        done = import_table(
-            engine=self.ws.engine,
-            kind=kind,  # type: ignore[arg-type]
-            path=path,
-            catalog=self.catalog,
-            strict=True,
-        )
-        if done.rejected or not done.stored:
-            raise RuntimeError(f"{path.name}: {done.rejected} rows rejected ({done.first_rejects})")
-
-
 def _naive(
     engine: Engine, ws: Workspace, catalog: Catalog, playbooks: Playbooks, day: date
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -263,27 +219,13 @@ def replay(policy: str, accounts: int, weeks: int, folder: Path, log: Log = _std
     if warmup < 1:
         raise ValueError(f"{weeks} weeks do not fit in the {config.days} simulated days")
     data = folder / "data"
-    data.mkdir(parents=True)
-    events_file = data / "events-w00.parquet"
-    events = 0
-    with pq.ParquetWriter(events_file, EVENT_SCHEMA, compression="zstd") as writer:
-
-        def on_events(table: pa.Table) -> None:
-            nonlocal events
-            events += table.num_rows
-            writer.write_table(table)
-
-        world.advance(warmup, on_events)
-    (data / "catalog.yaml").write_text(world.catalog_yaml, "utf-8")
     ws = Workspace.create(folder / "workspace", database_url=None)
     engine = Engine("duckdb")
-    out = Replay(policy=policy, config=config, accounts=0, warmup_days=warmup, warmup_events=events)
+    out = Replay(policy=policy, config=config, accounts=0, warmup_days=warmup)
     try:
-        catalog = import_catalog(engine=ws.engine, path=data / "catalog.yaml").loaded.catalog
-        load = _Importer(ws, data, catalog)
-        load("accounts", world.accounts_table(), "w00")
-        load("subscriptions", world.subscriptions_table(), "w00")
-        load("events", events_file, "w00")
+        catalog, load = warm_up(world, warmup, ws, data)
+        events = pq.ParquetFile(data / "events-w00.parquet").metadata.num_rows
+        out.warmup_events = events
         out.warmup_seconds = time.perf_counter() - started
         log(
             f"  {policy}: warm-up {warmup} days, {events:,} events, imported in "
@@ -292,10 +234,7 @@ def replay(policy: str, accounts: int, weeks: int, folder: Path, log: Log = _std
         playbooks = load_playbooks(ws.folder, catalog=catalog).playbooks
         policy_config = load_config(ws.folder).opportunities
         templates = MessageTemplates(ws.folder)
-        channels: dict[str, Channel] = {
-            "in_app": InApp(),
-            **{n: SentChannel(n) for n in ("email", "csm_task", "webhook")},
-        }
+        channels = simulated_channels()
         first_mrr: dict[int, float] = {}  # account -> its MRR when first decided for
         contacted: set[int] = set()
         held_out: set[int] = set()

@@ -51,6 +51,8 @@ EXIT_OK, EXIT_INVALID_INPUT, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_BYTES = 4 << 20
 DEMO_WORKSPACE = Path("demo-workspace")
 DEMO_DATA = "data"
+#: The demo company's last weeks are replayed through weekly runs, so that its report has offers.
+DEMO_WEEKS = 8
 
 app = typer.Typer(
     name="upsell",
@@ -190,8 +192,12 @@ def _simulate(config: SimConfig, folder: Path, *, force: bool = False) -> Simula
     return done
 
 
-def _build_demo(directory: Path, config: SimConfig) -> None:
-    """A new workspace in `directory` filled with a simulated company (files kept in data/)."""
+def _build_demo(directory: Path, config: SimConfig, weeks: int = 0) -> None:
+    """A new workspace in `directory` filled with a simulated company (files kept in data/); with
+    `weeks`, its last weeks are replayed through `upsell run` (upsell.replay)."""
+    if weeks:
+        _replay_demo(directory, config, weeks)
+        return
     ws = Workspace.create(directory, database_url=Settings().database_url)
     try:
         data = _simulate(config, directory / DEMO_DATA, force=True)
@@ -223,6 +229,40 @@ def _build_demo(directory: Path, config: SimConfig) -> None:
         ws.close()
 
 
+def _replay_demo(directory: Path, config: SimConfig, weeks: int) -> None:
+    from upsell.engine.backends import Engine
+    from upsell.replay import Week, replay_weeks, warm_up
+    from upsell.simulator.world import World
+
+    warm = config.days - weeks * 7
+    if warm < 1:
+        raise _fail(f"--weeks {weeks} do not fit in the {config.days} simulated days", EXIT_USAGE)
+    ws = Workspace.create(directory, database_url=Settings().database_url)
+    engine = Engine("duckdb")
+    try:
+        world = World(config)
+        with err.status(f"Simulating the first {warm} days of {config.accounts:,} accounts"):
+            catalog, load = warm_up(world, warm, ws, directory / DEMO_DATA)
+
+        def report(week: Week) -> None:
+            err.print(
+                f"  week of {week.day}: {len(week.result.lines):,} offers, "
+                f"{len(week.result.held_out):,} held out, {week.step.offers_accepted:,} accepted",
+                highlight=False,
+            )
+
+        err.print(
+            f"Replaying the last {weeks} weeks: each week `upsell run` decides, the simulated "
+            "customers answer, the week is imported.",
+            highlight=False,
+        )
+        with err.status("Running the weeks"):
+            replay_weeks(world, ws, catalog, load, weeks=weeks, engine=engine, on_week=report)
+    finally:
+        engine.close()
+        ws.close()
+
+
 @app.command()
 def init(
     directory: Annotated[
@@ -239,18 +279,29 @@ def init(
     model: ModelOption = "saas",
     seed: SeedOption = 0,
     start: StartOption = "2025-11-01",
+    weeks: Annotated[
+        int,
+        typer.Option(
+            "--weeks",
+            metavar="W",
+            min=0,
+            help="Replay the company's last W weeks through weekly `upsell run`s (with --demo).",
+        ),
+    ] = 0,
 ) -> None:
     """Create a new, empty workspace in DIRECTORY (with --demo: a simulated company in it).
 
     The workspace keeps its data in DIRECTORY/upsell.db (SQLite), or in the database named by
     UPSELL_DATABASE_URL (e.g. postgresql+psycopg://user@host/db) when that is set. With --demo the
     simulated files are kept in DIRECTORY/data and imported; --accounts, --months, --model, --seed
-    and --start shape the company and are ignored without --demo.
+    and --start shape the company and are ignored without --demo. --weeks W simulates all but the
+    last W weeks, then runs the default playbooks each week while the simulated customers answer
+    (offers, responses, a holdout: what `upsell report` measures).
     """
     if demo:
         config = _sim_config(accounts, months, model, seed, start)
         with _errors():
-            _build_demo(directory, config)
+            _build_demo(directory, config, weeks)
         err.print(
             f"Created demo workspace {directory}. Next: upsell demo -w {directory}", highlight=False
         )
@@ -326,7 +377,7 @@ def demo(
             else workspace.is_dir()
         )
         if not exists:
-            _build_demo(workspace, SimConfig())
+            _build_demo(workspace, SimConfig(), DEMO_WEEKS)
         ws = Workspace.open(workspace, database_url=settings.database_url)
         try:
             loaded = ws.catalog()
