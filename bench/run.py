@@ -41,14 +41,20 @@ naive baseline on the demo company through the simulator and compares their incr
 contacts and churn (`--decisions-accounts`, `--decisions-weeks` for a smaller run); see
 bench/README.md.
 
-`--only import`, `--only simulate`, `--only signals` or `--only decisions` runs one section; the
-other sections of the existing `bench/RESULTS.md` are kept as they are (the import results are
-everything before the "## Simulator" heading, the other sections run from their heading to the
-next).
+The metrics section (bench/metrics.py, issue 6) times MRR movements, the monthly summary and NDR/GRR
+over a synthetic 24-month subscription history of `--metrics-accounts` (default 1,000,000), each
+step a child process (`--metrics-step`) with its peak RSS, and PySpark at
+`--metrics-spark-accounts`; see bench/README.md.
+
+`--only import`, `--only simulate`, `--only signals`, `--only decisions` or `--only metrics` runs one
+section; the other sections of the existing `bench/RESULTS.md` are kept as they are (the import
+results are everything before the "## Simulator" heading, the other sections run from their heading
+to the next).
 
 Usage: `make bench`, or `.venv/bin/python bench/run.py --events 20000 --sim-accounts 20000
---signals-accounts 20000 --spark-accounts 5000 --decisions-accounts 500 --decisions-weeks 4` for a
-quick smoke run; `.venv/bin/python bench/run.py --only simulate` measures only the simulator.
+--signals-accounts 20000 --spark-accounts 5000 --decisions-accounts 500 --decisions-weeks 4
+--metrics-accounts 20000 --metrics-spark-accounts 5000` for a quick smoke run; `.venv/bin/python
+bench/run.py --only simulate` measures only the simulator.
 """
 
 from __future__ import annotations
@@ -399,6 +405,7 @@ class Run:
     stdout: str
     stderr: str
     cpu_seconds: float = 0.0  # user + system time of the process, from the same wait4
+    tree_peak_kib: int = 0  # with `poll`: the peak of the summed RSS of it and its descendants
 
     @property
     def peak_rss_mib(self) -> float:
@@ -460,6 +467,7 @@ def run_cli(
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
             cpu_seconds=usage.ru_utime + usage.ru_stime,
+            tree_peak_kib=poller.peak_kib if poller else 0,
         )
 
 
@@ -1526,19 +1534,25 @@ def _commit() -> str:
 
 
 DECISIONS_HEADING = "## Decisions"  # bench/decisions.py's HEADING
-SECTIONS = {"simulate": SIM_HEADING, "signals": SIGNALS_HEADING, "decisions": DECISIONS_HEADING}
+METRICS_HEADING = "## Metrics"  # bench/metrics.py's HEADING
+SECTIONS = {
+    "simulate": SIM_HEADING,
+    "signals": SIGNALS_HEADING,
+    "decisions": DECISIONS_HEADING,
+    "metrics": METRICS_HEADING,
+}
 
 
 def split_results(text: str) -> dict[str, str]:
     """RESULTS.md by section: "import" (everything before the first other heading), "simulate",
-    "signals" and "decisions" (each from its heading to the next section's; absent when not
-    there)."""
+    "signals", "decisions" and "metrics" (each from its heading to the next section's; absent when
+    not there)."""
     starts = sorted(
         (match.start(), name)
         for name, heading in SECTIONS.items()
         if (match := re.search(rf"^{re.escape(heading)}\s*$", text, flags=re.MULTILINE))
     )
-    ends = [start for start, _ in starts[1:]] + [len(text)]
+    ends = [start for start, _ in starts[1:]] + ([len(text)] if starts else [])
     parts = {"import": text[: starts[0][0] if starts else len(text)]}
     parts |= {name: text[start:end] for (start, name), end in zip(starts, ends, strict=True)}
     return parts
@@ -1553,6 +1567,20 @@ NO_IMPORT_RESULTS = """# Benchmark: importing events
 
 Not measured yet: run `make bench` (or `.venv/bin/python bench/run.py --only import`).
 """
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+METRICS_DEFAULT_ACCOUNTS = 1_000_000
+METRICS_SPARK_DEFAULT_ACCOUNTS = 100_000
+METRICS_STEP = (sys.executable, str(Path(__file__).resolve()), "--metrics-step")
+
+
+def measure_metrics(kind: str, data: Path, work: Path, backend: str) -> Run:
+    """One step of bench/metrics.py in a child process (`--metrics-step`), measured like the
+    signals' steps: wall time, CPU time, and the peak RSS of it and its children (the JVM)."""
+    args = [kind, str(data), str(work), backend]
+    return run_cli(args, child_env(None), program=METRICS_STEP, poll=True)
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -1600,7 +1628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=("import", "simulate", "signals", "decisions"),
+        choices=("import", "simulate", "signals", "decisions", "metrics"),
         help="run one section only; the other sections of the existing results file are kept",
     )
     parser.add_argument(
@@ -1618,7 +1646,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="W",
         help=f"weekly runs replayed by the decisions section (default {DECISIONS_DEFAULT_WEEKS})",
     )
+    parser.add_argument(
+        "--metrics-accounts",
+        type=int,
+        default=METRICS_DEFAULT_ACCOUNTS,
+        metavar="N",
+        help=f"accounts of the subscription history of the metrics section (default "
+        f"{METRICS_DEFAULT_ACCOUNTS:,})",
+    )
+    parser.add_argument(
+        "--metrics-spark-accounts",
+        type=int,
+        default=METRICS_SPARK_DEFAULT_ACCOUNTS,
+        metavar="N",
+        help=f"accounts of the PySpark runs of the metrics section (default "
+        f"{METRICS_SPARK_DEFAULT_ACCOUNTS:,}; 0 skips them)",
+    )
     parser.add_argument("--signals-step", nargs=4, help=argparse.SUPPRESS)  # a child process
+    parser.add_argument("--metrics-step", nargs=4, help=argparse.SUPPRESS)  # a child process
     parser.add_argument(
         "--results",
         type=Path,
@@ -1632,6 +1677,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         kind, data, work, backend = options.signals_step
         print(json.dumps(signals_step(kind, Path(data), Path(work), backend)))
         return 0
+    if options.metrics_step:
+        import metrics  # bench/metrics.py, next to this file
+
+        kind, data, work, backend = options.metrics_step
+        print(json.dumps(metrics.step(kind, Path(data), Path(work), backend)))
+        return 0
     if options.events < 1:
         parser.error("--events must be at least 1")
     if options.sim_accounts < 1:
@@ -1642,6 +1693,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if options.decisions_accounts < 1 or options.decisions_weeks < 1:
         parser.error("--decisions-accounts and --decisions-weeks must be at least 1")
+    if options.metrics_accounts < 1 or options.metrics_spark_accounts < 0:
+        parser.error("--metrics-accounts must be at least 1, --metrics-spark-accounts at least 0")
     if not UPSELL.is_file():
         print(f"error: {UPSELL} is missing: run `make bench` (it installs .venv)", file=sys.stderr)
         return 2
@@ -1727,6 +1780,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("Decisions:")
         parts["decisions"], found = decisions.section(
             options.decisions_accounts, options.decisions_weeks, command
+        )
+        failures += found
+
+    if options.only in (None, "metrics"):
+        import metrics  # bench/metrics.py, next to this file
+
+        print("Metrics:")
+        about = (
+            f"with {baseline.stdout.strip() or 'upsell'} at commit {_commit()}, on "
+            f"{len(os.sched_getaffinity(0))} x {_cpu_model()} with {_meminfo_total()} memory, "
+            f"{metrics.versions()}"
+        )
+        parts["metrics"], found = metrics.section(
+            options.metrics_accounts,
+            options.metrics_spark_accounts,
+            command,
+            measure_metrics,
+            about,
+            log=lambda line: print(line, flush=True),
         )
         failures += found
 

@@ -24,7 +24,12 @@ from upsell.domain.catalog import Catalog
 from upsell.domain.experiments import lift
 from upsell.domain.metrics import CAUSES, MOVEMENT_TYPES, MetricSettings, from_micros
 from upsell.engine.backends import Engine
-from upsell.engine.movements import changes, monthly_summary, mrr_rows, retention
+from upsell.engine.movements import (
+    materialised_changes,
+    monthly_summary,
+    mrr_rows,
+    retention,
+)
 from upsell.engine.outcomes import (
     cohorts,
     expansion_since_first_decision,
@@ -101,10 +106,8 @@ def build_report(
     start, end = _month_start(first), _next_month(_month_start(last))
     subscriptions = subscriptions_table(conn=conn)
     rows = mrr_rows(subscriptions, catalog, settings)
-    ch = changes(engine.table(rows, "report_rows"), settings)
-    months = monthly_summary(
-        engine, rows, first=start, last=end - timedelta(days=1), settings=settings
-    )
+    ch = materialised_changes(engine, rows, settings)
+    months = monthly_summary(engine, first=start, last=end - timedelta(days=1), changes_table=ch)
     upgrades = _upgrades_by_month(engine, ch)
     shown = []
     for m in months:

@@ -62,41 +62,43 @@ def mrr_rows(
     in micro-units of the base currency, their item's kind, and the end at which they stop counting.
     Trialing rows are left out (they count 0 and take no part in a change's cause); a free row
     stays, so that its item's later price is a ``price`` cause (a 100 % discount ending)."""
-    combos: dict[tuple[str, int, str, str, str], int] = {}
     keys = ("unit_price", "quantity", "interval", "currency", "status")
-    columns = {k: subscriptions.column(k).to_pylist() for k in keys}
-    mrr = []
-    for values in zip(*(columns[k] for k in keys), strict=True):
-        key = (str(values[0]), int(values[1]), str(values[2]), str(values[3]), str(values[4]))
-        found = combos.get(key)
-        if found is None:
-            price, quantity, interval, currency, status = key
-            rate = catalog.fx.rate(currency)
-            found = row_mrr_micros(Decimal(price), quantity, interval, rate, status)  # type: ignore[arg-type]
-            combos[key] = found
-        mrr.append(found)
-    ended = subscriptions.column("ended_at")
+    # One Decimal computation per distinct (price, quantity, interval, currency, status): a
+    # company has few, whatever its rows.
+    text = [pc.cast(subscriptions.column(k), pa.string()) for k in keys]
+    encoded = pc.binary_join_element_wise(*text, "\x1f").combine_chunks().dictionary_encode()
+    values = []
+    for combo in encoded.dictionary.to_pylist():
+        price, quantity, interval, currency, status = combo.split("\x1f")
+        rate = catalog.fx.rate(currency)
+        values.append(row_mrr_micros(Decimal(price), int(quantity), interval, rate, status))
+    mrr = pc.take(pa.array(values, pa.int64()), encoded.indices)
+    ended = subscriptions.column("ended_at").combine_chunks()
     if settings.churn_at == "period_end":
-        started = subscriptions.column("started_at").to_pylist()
-        status = columns["status"]
-        moved = []
-        for k, end in enumerate(ended.to_pylist()):
-            if end is not None and status[k] == "canceled":
-                end = period_end(started[k], end, columns["interval"][k])
-            moved.append(end)
-        ended = pa.array(moved, pa.timestamp("us", tz="UTC"))
-    kinds = {i: _kind(catalog, i) for i in set(subscriptions.column("item_id").to_pylist())}
+        status = subscriptions.column("status").combine_chunks()
+        cancelled = pc.and_(pc.equal(status, "canceled"), pc.is_valid(ended))
+        where = pc.indices_nonzero(cancelled).to_pylist()
+        if where:
+            started = subscriptions.column("started_at").take(where).to_pylist()
+            interval = subscriptions.column("interval").take(where).to_pylist()
+            moved = [
+                period_end(s0, e0, iv)
+                for s0, e0, iv in zip(started, ended.take(where).to_pylist(), interval, strict=True)
+            ]
+            ended = pc.replace_with_mask(
+                ended, cancelled, pa.array(moved, pa.timestamp("us", tz="UTC"))
+            )
+    item = subscriptions.column("item_id").combine_chunks().dictionary_encode()
+    kinds = pa.array([_kind(catalog, i) for i in item.dictionary.to_pylist()], pa.string())
     table = pa.table(
         {
             "account_id": subscriptions.column("account_id"),
             "item_id": subscriptions.column("item_id"),
-            "kind": pa.array(
-                [kinds[i] for i in subscriptions.column("item_id").to_pylist()], pa.string()
-            ),
+            "kind": pc.take(kinds, item.indices),
             "started_at": subscriptions.column("started_at"),
             "ended_at": ended,
             "quantity": pc.cast(subscriptions.column("quantity"), pa.int64()),
-            "mrr": pa.array(mrr, pa.int64()),
+            "mrr": mrr,
         },
         schema=ROW_SCHEMA,
     )
@@ -290,21 +292,34 @@ def _month_starts(first: datetime, last: datetime) -> list[datetime]:
     return out
 
 
+def materialised_changes(
+    engine: Engine, rows: pa.Table, settings: MetricSettings = DEFAULT_SETTINGS
+) -> ir.Table:
+    """`changes` computed once and held by the back end: callers that query them many times (a
+    report, retention windows) pay for them once."""
+    return engine.table(engine.arrow(changes(engine.table(rows, "mrr_rows"), settings)), "changes")
+
+
 def monthly_summary(
     engine: Engine,
-    rows: pa.Table,
+    rows: pa.Table | None = None,
     *,
     first: datetime,
     last: datetime,
     settings: MetricSettings = DEFAULT_SETTINGS,
+    changes_table: ir.Table | None = None,
 ) -> list[dict[str, object]]:
-    """Each month from `first` to `last`: MRR at start and end, movements, causes, paying accounts,
-    NDR and GRR (None when the starting cohort is empty), money as micro-units.
+    """Each month from `first` to `last`: MRR at start and end, movements, causes, paying accounts
+    (at the end and at the start), NDR and GRR (None when the starting cohort is empty), money as
+    micro-units. Give the `rows` of `mrr_rows`, or `changes_table` already computed.
 
     MRR before `first` is carried in: the first month's start is the sum of every change before it.
     """
-    table = engine.table(rows, "mrr_rows")
-    ch = changes(table, settings)
+    if changes_table is None:
+        if rows is None:
+            raise ValueError("monthly_summary needs rows or changes_table")
+        changes_table = materialised_changes(engine, rows, settings)
+    ch = changes_table
     # Everything before the first month adds up to its starting MRR and paying accounts.
     boundary = datetime(first.year, first.month, 1, tzinfo=UTC)
     before = ch.filter(ch.at < boundary)
