@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +33,7 @@ from metrics_reference import (
     retention,
     split,
 )
+from upsell.engine.backends import Engine
 
 WORKED = Path(__file__).resolve().parents[1] / "examples" / "worked-example"
 D = Decimal
@@ -59,8 +61,29 @@ def row(account: str, item: str, start: str, end: str | None, price: str, **kw: 
     return Row(account, item, t(start), t(end) if end else None, unit_price=D(price), **kw)  # type: ignore[arg-type]
 
 
+ENGINE: Engine | None = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _engine() -> Iterator[None]:
+    """Every hand-computed case also runs through the engine, which must agree to the micro-unit."""
+    global ENGINE
+    ENGINE = Engine("duckdb")
+    try:
+        yield
+    finally:
+        ENGINE.close()
+        ENGINE = None
+
+
 def moves(rows: list[Row], **kw: object) -> list[tuple[str, str, str, Decimal, dict[str, Decimal]]]:
-    """(account, date, type, amount, causes) of every movement: short enough to compare by eye."""
+    """(account, date, type, amount, causes) of every movement: short enough to compare by eye.
+    The engine is checked against the reference on the same rows first."""
+    if ENGINE is not None:
+        from test_movements import assert_engine_matches_reference
+
+        config = kw.get("settings", Settings())
+        assert_engine_matches_reference(ENGINE, rows, config, "hand")
     return [
         (m.account_id, m.at.isoformat()[:10], m.type, m.amount, m.causes)
         for m in movements(rows, kinds=KINDS, fx=FX, **kw)  # type: ignore[arg-type]

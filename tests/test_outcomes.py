@@ -1,4 +1,5 @@
-"""Offer outcomes, holdout groups and cohorts in the engine, on hand-built tables."""
+"""Offer outcomes, holdout groups and cohorts in the engine, on hand-built tables (DuckDB and
+PySpark give the same answers)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
+from test_movements import SPARK
 from upsell.engine.backends import Engine
 from upsell.engine.movements import changes, mrr_rows
 from upsell.engine.outcomes import (
@@ -53,9 +55,9 @@ def contact(account: str, day: str, kind: str, offer: str, item: str, **kw: obje
     }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    e = Engine("duckdb")
+@pytest.fixture(scope="module", params=["duckdb", SPARK])
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    e = Engine(request.param)
     try:
         yield e
     finally:
