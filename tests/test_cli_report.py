@@ -124,12 +124,14 @@ def test_the_html_report_is_one_self_contained_page(workspace: Path, tmp_path: P
 def test_from_and_to_choose_the_months_and_the_workspace_settings_are_used(
     workspace: Path,
 ) -> None:
-    (workspace / "config.yaml").write_text("metrics:\n  churn_at: period_end\n")
+    (workspace / "config.yaml").write_text(
+        "metrics:\n  churn_at: period_end\nreport:\n  locale: nl\n"
+    )
     result = run("report", "-w", workspace, "--from", "2026-02-10", "--to", "2026-03-02", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert [m["month"] for m in report["months"]] == ["2026-02", "2026-03"]
-    assert report["settings"]["churn_at"] == "period_end"
+    assert report["settings"]["churn_at"] == "period_end" and report["locale"] == "nl"
     assert "churn at period_end" in result.stderr
 
 
@@ -139,6 +141,7 @@ def test_from_and_to_choose_the_months_and_the_workspace_settings_are_used(
         (("--from", "2026-03-01", "--to", "2026-01-01"), "is before --from"),
         (("--out", "report.pdf"), "must end in .html or .json"),
         (("--from", "soon"), "is not a date"),
+        (("--locale", "xx_QQ_zz"), "is not a locale"),
     ],
 )
 def test_bad_options_are_usage_errors(workspace: Path, args: tuple[str, ...], message: str) -> None:

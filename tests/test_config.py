@@ -86,7 +86,7 @@ def test_an_unknown_section_names_the_allowed_ones() -> None:
     p = only_problem("opportunities: {}\nguardrails:\n  max_offers: 2\n")
     assert (p.line, p.key) == (2, "guardrails")
     assert "expected opportunities" in p.message
-    assert SECTIONS == ("opportunities", "metrics")
+    assert SECTIONS == ("opportunities", "metrics", "report")
 
 
 @pytest.mark.parametrize(
@@ -216,3 +216,10 @@ def test_bad_metrics_settings_are_named_with_their_line() -> None:
         (3, "metrics.usage_in_mrr"),
         (4, "metrics.gross_margin"),
     ]
+
+
+def test_the_report_section_sets_the_locale() -> None:
+    assert parse_config("report:\n  locale: de\n").locale == "de"
+    assert parse_config("").locale == "en"
+    p = only_problem("report:\n  locale: xx_QQ_zz\n")
+    assert (p.line, p.key) == (2, "report.locale")

@@ -394,7 +394,7 @@ def demo(
                 (o for o in run.opportunities if o.qualified),
                 key=lambda o: (-o.priority, o.account_id, o.offer_id),
             )[:10]
-            data = _report(None, None, None, "en", "duckdb", [o.to_json() for o in best], ws)
+            data = _report(None, None, None, None, "duckdb", [o.to_json() for o in best], ws)
             report_file = workspace / "report.html"
             _write_report(data, report_file)
         finally:
@@ -843,9 +843,14 @@ def report(
         ),
     ] = None,
     locale: Annotated[
-        str,
-        typer.Option("--locale", metavar="L", help="Locale for money and numbers (en, de, ...)."),
-    ] = "en",
+        str | None,
+        typer.Option(
+            "--locale",
+            metavar="L",
+            help="Locale for money and numbers (en, de, nl_BE, ...; default: config.yaml's "
+            "report: locale, else en).",
+        ),
+    ] = None,
     engine: Annotated[
         str,
         typer.Option("--engine", metavar="NAME", help="Engine back end: duckdb | pyspark."),
@@ -879,11 +884,12 @@ def _report(
     workspace: Path | None,
     from_: str | None,
     to: str | None,
-    locale: str,
+    locale: str | None,
     engine: str,
     top: list[dict[str, object]] | None = None,
     ws: Workspace | None = None,
 ) -> dict[str, object]:
+    from upsell.domain.messages import known_locale
     from upsell.engine.backends import BACKENDS, Engine
     from upsell.pipeline import rollups_folder
     from upsell.reporting import build_report, data_span
@@ -891,6 +897,8 @@ def _report(
 
     if engine not in BACKENDS:
         raise _fail(f"--engine must be one of {', '.join(BACKENDS)}, got {engine!r}", EXIT_USAGE)
+    if locale is not None and not known_locale(locale):
+        raise _fail(f"--locale {locale!r} is not a locale such as en, de or nl_BE", EXIT_USAGE)
     first = _as_of(from_) if from_ else None
     last = _as_of(to) if to else None
     if first and last and last < first:
@@ -919,7 +927,7 @@ def _report(
                     settings=config.metrics,
                     first=first or span[0],
                     last=last or span[1],
-                    locale=locale,
+                    locale=locale or config.locale,
                     workspace=str(opened.folder),
                     top=top or (),
                 )

@@ -54,6 +54,15 @@ def locale_for(language: str | None, country: str | None) -> str:
         return DEFAULT_LANGUAGE
 
 
+def known_locale(text: str) -> bool:
+    """Whether CLDR knows `text` as a locale (``de``, ``nl_BE``, ``pt-BR``)."""
+    try:
+        Locale.parse(text.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        return False
+    return True
+
+
 def language_of(locale: str) -> str:
     """The message catalog a locale reads: ``nl_BE`` -> ``nl``; unsupported -> ``en``."""
     lang = locale.split("_")[0]

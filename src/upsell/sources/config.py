@@ -1,8 +1,8 @@
 """Read the workspace's optional config.yaml, naming file, line and key in every problem.
 
 The file holds one section per part of the engine that can be tuned without code (S19):
-``opportunities:``, whose keys are `upsell.domain.opportunities.Policy`'s fields, and ``metrics:``,
-metrics.md's settings (`upsell.domain.metrics.MetricSettings`). A missing file, an empty file and an
+``opportunities:``, whose keys are `upsell.domain.opportunities.Policy`'s fields, ``metrics:``,
+metrics.md's settings (`upsell.domain.metrics.MetricSettings`), and ``report:`` (its ``locale``). A missing file, an empty file and an
 empty section all mean the defaults. Unknown sections and keys, values of the wrong type and values out of range
 raise `ConfigError` listing every problem at once, like catalog.yaml's loader, whose YAML and
 line-finding helpers this module shares.
@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from upsell.domain.messages import known_locale
 from upsell.domain.metrics import CHURN_AT, MetricSettings
 from upsell.domain.opportunities import Policy
 from upsell.errors import CatalogError, ConfigError
@@ -24,7 +25,7 @@ from upsell.sources.catalog import _At, _is_int, _line_of, _parse_yaml, _Reader,
 CONFIG_FILE = "config.yaml"
 
 #: The sections config.yaml may hold, in the order the docs list them.
-SECTIONS = ("opportunities", "metrics")
+SECTIONS = ("opportunities", "metrics", "report")
 
 #: metrics' keys: MetricSettings' fields.
 METRIC_KEYS = tuple(f.name for f in fields(MetricSettings))
@@ -39,6 +40,8 @@ class WorkspaceConfig:
 
     opportunities: Policy = field(default_factory=Policy)
     metrics: MetricSettings = field(default_factory=MetricSettings)
+    #: The locale the report formats money and numbers for (``report: {locale: de}``).
+    locale: str = "en"
 
 
 def load_config(folder: str | os.PathLike[str]) -> WorkspaceConfig:
@@ -76,10 +79,27 @@ def parse_config(text: str, file: str = CONFIG_FILE) -> WorkspaceConfig:
     metrics = MetricSettings()
     if top is not None and "metrics" in top:
         metrics = _metrics(reader, *top["metrics"])
+    locale = "en"
+    if top is not None and "report" in top:
+        locale = _locale(reader, *top["report"])
     problems = [*reader.errors, *ranges]
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
-    return WorkspaceConfig(opportunities=policy, metrics=metrics)
+    return WorkspaceConfig(opportunities=policy, metrics=metrics, locale=locale)
+
+
+def _locale(reader: _Reader, value: Any, at: _At) -> str:
+    """The report section: ``locale``, a CLDR locale (en, de, nl_BE, ...)."""
+    found = reader.fields(value, at, "report", (), ("locale",)) if value is not None else None
+    if not found or "locale" not in found:
+        return "en"
+    text, key_at = found["locale"]
+    if not isinstance(text, str) or not known_locale(text):
+        reader.fail(
+            key_at.key, key_at.line, f"must be a locale such as en, de or nl_BE, got {_show(text)}"
+        )
+        return "en"
+    return text.replace("-", "_")
 
 
 def _metrics(reader: _Reader, value: Any, at: _At) -> MetricSettings:
