@@ -100,6 +100,13 @@ def test_the_json_report_has_the_contract_shape_and_adds_up(
     assert by_playbook["modal"]["eligible"] >= by_playbook["modal"]["contacted"]
     assert report["incremental"]["holdout_accounts"] > 0
     assert report["top_opportunities"], "the latest run's offers"
+    time = report["summary"]["time_to_upsell_days"]
+    assert time["upsells"] == 0 or 0 <= time["p25"] <= time["median"] <= time["p75"]
+    summary = report["summary"]
+    assert Decimal(summary["arr"]) == Decimal(summary["mrr"]) * 12
+    for funnel in report["offers"]["by_playbook"].values():
+        assert funnel["eligible"] >= funnel["contacted"] >= funnel["converted"]
+        assert funnel["opened"] >= funnel["clicked"]
     assert report["cohorts"][0]["ages"][0]["ndr"] in (1.0, None)
     assert "Revenue from 2025-11-01 to 2026-04-30" in result.stderr
 

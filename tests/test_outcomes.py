@@ -202,3 +202,53 @@ def test_an_account_that_starts_paying_later_is_not_in_its_cohorts_retention(
     by = {r["age"]: r for r in cohorts(engine, accounts, ch, None, months).to_pylist()}
     assert (by[0]["paying"], by[1]["paying"]) == (1, 2)
     assert (by[1]["retained"], by[1]["kept_mrr"]) == (1, 29_000_000)
+
+
+def test_an_offer_still_in_its_window_is_pending_and_an_offer_made_twice_converts_once(
+    engine: Engine,
+) -> None:
+    subscriptions = pa.Table.from_pylist(
+        [
+            subscription("g", "basic", "2026-01-01", "2026-03-12", "29"),
+            subscription("g", "pro", "2026-03-12", None, "99"),
+            subscription("h", "basic", "2026-01-01", None, "29"),
+        ],
+        schema=SUBSCRIPTION_SCHEMA,
+    )
+    contacts = pa.Table.from_pylist(
+        [
+            contact("g", "2026-03-01", "upsell", "upsell:basic->pro", "pro"),
+            contact("g", "2026-03-08", "upsell", "upsell:basic->pro", "pro"),
+            contact("h", "2026-03-25", "upsell", "upsell:basic->pro", "pro"),
+        ],
+        schema=CONTACT_SCHEMA,
+    ).append_column("trial_days", pa.array([0, 0, 0], pa.int64()))
+    rows = mrr_rows(subscriptions, CATALOG)
+    ch = changes(engine.table(rows, "pending_rows"))
+    found = offer_outcomes(
+        engine, contacts, rows, ch, RESPONSES.slice(0, 0), window_days=14,
+        data_end=at("2026-04-01"),
+    ).to_pylist()  # fmt: skip
+    # g took Pro on Mar 12: credited to the latest offer before it (Mar 8), not to both.
+    assert [r["converted"] for r in found] == [False, True, False]
+    # h's window (Mar 25 + 14 days) ends after the data (Apr 1): not known yet.
+    assert [r["pending"] for r in found] == [False, False, True]
+
+
+def test_an_account_that_expanded_only_before_its_first_offer_counts_with_zero(
+    engine: Engine,
+) -> None:
+    subscriptions = pa.Table.from_pylist(
+        [
+            subscription("k", "basic", "2026-01-01", None, "29"),
+            subscription("k", "seats", "2026-02-01", None, "20"),
+        ],
+        schema=SUBSCRIPTION_SCHEMA,
+    )
+    contacts = pa.Table.from_pylist(
+        [contact("k", "2026-03-01", "upsell", "upsell:basic->pro", "pro")],
+        schema=CONTACT_SCHEMA,
+    )
+    ch = changes(engine.table(mrr_rows(subscriptions, CATALOG), "before_rows"))
+    groups = expansion_since_first_decision(engine, contacts, ch, end=at("2026-04-01"))
+    assert groups.to_pylist() == [{"account_id": "k", "group": "treated", "expansion": 0}]

@@ -11,6 +11,7 @@ import email.policy
 import hashlib
 import hmac
 import json
+import re
 import shutil
 import socket
 import threading
@@ -290,6 +291,15 @@ def test_a_later_run_respects_the_caps_of_the_first(
     capped = [r for r in refused if r["guardrail"] == "frequency_cap"]
     assert capped and {r["account_id"] for r in capped} <= emailed
     assert "frequency_cap" in result.stderr
+    held = re.search(r"(\d+) held out", result.stderr)
+    again = run("run", "-w", workspace, "--as-of", "2026-04-22")
+    assert again.exit_code == 0, again.output
+
+    def same(rows: list[dict[str, Any]]) -> list[str]:
+        return sorted(str({k: v for k, v in r.items() if k != "id"}) for r in rows)
+
+    assert same(stored(workspace)[1]) == same(refused), "the refusals are kept"
+    assert held is not None and f"{held.group(1)} held out" in again.stderr
 
 
 def test_a_channel_that_is_not_set_up_stops_the_run_before_anything_is_recorded(

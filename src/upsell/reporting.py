@@ -12,11 +12,12 @@ import json
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
+import ibis
 import pyarrow as pa
 import sqlalchemy as sa
 
@@ -123,7 +124,11 @@ def build_report(
             pa.compute.less(contacts.column("as_of"), pa.scalar(end)),
         )
     )
-    offers, reach, incremental = _offers(engine, contacts, rows, ch, conn, settings, start, end)
+    span = data_span(conn=conn)
+    data_end = datetime.combine(span[1] + timedelta(days=1), time(), UTC) if span else end
+    offers, reach, incremental = _offers(
+        engine, contacts, rows, ch, conn, settings, start, end, data_end
+    )
     usage = None
     rolled, _ = refresh_rollups(engine, conn=conn, catalog=catalog, folder=rollups)
     if rolled.state["parts"]:
@@ -173,7 +178,7 @@ def _month(m: Mapping[str, Any], ttm: Mapping[str, int], upgrades: int) -> dict[
         "paying_accounts": m["paying_accounts"],
         "ndr": m["ndr"],
         "grr": m["grr"],
-        "arr": _money(int(m["mrr_end"]) * 12),
+        "arr": str(Decimal(_money(m["mrr_end"])) * 12),
         "arpa": _money(int(m["mrr_end"]) / m["paying_accounts"]) if m["paying_accounts"] else None,
         "quick_ratio": _ratio(gained, lost),
         "ndr_ttm": _ratio(ttm["end"], ttm["start"]),
@@ -189,8 +194,17 @@ def _month(m: Mapping[str, Any], ttm: Mapping[str, int], upgrades: int) -> dict[
 
 
 def _upgrades_by_month(engine: Engine, ch: Any) -> dict[str, int]:
-    up = ch.filter(ch.upsell > 0)
-    up = up.mutate(month=up.at.truncate("M"))
+    """Accounts that moved to a higher plan each month among those paying at its start (the
+    upsell conversion rate's numerator: a subset of its denominator)."""
+    c = ch.mutate(month=ch.at.truncate("M"))
+    first = ibis.window(group_by=[c.account_id, c.month], order_by=c.at)
+    c = c.mutate(rank=ibis.row_number().over(first))
+    c = c.mutate(
+        start=ibis.cases((c.rank == 0, c.before), else_=None)
+        .max()
+        .over(ibis.window(group_by=[c.account_id, c.month]))
+    )
+    up = c.filter((c.upsell > 0) & (c.start > 0))
     table = engine.arrow(up.group_by("month").aggregate(n=up.account_id.nunique()))
     return {r["month"].strftime("%Y-%m"): int(r["n"]) for r in table.to_pylist()}
 
@@ -223,12 +237,11 @@ def _summary(
             accounts=window.account_id.nunique(),
         )
     ).to_pylist()[0]
-    paying_start = int(months[0]["paying_accounts_start"]) if months else 0
     return {
         "mrr": _money(mrr),
-        "arr": _money(mrr * 12),
+        "arr": str(Decimal(_money(mrr)) * 12),
         "paying_accounts": paying,
-        "arpa": _money(arpa),
+        "arpa": _money(arpa) if paying else None,
         "ndr_ttm": shown[-1]["ndr_ttm"] if shown else None,
         "grr_ttm": shown[-1]["grr_ttm"] if shown else None,
         "quick_ratio": _ratio(
@@ -238,20 +251,21 @@ def _summary(
         "ltv": None if ltv is None else _money(ltv),
         "ltv_uplift": None if ltv is None or ltv_with is None else _money(ltv_with - ltv),
         "upsell_conversion": shown[-1]["upsell_conversion"] if shown else None,
-        "upsell_conversion_period": _ratio(int(upsells["accounts"] or 0), paying_start),
         "average_upgrade_value": _money(int(upsells["value"] or 0) / upsells["n"])
         if upsells["n"]
         else None,
-        "time_to_upsell_days": _time_to_upsell(engine, ch),
+        "time_to_upsell_days": _time_to_upsell(engine, ch, start, end),
         "reach": reach,
     }
 
 
-def _time_to_upsell(engine: Engine, ch: Any) -> dict[str, Any]:
-    """Days from each account's first paid change to its first upgrade (metrics.md)."""
+def _time_to_upsell(engine: Engine, ch: Any, start: datetime, end: datetime) -> dict[str, Any]:
+    """Days from each account's first paid change to its first upgrade (metrics.md), for the
+    accounts whose first upgrade falls in the period; quartiles by the inclusive method."""
     paid = ch.filter((ch.before == 0) & (ch.after > 0))
     paid = paid.group_by("account_id").aggregate(paid=paid.at.min())
     up = ch.filter(ch.upsell > 0).group_by("account_id").aggregate(up=ch.at.min())
+    up = up.filter((up.up >= start) & (up.up < end))
     both = paid.join(up, "account_id")
     days = sorted(
         (r["up"] - r["paid"]).total_seconds() / 86_400
@@ -260,7 +274,7 @@ def _time_to_upsell(engine: Engine, ch: Any) -> dict[str, Any]:
     )
     if not days:
         return {"median": None, "p25": None, "p75": None, "upsells": 0}
-    q = statistics.quantiles(days, n=4) if len(days) > 1 else [days[0]] * 3
+    q = statistics.quantiles(days, n=4, method="inclusive") if len(days) > 1 else [days[0]] * 3
     return {"median": round(q[1]), "p25": round(q[0]), "p75": round(q[2]), "upsells": len(days)}
 
 
@@ -273,6 +287,7 @@ def _offers(
     settings: MetricSettings,
     start: datetime,
     end: datetime,
+    data_end: datetime,
 ) -> tuple[dict[str, Any], float | None, dict[str, Any]]:
     """The offer funnel by kind, channel, playbook and variant; reach; incremental expansion."""
     empty: dict[str, Any] = {"by_kind": {}, "by_channel": {}, "by_playbook": {}, "by_variant": {}}
@@ -285,7 +300,13 @@ def _offers(
     contacts = contacts.append_column("trial_days", pa.array(trial, pa.int64()))
     responses = response_offer_ids(events_named(conn=conn, names=list(RESPONSE_EVENTS)))
     outcome = offer_outcomes(
-        engine, contacts, rows, ch, responses, window_days=settings.attribution_days
+        engine,
+        contacts,
+        rows,
+        ch,
+        responses,
+        window_days=settings.attribution_days,
+        data_end=min(end, data_end),
     )
     records = [{**c, **o} for c, o in zip(contacts.to_pylist(), outcome.to_pylist(), strict=True)]
     refused = refusals_arrow(conn=conn).to_pylist()
@@ -301,26 +322,32 @@ def _offers(
         ),
     ):
         groups: dict[str, Counter[str]] = {}
+        eligible_of: dict[str, set[tuple[datetime, str]]] = {}
         for r in records:
             k = key(r)
             if k is None:
                 continue
             g = groups.setdefault(k, Counter())
-            g["eligible"] += 1
+            eligible_of.setdefault(k, set()).add((r["as_of"], r["account_id"]))
             if r["held_out"] or r["status"] == "failed":
                 continue
             g["contacted"] += 1
             g["opened"] += bool(r["opened"] or r["clicked"])
             g["clicked"] += bool(r["clicked"])
+            g["pending"] += bool(r["pending"])
             g["converted"] += bool(r["converted"])
         if name == "by_playbook":
             for x in refused:
                 if x["playbook"]:
-                    groups.setdefault(x["playbook"], Counter())["eligible"] += 1
+                    groups.setdefault(x["playbook"], Counter())
+                    eligible_of.setdefault(x["playbook"], set()).add((x["as_of"], x["account_id"]))
+        for k, g in groups.items():
+            g["eligible"] = len(eligible_of.get(k, ()))
+        fields = ("eligible", "contacted", "opened", "clicked", "converted", "pending")
         out[name] = {
             k: {
-                **{f: g[f] for f in ("eligible", "contacted", "opened", "clicked", "converted")},
-                "conversion": _ratio(g["converted"], g["contacted"]),
+                **{f: g[f] for f in fields},
+                "conversion": _ratio(g["converted"], g["contacted"] - g["pending"]),
             }
             for k, g in sorted(groups.items())
         }

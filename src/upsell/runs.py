@@ -36,6 +36,7 @@ from upsell.store.contacts import (
     contacts_at,
     histories,
     record_contact,
+    refusals_at,
     replace_refusals,
     set_delivery,
 )
@@ -51,7 +52,8 @@ class RunResult:
     accounts have none); `held_out` the decisions withheld; `refusals` every guardrail refusal;
     `gates` how many accounts each opportunity gate stopped (each gate once per account with no
     qualified opportunity); `delivered` (channel, status) counts of this run's deliveries;
-    `reused` how many accounts kept a decision stored by an earlier run at the same as-of."""
+    `reused` how many accounts kept a decision stored by an earlier run at the same as-of (their
+    refusals are kept too), `held_out_reused` how many of those were held out."""
 
     as_of: date
     opportunities: OpportunityRun
@@ -62,6 +64,7 @@ class RunResult:
     delivered: Counter[tuple[str, str]] = field(default_factory=Counter)
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     reused: int = 0
+    held_out_reused: int = 0
     dry_run: bool = False
 
 
@@ -127,9 +130,12 @@ def run_offers(
             keep_signals=True,
         )
         stored = {c.account_id: c for c in contacts_at(conn=conn, as_of=at) if c.decision}
+        kept_refusals = [r for r in refusals_at(conn=conn, as_of=at) if r.account_id in stored]
         past = histories(conn=conn, before=at, since=at - timedelta(days=HISTORY_DAYS))
         people = names_and_emails(conn=conn)
     result = RunResult(as_of=as_of, opportunities=found, dry_run=dry)
+    # An account decided by an earlier run at this instant keeps that run's refusals too.
+    result.refusals.extend(kept_refusals)
 
     by_account: dict[str, list[Opportunity]] = {}
     for o in found.opportunities:
@@ -142,7 +148,9 @@ def run_offers(
         if account_id in stored:
             result.reused += 1
             contact = stored[account_id]
-            if not contact.held_out and contact.decision is not None:
+            if contact.held_out:
+                result.held_out_reused += 1
+            elif contact.decision is not None:
                 result.lines.append(dict(contact.decision))
             continue
         signals = found.signals[account_id]

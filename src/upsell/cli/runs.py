@@ -31,7 +31,8 @@ def print_run(console: Console, r: RunResult) -> None:
     what = "decided (dry run: nothing recorded or sent)" if r.dry_run else "decided"
     value = sum(float(line.get("expected_value") or 0) for line in lines)
     console.print(
-        f"\nAs of {r.as_of}: {len(lines):,} offers {what}, {len(r.held_out):,} held out, "
+        f"\nAs of {r.as_of}: {len(lines):,} offers {what}, "
+        f"{len(r.held_out) + r.held_out_reused:,} held out, "
         f"{r.opportunities.accounts:,} accounts; expected value {value:,.2f} (base currency)"
         + (f"; {r.reused:,} accounts kept the decision of an earlier run" if r.reused else "")
         + ".",

@@ -35,14 +35,18 @@ def offer_outcomes(
     responses: pa.Table,
     *,
     window_days: int,
+    data_end: datetime | None = None,
 ) -> pa.Table:
-    """Per contact (in the order given): ``converted``, ``opened``, ``clicked``.
+    """Per contact (in the order given): ``converted``, ``opened``, ``clicked``, ``pending``.
 
     An expansion offer converted when a paid row of its item started within `window_days` (plus the
     offer's trial) after the offer; a save offer when the account still paid at the end of the
     window. Opened: an ``Offer Viewed`` or ``Email Opened`` event with the offer's id within the
     window; clicked: an ``Offer Clicked``. `contacts` has the store's contact columns and
-    ``trial_days``; `responses` the response events with ``offer_id``.
+    ``trial_days``; `responses` the response events with ``offer_id``. A paid row or a response
+    is credited to the latest contact before it whose window holds it (an offer made twice converts
+    once). An offer whose window ends after `data_end` is ``pending``: its outcome is not known yet
+    (it is never counted as converted).
     """
     start = _seconds(contacts.column("as_of"))
     extra = pc.multiply(pc.add(contacts.column("trial_days"), window_days), DAY)
@@ -76,6 +80,11 @@ def offer_outcomes(
     took = took.filter(
         (took.mrr > 0) & (took.started_s >= took.start_s) & (took.started_s <= took.until_s)
     )
+    latest = ibis.window(
+        group_by=[took.account_id, took.item_id, took.started_s],
+        order_by=[ibis.desc(took.start_s), ibis.desc(took.n)],
+    )
+    took = took.filter(ibis.row_number().over(latest) == 0)
     took = took.group_by("n").aggregate(took=took.n.count())
 
     ch = changes.select("account_id", "after", at_s=changes.at.epoch_seconds().cast("int64"))
@@ -95,20 +104,30 @@ def offer_outcomes(
     )
     seen = c.join(resp, [c.account_id == resp.account_id, c.offer_id == resp.offer_id])
     seen = seen.filter((seen.ts >= seen.start_s) & (seen.ts <= seen.window_s))
+    latest = ibis.window(
+        group_by=[seen.account_id, seen.offer_id, seen.ts, seen.event],
+        order_by=[ibis.desc(seen.start_s), ibis.desc(seen.n)],
+    )
+    seen = seen.filter(ibis.row_number().over(latest) == 0)
     seen = seen.group_by("n").aggregate(
         opened=seen.event.isin(["Offer Viewed", "Email Opened"]).any(),
         clicked=(seen.event == "Offer Clicked").any(),
     )
     out = (
         c.left_join(took, "n")
-        .select(c.n, c.kind, took.took)
+        .select(c.n, c.kind, c.until_s, c.window_s, took.took)
         .left_join(kept, "n")
-        .select("n", "kind", "took", kept.mrr)
+        .select("n", "kind", "until_s", "window_s", "took", kept.mrr)
         .left_join(seen, "n")
-        .select("n", "kind", "took", "mrr", seen.opened, seen.clicked)
+        .select("n", "kind", "until_s", "window_s", "took", "mrr", seen.opened, seen.clicked)
     )
+    end_s = None if data_end is None else int(data_end.astimezone(UTC).timestamp())
+    closes = ibis.cases((out.kind == "save", out.window_s), else_=out.until_s)
+    pending = ibis.literal(False) if end_s is None else closes > end_s
     converted = ibis.cases(
-        (out.kind == "save", out.mrr.fill_null(0) > 0), else_=out.took.fill_null(0) > 0
+        (pending, False),
+        (out.kind == "save", out.mrr.fill_null(0) > 0),
+        else_=out.took.fill_null(0) > 0,
     )
     result = engine.arrow(
         out.select(
@@ -116,6 +135,7 @@ def offer_outcomes(
             converted=converted,
             opened=out.opened.fill_null(False),
             clicked=out.clicked.fill_null(False),
+            pending=pending,
         ).order_by("n")
     )
     return result.drop_columns(["n"])
@@ -162,9 +182,9 @@ def expansion_since_first_decision(
     ch = changes.filter(changes.type == "expansion").select(
         "account_id", "amount", at_s=changes.at.epoch_seconds().cast("int64")
     )
-    joined = first.left_join(ch, first.account_id == ch.account_id)
-    joined = joined.filter(
-        joined.at_s.isnull() | ((joined.at_s >= joined.first_s) & (joined.at_s < end_s))
+    joined = first.left_join(
+        ch,
+        (first.account_id == ch.account_id) & (ch.at_s >= first.first_s) & (ch.at_s < end_s),
     )
     out = joined.group_by([first.account_id, "reached"]).aggregate(
         expansion=joined.amount.sum().fill_null(0)
