@@ -38,7 +38,6 @@ import platform
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+from host import commit, cpu_model  # bench/host.py, next to this file
 
 from upsell.domain.catalog import Catalog
 from upsell.domain.decisions import unit_hash
@@ -366,37 +366,6 @@ def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{name} {n:,}" for name, n in counter.most_common()) or "none"
 
 
-def _git(*args: str) -> str:
-    try:
-        done = subprocess.run(
-            ["git", "--no-optional-locks", *args],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return done.stdout.strip()
-
-
-def _commit() -> str:
-    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
-    if _git("status", "--porcelain"):
-        commit += " (with uncommitted changes)"
-    return commit
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def render(results: Sequence[Replay], command: str, started: datetime, total_seconds: float) -> str:
     """The "## Decisions" section of RESULTS.md."""
     by = {r.policy: r for r in results}
@@ -426,8 +395,8 @@ def render(results: Sequence[Replay], command: str, started: datetime, total_sec
         "",
         "Written by `bench/run.py` (or `bench/decisions.py`); do not edit by hand. This section was "
         f"produced by `{command}` (`--only decisions` rewrites only this section) on "
-        f"{started:%Y-%m-%d %H:%M} UTC, in {total_seconds:,.0f} s, at commit {_commit()}, on "
-        f"{len(os.sched_getaffinity(0))} x {_cpu()}, Python {platform.python_version()}.",
+        f"{started:%Y-%m-%d %H:%M} UTC, in {total_seconds:,.0f} s, at commit {commit()}, on "
+        f"{len(os.sched_getaffinity(0))} x {cpu_model()}, Python {platform.python_version()}.",
         "",
         f"**Target** (issue: “{ISSUE}”)",
         "",

@@ -452,7 +452,7 @@ def _step(kind: str, data: Path, work: Path, backend: str) -> dict[str, Any]:
 
     from upsell.engine.backends import Engine
 
-    engine = Engine(backend)  # type: ignore[arg-type]
+    engine = Engine(backend)
     lap("engine")  # for PySpark: starting the JVM and the session
     if kind == "summary":
         rows = pq.read_table(work / "rows.parquet")

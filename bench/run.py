@@ -82,6 +82,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from host import commit as machine_commit  # bench/host.py, next to this file
+from host import cpu_model, memory_total
+
 from upsell.sources.rows import COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -884,7 +887,7 @@ def signals_step(kind: str, data: Path, work: Path, backend: str) -> dict[str, A
         from upsell.engine.backends import Engine
         from upsell.engine.rollups import Rollups, RollupSpec
 
-        engine = Engine(backend)  # type: ignore[arg-type]
+        engine = Engine(backend)
         rollups = Rollups(work / "rollups")
         with _timed(timings, "rollup"):
             e = engine.read_parquet([events], "events")
@@ -1141,48 +1144,12 @@ def _signals_facts(
 # --- the report ----------------------------------------------------------------------------------
 
 
-def _meminfo_total() -> str:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return f"{int(line.split()[1]) / 2**20:.1f} GiB"
-    except OSError:
-        pass
-    return "unknown"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git(*args: str) -> str:
-    try:
-        done = subprocess.run(
-            ["git", "--no-optional-locks", *args],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return done.stdout.strip()
-
-
 def machine(pg_version: str | None, baseline: Run) -> list[tuple[str, str]]:
-    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
-    if _git("status", "--porcelain"):
-        commit += " (with uncommitted changes)"
+    commit = machine_commit()
     return [
         ("upsell", f"{baseline.stdout.strip() or 'unknown'}, commit {commit}"),
-        ("CPUs (nproc)", f"{len(os.sched_getaffinity(0))} x {_cpu_model()}"),
-        ("memory", _meminfo_total()),
+        ("CPUs (nproc)", f"{len(os.sched_getaffinity(0))} x {cpu_model()}"),
+        ("memory", memory_total()),
         ("OS", platform.platform()),
         ("Python", f"{platform.python_version()} ({platform.python_implementation()})"),
         ("SQLite", sqlite3.sqlite_version),
@@ -1311,17 +1278,15 @@ def render_simulator(
         )
     else:
         verdict = "**Met** by both sizes."
-    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
-    if _git("status", "--porcelain"):
-        commit += " (with uncommitted changes)"
+    commit = machine_commit()
     lines = [
         SIM_HEADING,
         "",
         "Written by `bench/run.py`; do not edit by hand. This section was produced by "
         f"`{command}` (`--only simulate` rewrites only this section) on {started:%Y-%m-%d %H:%M} "
         f"UTC, in {total_seconds:.0f} s, with {baseline.stdout.strip() or 'upsell'} at commit "
-        f"{commit}, on {len(os.sched_getaffinity(0))} x {_cpu_model()} with "
-        f"{_meminfo_total()} memory, Python {platform.python_version()}.",
+        f"{commit}, on {len(os.sched_getaffinity(0))} x {cpu_model()} with "
+        f"{memory_total()} memory, Python {platform.python_version()}.",
         "",
         '**Targets** (issue: "1 million accounts and 100 million events must generate in minutes, '
         "not hours, in bounded memory (measure in bench/). The demo size (default 5,000 accounts, "
@@ -1414,8 +1379,8 @@ def render_signals(
         "Written by `bench/run.py`; do not edit by hand. This section was produced by "
         f"`{command}` (`--only signals` rewrites only this section) on {started:%Y-%m-%d %H:%M} "
         f"UTC, in {total_seconds:,.0f} s, with {baseline.stdout.strip() or 'upsell'} at commit "
-        f"{_commit()}, on {len(os.sched_getaffinity(0))} x {_cpu_model()} with "
-        f"{_meminfo_total()} memory, Python {platform.python_version()}, DuckDB {f['duckdb']}, "
+        f"{machine_commit()}, on {len(os.sched_getaffinity(0))} x {cpu_model()} with "
+        f"{memory_total()} memory, Python {platform.python_version()}, DuckDB {f['duckdb']}, "
         f"PySpark {pyspark.__version__}.",
         "",
         f'**Target** (issue 4, "Measure"): signals for 1 million accounts and ~100 million events, '
@@ -1524,13 +1489,6 @@ def render_signals(
                 "relative 1e-9, everything else equal, nulls included)."
             )
     return "\n".join(lines) + "\n"
-
-
-def _commit() -> str:
-    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
-    if _git("status", "--porcelain"):
-        commit += " (with uncommitted changes)"
-    return commit
 
 
 DECISIONS_HEADING = "## Decisions"  # bench/decisions.py's HEADING
@@ -1788,8 +1746,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print("Metrics:")
         about = (
-            f"with {baseline.stdout.strip() or 'upsell'} at commit {_commit()}, on "
-            f"{len(os.sched_getaffinity(0))} x {_cpu_model()} with {_meminfo_total()} memory, "
+            f"with {baseline.stdout.strip() or 'upsell'} at commit {machine_commit()}, on "
+            f"{len(os.sched_getaffinity(0))} x {cpu_model()} with {memory_total()} memory, "
             f"{metrics.versions()}"
         )
         parts["metrics"], found = metrics.section(

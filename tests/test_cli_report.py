@@ -155,3 +155,8 @@ def test_bad_options_are_usage_errors(workspace: Path, args: tuple[str, ...], me
     result = run("report", "-w", workspace, *args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_an_unknown_engine_is_a_usage_error(workspace: Path) -> None:
+    result = run("report", "-w", workspace, "--engine", "spork")
+    assert result.exit_code == 2 and "must be one of duckdb, pyspark" in result.output

@@ -372,7 +372,7 @@ def test_pyspark_gives_the_same_movements_as_duckdb(
 ) -> None:
     subscriptions, catalog = company
     rows = mrr_rows(subscriptions, catalog, MetricSettings(reactivation_window_days=90))
-    spark = Engine(backend)  # type: ignore[arg-type]
+    spark = Engine(backend)
     try:
         settings = MetricSettings(reactivation_window_days=90)
         theirs = spark.arrow(changes(spark.table(rows, "company_spark"), settings)).to_pylist()

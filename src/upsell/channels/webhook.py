@@ -22,6 +22,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from email.message import Message
 from typing import Any, Literal
@@ -151,7 +152,7 @@ def _body(kind: Literal["decision", "csm_task"], delivery: Delivery) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-class _Posting:
+class _Posting(ABC):
     """What the webhook and CSM-task channels share: the checks, the body and the poster."""
 
     name: str
@@ -163,11 +164,13 @@ class _Posting:
         self.settings = settings
         self._poster = _Poster(self.url(), settings, sleep)
 
+    @abstractmethod
     def url(self) -> str | None:
-        raise NotImplementedError
+        """Where this channel POSTs (None: not set up)."""
 
+    @abstractmethod
     def url_variable(self) -> str:
-        raise NotImplementedError
+        """The environment variable to name when the URL is missing."""
 
     def problems(self) -> list[str]:
         return self._poster.problems(self.url_variable())

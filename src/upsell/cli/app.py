@@ -83,6 +83,28 @@ WorkspaceOption = Annotated[
 ]
 
 
+def _engine_name(value: str) -> str:
+    from upsell.engine.backends import BACKENDS
+
+    if value not in BACKENDS:
+        raise typer.BadParameter(f"must be one of {', '.join(BACKENDS)}, got {value!r}")
+    return value
+
+
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar="NAME",
+        callback=_engine_name,
+        help="Engine back end: duckdb | pyspark.",
+    ),
+]
+RebuildOption = Annotated[
+    bool, typer.Option("--rebuild", help="Rebuild the daily rollups from all events.")
+]
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"upsell {__version__}")
@@ -545,13 +567,8 @@ def opportunities(
     top: Annotated[
         int, typer.Option("--top", metavar="N", min=0, help="Rows in the terminal table.")
     ] = 20,
-    engine: Annotated[
-        str,
-        typer.Option("--engine", metavar="NAME", help="Engine back end: duckdb | pyspark."),
-    ] = "duckdb",
-    rebuild: Annotated[
-        bool, typer.Option("--rebuild", help="Rebuild the daily rollups from all events.")
-    ] = False,
+    engine: EngineOption = "duckdb",
+    rebuild: RebuildOption = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the candidate lines (JSONL) on stdout.")
     ] = False,
@@ -563,13 +580,11 @@ def opportunities(
     are read). A table of the top qualified candidates by expected value goes to stderr.
     """
     from upsell.cli.opportunities import print_account, print_summary, write_lines
-    from upsell.engine.backends import BACKENDS, Engine
+    from upsell.engine.backends import Engine
     from upsell.pipeline import find_all, rollups_folder
     from upsell.sources.config import load_config
 
     day = _as_of(as_of)
-    if engine not in BACKENDS:
-        raise _fail(f"--engine must be one of {', '.join(BACKENDS)}, got {engine!r}", EXIT_USAGE)
     with _errors():
         ws = _open(workspace)
         try:
@@ -631,13 +646,8 @@ def run(
         bool,
         typer.Option("--dry-run", help="Decide and write --out, but record and send nothing."),
     ] = False,
-    engine: Annotated[
-        str,
-        typer.Option("--engine", metavar="NAME", help="Engine back end: duckdb | pyspark."),
-    ] = "duckdb",
-    rebuild: Annotated[
-        bool, typer.Option("--rebuild", help="Rebuild the daily rollups from all events.")
-    ] = False,
+    engine: EngineOption = "duckdb",
+    rebuild: RebuildOption = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the decision lines (JSONL) on stdout.")
     ] = False,
@@ -655,15 +665,13 @@ def run(
     from upsell.channels.settings import ChannelSettings
     from upsell.cli.opportunities import write_lines
     from upsell.cli.runs import print_run
-    from upsell.engine.backends import BACKENDS, Engine
+    from upsell.engine.backends import Engine
     from upsell.pipeline import rollups_folder
     from upsell.runs import run_offers
     from upsell.sources.config import load_config
     from upsell.templates import MessageTemplates
 
     day = _as_of(as_of)
-    if engine not in BACKENDS:
-        raise _fail(f"--engine must be one of {', '.join(BACKENDS)}, got {engine!r}", EXIT_USAGE)
     with _errors():
         ws = _open(workspace)
         try:
@@ -851,10 +859,7 @@ def report(
             "report: locale, else en).",
         ),
     ] = None,
-    engine: Annotated[
-        str,
-        typer.Option("--engine", metavar="NAME", help="Engine back end: duckdb | pyspark."),
-    ] = "duckdb",
+    engine: EngineOption = "duckdb",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON on stdout.")
     ] = False,
@@ -890,13 +895,11 @@ def _report(
     ws: Workspace | None = None,
 ) -> dict[str, object]:
     from upsell.domain.messages import known_locale
-    from upsell.engine.backends import BACKENDS, Engine
+    from upsell.engine.backends import Engine
     from upsell.pipeline import rollups_folder
     from upsell.reporting import build_report, data_span
     from upsell.sources.config import load_config
 
-    if engine not in BACKENDS:
-        raise _fail(f"--engine must be one of {', '.join(BACKENDS)}, got {engine!r}", EXIT_USAGE)
     if locale is not None and not known_locale(locale):
         raise _fail(f"--locale {locale!r} is not a locale such as en, de or nl_BE", EXIT_USAGE)
     first = _as_of(from_) if from_ else None

@@ -51,10 +51,10 @@ def spark_unavailable() -> str | None:
 class Engine:
     """An Ibis connection plus the back-end specific pieces."""
 
-    def __init__(self, name: BackendName = "duckdb", *, threads: int | None = None) -> None:
+    def __init__(self, name: str = "duckdb", *, threads: int | None = None) -> None:
         if name not in BACKENDS:
             raise EngineError(f"unknown engine back end {name!r}: expected one of {BACKENDS}")
-        self.name = name
+        self.name: BackendName = name
         if name == "duckdb":
             self.con: Any = (
                 ibis.duckdb.connect(threads=threads) if threads else ibis.duckdb.connect()
