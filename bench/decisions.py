@@ -19,7 +19,7 @@ workspace (SQLite, in a temporary folder under bench/.data/):
 3. at the end: `world.mrr()` against `world.counterfactual().mrr()` (the same seed replayed with no
    offers, so the difference is exactly what the offers caused).
 
-Policies: "default" is `upsell.runs.run_offers` with the default playbooks, guardrails and holdout
+Policies: "default" is `upsell.flows.offers.run_offers` with the default playbooks, guardrails and holdout
 (the real in-app channel; email, CSM task and webhook are bench-local channels that report "sent":
 the bench measures decisions, not SMTP). "naive" computes every account's signals with the same
 pipeline and emails an upsell to the next plan of the catalog to every account on a plan below the
@@ -52,17 +52,22 @@ import numpy as np
 import pyarrow.parquet as pq
 from host import commit, cpu_model  # bench/host.py, next to this file
 
+from upsell.config.playbooks import load_playbooks
+from upsell.config.workspace import load_config
 from upsell.domain.catalog import Catalog
 from upsell.domain.decisions import unit_hash
 from upsell.domain.playbooks import Playbooks
-from upsell.engine.backends import Engine
-from upsell.pipeline import account_signals, refresh_rollups, rollups_folder, signal_tables
-from upsell.replay import simulated_channels, warm_up
-from upsell.runs import run_offers
+from upsell.engine.backends import Backend
+from upsell.flows.offers import run_offers
+from upsell.flows.opportunities import (
+    account_signals,
+    refresh_rollups,
+    rollups_folder,
+    signal_tables,
+)
 from upsell.simulator.population import RESPONSE_TYPES
+from upsell.simulator.replay import simulated_channels, warm_up
 from upsell.simulator.world import SimConfig, World
-from upsell.sources.config import load_config
-from upsell.sources.playbooks import load_playbooks
 from upsell.templates import MessageTemplates
 from upsell.workspace import Workspace
 
@@ -165,7 +170,7 @@ class Replay:
 
 
 def _naive(
-    engine: Engine, ws: Workspace, catalog: Catalog, playbooks: Playbooks, day: date
+    engine: Backend, ws: Workspace, catalog: Catalog, playbooks: Playbooks, day: date
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Every account on a plan below the top with any metric at >= 80 % of its limit: an email
     upsell to the next plan (by tier), unless the account is in the holdout."""
@@ -220,7 +225,7 @@ def replay(policy: str, accounts: int, weeks: int, folder: Path, log: Log = _std
         raise ValueError(f"{weeks} weeks do not fit in the {config.days} simulated days")
     data = folder / "data"
     ws = Workspace.create(folder / "workspace", database_url=None)
-    engine = Engine("duckdb")
+    engine = Backend("duckdb")
     out = Replay(policy=policy, config=config, accounts=0, warmup_days=warmup)
     try:
         catalog, load = warm_up(world, warmup, ws, data)

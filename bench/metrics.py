@@ -145,7 +145,7 @@ def _price_texts(catalog: Any) -> list[str | None]:
 
 
 def load_catalog() -> Any:
-    from upsell.sources.catalog import parse_catalog
+    from upsell.config.catalog import parse_catalog
 
     return parse_catalog(CATALOG.read_text("utf-8"), str(CATALOG)).catalog
 
@@ -450,9 +450,9 @@ def _step(kind: str, data: Path, work: Path, backend: str) -> dict[str, Any]:
             pq.write_table(rows, work / "rows.parquet")
         return result
 
-    from upsell.engine.backends import Engine
+    from upsell.engine.backends import Backend
 
-    engine = Engine(backend)
+    engine = Backend(backend)
     lap("engine")  # for PySpark: starting the JVM and the session
     if kind == "summary":
         rows = pq.read_table(work / "rows.parquet")

@@ -85,7 +85,7 @@ from typing import Any
 from host import commit as machine_commit  # bench/host.py, next to this file
 from host import cpu_model, memory_total
 
-from upsell.sources.rows import COLUMNS
+from upsell.ingest.rows import COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / ".data"
@@ -851,8 +851,8 @@ def signals_step(kind: str, data: Path, work: Path, backend: str) -> dict[str, A
     """
     import pyarrow.parquet as pq
 
+    from upsell.config.catalog import load_catalog
     from upsell.engine.signals import KEYS, as_of_instant, build_signals
-    from upsell.sources.catalog import load_catalog
     from upsell.store.arrow import ACCOUNT_SCHEMA, SUBSCRIPTION_SCHEMA
 
     catalog = load_catalog(data / "catalog.yaml").catalog
@@ -884,10 +884,10 @@ def signals_step(kind: str, data: Path, work: Path, backend: str) -> dict[str, A
             timings=timings,
         )
     else:
-        from upsell.engine.backends import Engine
+        from upsell.engine.backends import Backend
         from upsell.engine.rollups import Rollups, RollupSpec
 
-        engine = Engine(backend)
+        engine = Backend(backend)
         rollups = Rollups(work / "rollups")
         with _timed(timings, "rollup"):
             e = engine.read_parquet([events], "events")
@@ -1456,7 +1456,7 @@ def render_signals(
             "",
             f"(d) runs at a smaller size than (a): at that size PySpark local already takes "
             f"{spark.seconds / duck.seconds:,.1f}x DuckDB's time, and its back end collects each "
-            f"rollup to the driver to write it (`Engine.write_parquet`): the usage rollup alone is "
+            f"rollup to the driver to write it (`Backend.write_parquet`): the usage rollup alone is "
             f"{usage:,} rows at the full size.",
         ]
     lines.append("")

@@ -43,11 +43,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    """An engine on a database migrated to the newest schema."""
-    engine = connect(database_url)
+def db(database_url: str) -> Iterator[sa.Engine]:
+    """A database migrated to the newest schema."""
+    db = connect(database_url)
     try:
-        migrate(engine)
-        yield engine
+        migrate(db)
+        yield db
     finally:
-        engine.dispose()
+        db.dispose()

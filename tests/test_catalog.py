@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from upsell.config.catalog import LoadedCatalog, load_catalog, parse_catalog
 from upsell.domain.catalog import (
     ActivationRule,
     AddOn,
@@ -22,7 +23,6 @@ from upsell.domain.catalog import (
 )
 from upsell.domain.money import FxRates, Money
 from upsell.errors import CatalogError, CurrencyError, Problem
-from upsell.sources.catalog import LoadedCatalog, load_catalog, parse_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "catalog.yaml"

@@ -27,9 +27,9 @@ from upsell.channels.base import (
 )
 from upsell.channels.email import Email
 from upsell.channels.in_app import InApp
-from upsell.channels.settings import ChannelSettings
 from upsell.channels.webhook import CsmTask, Webhook
 from upsell.errors import ChannelError
+from upsell.settings import Settings
 
 KEY = "a-0042:upsell:basic->pro:email:2026-06-01T00:00:00Z"
 SECRET = "s3cret"
@@ -105,14 +105,14 @@ class Collector:
 
 
 @pytest.fixture
-def smtp_server() -> Iterator[tuple[Collector, ChannelSettings]]:
+def smtp_server() -> Iterator[tuple[Collector, Settings]]:
     from aiosmtpd.controller import Controller
 
     collector = Collector()
     controller = Controller(collector, hostname="127.0.0.1", port=closed_port())
     controller.start()
     try:
-        yield collector, ChannelSettings(smtp_host="127.0.0.1", smtp_port=controller.port)
+        yield collector, Settings(smtp_host="127.0.0.1", smtp_port=controller.port)
     finally:
         controller.stop()
 
@@ -168,13 +168,13 @@ def test_email_without_html_is_plain_text_only(smtp_server) -> None:
 
 
 def test_email_to_an_account_without_address_fails_without_contacting_the_server() -> None:
-    settings = ChannelSettings(smtp_host="127.0.0.1", smtp_port=closed_port())
+    settings = Settings(smtp_host="127.0.0.1", smtp_port=closed_port())
     outcome = Email(settings).deliver(delivery(email=None))
     assert outcome == Outcome("failed", attempts=0, detail="account has no email address")
 
 
 def test_email_to_an_unreachable_server_fails_with_a_detail_and_does_not_raise() -> None:
-    settings = ChannelSettings(smtp_host="127.0.0.1", smtp_port=closed_port(), smtp_timeout=5)
+    settings = Settings(smtp_host="127.0.0.1", smtp_port=closed_port(), smtp_timeout=5)
     outcome = Email(settings).deliver(delivery())
     assert outcome.status == "failed"
     assert outcome.attempts == 1
@@ -182,7 +182,7 @@ def test_email_to_an_unreachable_server_fails_with_a_detail_and_does_not_raise()
 
 
 def test_email_with_a_malformed_message_fails_instead_of_raising() -> None:
-    settings = ChannelSettings(smtp_host="127.0.0.1", smtp_port=closed_port())
+    settings = Settings(smtp_host="127.0.0.1", smtp_port=closed_port())
     injected = delivery(payload={"message": message(subject="Hi\nBcc: all@acme.example")})
     missing = delivery(payload={"message": {"subject": "no body"}})
     for d in (injected, missing):
@@ -193,7 +193,7 @@ def test_email_with_a_malformed_message_fails_instead_of_raising() -> None:
 
 
 def test_email_without_a_host_reports_the_problem_and_fails() -> None:
-    channel = Email(ChannelSettings())
+    channel = Email(Settings())
     assert channel.problems() == ["UPSELL_SMTP_HOST is not set"]
     outcome = channel.deliver(delivery())
     assert outcome == Outcome("failed", attempts=0, detail="UPSELL_SMTP_HOST is not set")
@@ -205,7 +205,7 @@ def test_email_settings_come_from_upsell_environment_variables(
     monkeypatch.setenv("UPSELL_SMTP_HOST", "mail.example.com")
     monkeypatch.setenv("UPSELL_SMTP_PORT", "587")
     monkeypatch.setenv("UPSELL_SMTP_STARTTLS", "true")
-    settings = ChannelSettings()
+    settings = Settings()
     assert (settings.smtp_host, settings.smtp_port, settings.smtp_starttls) == (
         "mail.example.com",
         587,
@@ -281,7 +281,7 @@ def http_server() -> Iterator[Any]:
         thread.join()
 
 
-def webhook_settings(url: str, **changes: Any) -> ChannelSettings:
+def webhook_settings(url: str, **changes: Any) -> Settings:
     fields: dict[str, Any] = {
         "webhook_url": url,
         "webhook_secret": SECRET,
@@ -289,7 +289,7 @@ def webhook_settings(url: str, **changes: Any) -> ChannelSettings:
         "webhook_retries": 4,
         **changes,
     }
-    return ChannelSettings(**fields)
+    return Settings(**fields)
 
 
 def signature_is_valid(received: Received, secret: str = SECRET) -> bool:
@@ -381,7 +381,7 @@ def test_webhook_to_a_closed_port_is_retried_then_fails_without_raising() -> Non
 
 def test_webhook_without_a_secret_sends_no_signature(http_server) -> None:
     server = http_server(200)
-    settings = ChannelSettings(webhook_url=server.url)
+    settings = Settings(webhook_url=server.url)
     assert Webhook(settings).deliver(delivery("webhook")).status == "sent"
     (received,) = server.received
     assert "X-Upsell-Signature" not in received.headers
@@ -403,7 +403,7 @@ def test_csm_task_posts_a_task_with_the_talking_points(http_server) -> None:
         "csm_task",
         payload={"offer_id": "o-1", "message": message(html=None, talking_points=points)},
     )
-    settings = ChannelSettings(csm_task_url=server.url, webhook_secret=SECRET)
+    settings = Settings(csm_task_url=server.url, webhook_secret=SECRET)
     assert CsmTask(settings).deliver(d) == Outcome("sent", attempts=1, detail="HTTP 200")
     (received,) = server.received
     assert signature_is_valid(received)
@@ -418,7 +418,7 @@ def test_csm_task_posts_a_task_with_the_talking_points(http_server) -> None:
 
 def test_csm_task_falls_back_to_the_webhook_url(http_server) -> None:
     server = http_server(200)
-    channel = CsmTask(ChannelSettings(webhook_url=server.url))
+    channel = CsmTask(Settings(webhook_url=server.url))
     assert channel.problems() == []
     assert channel.deliver(delivery("csm_task")).status == "sent"
     assert server.received[0].json()["task"]["talking_points"] == []
@@ -426,7 +426,7 @@ def test_csm_task_falls_back_to_the_webhook_url(http_server) -> None:
 
 def test_csm_task_without_a_message_fails_before_posting(http_server) -> None:
     server = http_server(200)
-    outcome = CsmTask(ChannelSettings(webhook_url=server.url)).deliver(
+    outcome = CsmTask(Settings(webhook_url=server.url)).deliver(
         delivery("csm_task", payload={"offer_id": "o-1"})
     )
     assert outcome.status == "failed"
@@ -435,18 +435,18 @@ def test_csm_task_without_a_message_fails_before_posting(http_server) -> None:
 
 
 def test_webhook_without_a_url_reports_the_problem_and_fails() -> None:
-    channel = Webhook(ChannelSettings(), sleep=pytest.fail)
+    channel = Webhook(Settings(), sleep=pytest.fail)
     assert channel.problems() == ["UPSELL_WEBHOOK_URL is not set"]
     outcome = channel.deliver(delivery("webhook"))
     assert outcome == Outcome("failed", attempts=0, detail="UPSELL_WEBHOOK_URL is not set")
-    assert CsmTask(ChannelSettings()).problems() == [
+    assert CsmTask(Settings()).problems() == [
         "UPSELL_CSM_TASK_URL (or UPSELL_WEBHOOK_URL) is not set"
     ]
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/hook", "example.com"])
 def test_webhook_refuses_a_url_that_is_not_http(url: str) -> None:
-    channel = Webhook(ChannelSettings(webhook_url=url), sleep=pytest.fail)
+    channel = Webhook(Settings(webhook_url=url), sleep=pytest.fail)
     assert channel.problems() == ["UPSELL_WEBHOOK_URL is not an http(s) URL"]
     assert channel.deliver(delivery("webhook")).status == "failed"
 
@@ -455,7 +455,7 @@ def test_webhook_refuses_a_url_that_is_not_http(url: str) -> None:
 
 
 def test_in_app_queues_without_io_and_is_always_ready() -> None:
-    channel = InApp(ChannelSettings())
+    channel = InApp(Settings())
     assert channel.problems() == []
     assert channel.deliver(delivery("in_app")) == Outcome("queued")
 
@@ -467,7 +467,7 @@ def plugins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_channel_for_builds_each_built_in_channel() -> None:
-    settings = ChannelSettings()
+    settings = Settings()
     assert channel_names()[:4] == ("in_app", "email", "webhook", "csm_task")
     assert isinstance(channel_for("in_app", settings), InApp)
     assert isinstance(channel_for("email", settings), Email)
@@ -479,7 +479,7 @@ def test_channel_for_builds_each_built_in_channel() -> None:
 
 def test_an_unknown_channel_is_an_error_naming_the_known_ones(plugins: None) -> None:
     with pytest.raises(ChannelError) as raised:
-        channel_for("sms", ChannelSettings())
+        channel_for("sms", Settings())
     assert raised.value.channel == "sms"
     assert raised.value.known == ("in_app", "email", "webhook", "csm_task")
     assert "in_app, email, webhook, csm_task" in str(raised.value)
@@ -488,7 +488,7 @@ def test_an_unknown_channel_is_an_error_naming_the_known_ones(plugins: None) -> 
 
 @dataclass
 class Sms:
-    settings: ChannelSettings
+    settings: Settings
     name: str = "sms"
 
     def deliver(self, delivery: Delivery) -> Outcome:
@@ -501,7 +501,7 @@ class Sms:
 def test_a_registered_channel_is_built_by_channel_for(plugins: None) -> None:
     register_channel("sms", Sms)
     register_channel("sms", Sms)
-    channel = channel_for("sms", ChannelSettings())
+    channel = channel_for("sms", Settings())
     assert isinstance(channel, Sms)
     assert channel.deliver(delivery("sms")) == Outcome("sent", detail="texted a-0042")
     assert channel_names() == ("in_app", "email", "webhook", "csm_task", "sms")
@@ -510,7 +510,7 @@ def test_a_registered_channel_is_built_by_channel_for(plugins: None) -> None:
 def test_a_built_in_channel_cannot_be_registered_again(plugins: None) -> None:
     with pytest.raises(ValueError, match="built-in"):
         register_channel("email", Sms)
-    assert isinstance(channel_for("email", ChannelSettings()), Email)
+    assert isinstance(channel_for("email", Settings()), Email)
 
 
 def test_a_taken_name_or_a_malformed_name_cannot_be_registered(plugins: None) -> None:

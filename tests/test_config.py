@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from upsell.domain.opportunities import Policy
-from upsell.errors import ConfigError, Problem, UpsellError
-from upsell.sources.config import (
+from upsell.config.workspace import (
     CONFIG_FILE,
     POLICY_KEYS,
     SECTIONS,
@@ -18,6 +16,8 @@ from upsell.sources.config import (
     load_config,
     parse_config,
 )
+from upsell.domain.opportunities import Policy
+from upsell.errors import ConfigError, Problem, ProblemsError, UpsellError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,12 +171,13 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     assert raised.value.problems[0].file.endswith(CONFIG_FILE)
 
 
-def test_config_error_is_an_upsell_error_and_a_value_error() -> None:
+def test_config_error_is_a_problems_error_like_the_catalogs_and_the_playbooks() -> None:
     with pytest.raises(ConfigError) as raised:
         parse_config("x: 1\n")
+    assert isinstance(raised.value, ProblemsError)
     assert isinstance(raised.value, UpsellError)
     assert isinstance(raised.value, ValueError)
-    assert isinstance(raised.value.problems, list)
+    assert [p.key for p in raised.value.problems] == ["x"]
 
 
 def test_every_policy_key_and_gate_is_documented_with_its_default() -> None:

@@ -15,14 +15,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from upsell import pipeline
-from upsell.engine.backends import Engine, EngineError, spark_unavailable
+from upsell.config.catalog import parse_catalog
+from upsell.engine.backends import Backend, EngineError, spark_unavailable
 from upsell.engine.rollups import Rollups, RollupSpec
 from upsell.engine.signals import build_signals, execute
+from upsell.flows import opportunities as pipeline
+from upsell.ingest.importer import import_catalog, import_table
 from upsell.simulator.files import simulate
 from upsell.simulator.world import SimConfig
-from upsell.sources.catalog import parse_catalog
-from upsell.sources.importer import import_catalog, import_table
 from upsell.store.arrow import ACCOUNT_SCHEMA, EVENT_SCHEMA, SUBSCRIPTION_SCHEMA
 from upsell.workspace import Workspace
 
@@ -54,30 +54,25 @@ def company(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _workspace(company: Path, target: Path, *, events: tuple[str, ...]) -> Workspace:
     ws = Workspace.create(target)
     data = company / "data"
-    loaded = import_catalog(engine=ws.engine, path=data / "catalog.yaml").loaded.catalog
+    loaded = import_catalog(db=ws.db, path=data / "catalog.yaml").loaded.catalog
     for kind, name in (
         ("accounts", "accounts.parquet"),
         ("subscriptions", "subscriptions.parquet"),
     ):
-        import_table(engine=ws.engine, kind=kind, path=data / name, catalog=loaded, strict=True)  # type: ignore[arg-type]
+        import_table(db=ws.db, kind=kind, path=data / name, catalog=loaded, strict=True)  # type: ignore[arg-type]
     for name in events:
-        import_table(engine=ws.engine, kind="events", path=company / name, strict=True)
+        import_table(db=ws.db, kind="events", path=company / name, strict=True)
     return ws
 
 
-def _signals(ws: Workspace, engine: Engine, *, rebuild: bool = False) -> dict[str, pa.Table]:
-    loaded = ws.catalog()
-    assert loaded is not None
-    with ws.engine.connect() as conn:
+def _signals(ws: Workspace, engine: Backend, *, rebuild: bool = False) -> dict[str, pa.Table]:
+    catalog = ws.catalog()
+    with ws.db.connect() as conn:
         rollups, _ = pipeline.refresh_rollups(
-            engine,
-            conn=conn,
-            catalog=loaded.catalog,
-            folder=pipeline.rollups_folder(ws.folder),
-            rebuild=rebuild,
+            engine, conn=conn, catalog=catalog, folder=ws.rollups, rebuild=rebuild
         )
         tables, _subs = pipeline.signal_tables(
-            engine, conn=conn, catalog=loaded.catalog, rollups=rollups, as_of=AS_OF
+            engine, conn=conn, catalog=catalog, rollups=rollups, as_of=AS_OF
         )
     return tables
 
@@ -104,7 +99,7 @@ def duckdb_signals(company: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         events=("events-early.parquet", "events-late.parquet"),
     )
     try:
-        return _signals(ws, Engine("duckdb"))
+        return _signals(ws, Backend("duckdb"))
     finally:
         ws.close()
 
@@ -135,7 +130,7 @@ def test_pyspark_gives_the_same_signal_tables_as_duckdb(
         company, tmp_path / "ws", events=("events-early.parquet", "events-late.parquet")
     )
     try:
-        _same(_signals(ws, Engine(backend)), duckdb_signals)  # type: ignore[arg-type]
+        _same(_signals(ws, Backend(backend)), duckdb_signals)  # type: ignore[arg-type]
     finally:
         ws.close()
 
@@ -146,19 +141,15 @@ def test_an_incremental_run_gives_what_a_full_rebuild_gives(
 ) -> None:
     ws = _workspace(company, tmp_path / "ws", events=("events-early.parquet",))
     try:
-        engine = Engine(backend)  # type: ignore[arg-type]
+        engine = Backend(backend)  # type: ignore[arg-type]
         _signals(ws, engine)
-        loaded = ws.catalog()
-        assert loaded is not None
-        import_table(
-            engine=ws.engine, kind="events", path=company / "events-late.parquet", strict=True
-        )
+        import_table(db=ws.db, kind="events", path=company / "events-late.parquet", strict=True)
         incremental = _signals(ws, engine)
-        rollups = Rollups(pipeline.rollups_folder(ws.folder))
+        rollups = Rollups(ws.rollups)
         assert len(rollups.state["parts"]) == 2
         _same(incremental, duckdb_signals)
         _same(_signals(ws, engine, rebuild=True), duckdb_signals)
-        assert len(Rollups(pipeline.rollups_folder(ws.folder)).state["parts"]) == 1
+        assert len(Rollups(ws.rollups).state["parts"]) == 1
     finally:
         ws.close()
 
@@ -166,10 +157,10 @@ def test_an_incremental_run_gives_what_a_full_rebuild_gives(
 def test_a_second_run_with_no_new_events_adds_no_part(company: Path, tmp_path: Path) -> None:
     ws = _workspace(company, tmp_path / "ws", events=("events-early.parquet",))
     try:
-        engine = Engine("duckdb")
+        engine = Backend("duckdb")
         _signals(ws, engine)
         _signals(ws, engine)
-        assert len(Rollups(pipeline.rollups_folder(ws.folder)).state["parts"]) == 1
+        assert len(Rollups(ws.rollups).state["parts"]) == 1
     finally:
         ws.close()
 
@@ -206,7 +197,7 @@ def _t(day: date, hour: int = 12) -> datetime:
 def _hand_signals(events: list[tuple], *, backend: str = "duckdb") -> dict[str, pa.Table]:
     """Signals as of AS_OF for account `a` (Basic since 2026-01-31, 2 seat add-ons, 8 seats now)."""
     catalog = parse_catalog(CATALOG, "catalog.yaml").catalog
-    engine = Engine(backend)  # type: ignore[arg-type]
+    engine = Backend(backend)  # type: ignore[arg-type]
     accounts = pa.Table.from_pylist(
         [
             {

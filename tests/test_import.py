@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from upsell.config.catalog import load_catalog
 from upsell.domain.money import Money
 from upsell.domain.subscriptions import mrr_at
 from upsell.errors import ImportRejected, WorkspaceError
-from upsell.sources import importer
-from upsell.sources.catalog import load_catalog
-from upsell.sources.importer import import_catalog, import_table, rejects_path
+from upsell.ingest import importer
+from upsell.ingest.importer import import_catalog, import_table, rejects_path
 from upsell.store.accounts import count_accounts, get_account
 from upsell.store.events import count_events
 from upsell.store.subscriptions import subscription_items
@@ -34,8 +34,8 @@ def examples(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def catalog(engine: sa.Engine, examples: Path):
-    return import_catalog(engine=engine, path=examples / "catalog.yaml").loaded.catalog
+def catalog(db: sa.Engine, examples: Path):
+    return import_catalog(db=db, path=examples / "catalog.yaml").loaded.catalog
 
 
 def write(path: Path, text: str) -> Path:
@@ -48,16 +48,16 @@ def rejects(path: Path) -> list[dict]:
 
 
 def test_example_company_imports_cleanly_and_twice_stores_nothing_new(
-    engine, examples, catalog
+    db, examples, catalog
 ) -> None:
     files = [
         ("accounts", examples / "accounts.csv"),
         ("subscriptions", examples / "subscriptions.csv"),
         ("events", examples / "events.jsonl"),
     ]
-    first = [import_table(engine=engine, kind=k, path=p, catalog=catalog) for k, p in files]
+    first = [import_table(db=db, kind=k, path=p, catalog=catalog) for k, p in files]
     assert [(r.read, r.new, r.rejected) for r in first] == [(8, 8, 0), (12, 12, 0), (236, 236, 0)]
-    with engine.connect() as conn:
+    with db.connect() as conn:
         assert count_accounts(conn=conn) == 8 and count_events(conn=conn) == 236
     for (
         _,
@@ -66,17 +66,17 @@ def test_example_company_imports_cleanly_and_twice_stores_nothing_new(
         copy = path.with_name("again-" + path.name)
         shutil.copy(path, copy)
     again = [
-        import_table(engine=engine, kind=k, path=p.with_name("again-" + p.name), catalog=catalog)
+        import_table(db=db, kind=k, path=p.with_name("again-" + p.name), catalog=catalog)
         for k, p in files
     ]
     assert [(r.new, r.rejected) for r in again] == [(0, 0), (0, 0), (0, 0)]
     assert (again[0].unchanged, again[1].unchanged, again[2].unchanged) == (8, 12, 236)
-    with engine.connect() as conn:
+    with db.connect() as conn:
         assert count_events(conn=conn) == 236
     assert not rejects_path(examples / "events.jsonl").exists()
 
 
-def test_invalid_rows_go_to_the_rejects_file_and_valid_rows_are_stored(engine, tmp_path) -> None:
+def test_invalid_rows_go_to_the_rejects_file_and_valid_rows_are_stored(db, tmp_path) -> None:
     f = write(
         tmp_path / "accounts.csv",
         "account_id,created_at,currency\n"
@@ -86,7 +86,7 @@ def test_invalid_rows_go_to_the_rejects_file_and_valid_rows_are_stored(engine, t
         "a-3,2026-01-03,XYZ\n"
         "a-4,2026-01-04,EUR\n",
     )
-    result = import_table(engine=engine, kind="accounts", path=f)
+    result = import_table(db=db, kind="accounts", path=f)
     assert (result.read, result.new, result.rejected, result.stored) == (5, 2, 3, True)
     got = rejects(f)
     assert [(r["row"], r["line"]) for r in got] == [(2, 3), (3, 4), (4, 5)]
@@ -94,20 +94,20 @@ def test_invalid_rows_go_to_the_rejects_file_and_valid_rows_are_stored(engine, t
     assert got[1]["reason"] == "duplicate account_id 'a-1': also on row 1"
     assert "unknown currency 'XYZ'" in got[2]["reason"]
     assert got[2]["values"] == {"account_id": "a-3", "created_at": "2026-01-03", "currency": "XYZ"}
-    with engine.connect() as conn:
+    with db.connect() as conn:
         assert count_accounts(conn=conn) == 2
 
 
-def test_strict_stores_nothing_from_a_file_with_an_invalid_row(engine, tmp_path) -> None:
+def test_strict_stores_nothing_from_a_file_with_an_invalid_row(db, tmp_path) -> None:
     f = write(tmp_path / "accounts.csv", "account_id,created_at\na-1,2026-01-01\na-2,yesterday\n")
-    result = import_table(engine=engine, kind="accounts", path=f, strict=True)
+    result = import_table(db=db, kind="accounts", path=f, strict=True)
     assert (result.stored, result.new, result.rejected) == (False, 0, 1)
-    with engine.connect() as conn:
+    with db.connect() as conn:
         assert count_accounts(conn=conn) == 0
         assert get_watermark(conn=conn, kind="accounts", source=str(f.resolve())) is None
 
 
-def test_failure_half_way_leaves_nothing_stored(engine, tmp_path, monkeypatch) -> None:
+def test_failure_half_way_leaves_nothing_stored(db, tmp_path, monkeypatch) -> None:
     lines = "".join(f"a-{i},2026-01-01\n" for i in range(10))
     f = write(tmp_path / "accounts.csv", "account_id,created_at\n" + lines)
     monkeypatch.setattr(importer, "BATCH_ROWS", 3)
@@ -119,15 +119,13 @@ def test_failure_half_way_leaves_nothing_stored(engine, tmp_path, monkeypatch) -
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        import_table(engine=engine, kind="accounts", path=f, progress=crash)
-    with engine.connect() as conn:
+        import_table(db=db, kind="accounts", path=f, progress=crash)
+    with db.connect() as conn:
         assert count_accounts(conn=conn) == 0
 
 
-def test_subscription_rows_are_checked_against_catalog_and_accounts(
-    engine, examples, catalog
-) -> None:
-    import_table(engine=engine, kind="accounts", path=examples / "accounts.csv")
+def test_subscription_rows_are_checked_against_catalog_and_accounts(db, examples, catalog) -> None:
+    import_table(db=db, kind="accounts", path=examples / "accounts.csv")
     f = write(
         examples / "subs.csv",
         "account_id,item_id,started_at,interval,currency\n"
@@ -138,7 +136,7 @@ def test_subscription_rows_are_checked_against_catalog_and_accounts(
         "a-0001,basic,2026-01-01,month,SEK\n"
         "a-0002,pro,2026-02-01,month,\n",
     )
-    result = import_table(engine=engine, kind="subscriptions", path=f, catalog=catalog)
+    result = import_table(db=db, kind="subscriptions", path=f, catalog=catalog)
     reasons = [r["reason"] for r in rejects(f)]
     assert result.new == 1 and len(reasons) == 5
     assert reasons[0].startswith("item_id: unknown item 'platinum'")
@@ -146,36 +144,36 @@ def test_subscription_rows_are_checked_against_catalog_and_accounts(
     assert "priced by usage" in reasons[2]
     assert "no price per year for 'extra_seats_5'" in reasons[3]
     assert reasons[4].startswith("currency: SEK has no exchange rate")
-    with engine.connect() as conn:
+    with db.connect() as conn:
         [item] = subscription_items(conn=conn, account_id="a-0002")
     # a-0002 pays in EUR: Pro's monthly price comes from the catalog's EUR price book.
     assert item.unit_price == Money.of("92", "EUR")
 
 
-def test_subscriptions_need_a_catalog(engine, tmp_path) -> None:
+def test_subscriptions_need_a_catalog(db, tmp_path) -> None:
     f = write(tmp_path / "s.csv", "account_id,item_id,started_at\na,b,2026-01-01\n")
     with pytest.raises(WorkspaceError, match="no catalog yet"):
-        import_table(engine=engine, kind="subscriptions", path=f, catalog=None)
+        import_table(db=db, kind="subscriptions", path=f, catalog=None)
 
 
-def test_a_later_file_updates_a_known_subscription_to_end_it(engine, examples, catalog) -> None:
-    import_table(engine=engine, kind="accounts", path=examples / "accounts.csv")
+def test_a_later_file_updates_a_known_subscription_to_end_it(db, examples, catalog) -> None:
+    import_table(db=db, kind="accounts", path=examples / "accounts.csv")
     header = "account_id,item_id,started_at,ended_at,status\n"
     first = write(examples / "s1.csv", header + "a-0006,basic,2026-04-01T00:00:00Z,,active\n")
-    import_table(engine=engine, kind="subscriptions", path=first, catalog=catalog)
+    import_table(db=db, kind="subscriptions", path=first, catalog=catalog)
     later = write(
         examples / "s2.csv",
         header + "a-0006,basic,2026-04-01T00:00:00Z,2026-06-01T00:00:00Z,canceled\n",
     )
-    result = import_table(engine=engine, kind="subscriptions", path=later, catalog=catalog)
+    result = import_table(db=db, kind="subscriptions", path=later, catalog=catalog)
     assert (result.new, result.updated) == (0, 1)
-    with engine.connect() as conn:
+    with db.connect() as conn:
         [item] = subscription_items(conn=conn, account_id="a-0006")
     assert (item.ended_at, item.status) == (datetime(2026, 6, 1, tzinfo=UTC), "canceled")
 
 
-def test_events_for_unknown_accounts_are_rejected_and_duplicates_skipped(engine, examples) -> None:
-    import_table(engine=engine, kind="accounts", path=examples / "accounts.csv")
+def test_events_for_unknown_accounts_are_rejected_and_duplicates_skipped(db, examples) -> None:
+    import_table(db=db, kind="accounts", path=examples / "accounts.csv")
     line = {"account_id": "a-0001", "event": "Report Shared", "timestamp": "2026-05-01T09:00:00Z"}
     f = write(
         examples / "e.jsonl",
@@ -189,7 +187,7 @@ def test_events_for_unknown_accounts_are_rejected_and_duplicates_skipped(engine,
         )
         + "\n",
     )
-    result = import_table(engine=engine, kind="events", path=f)
+    result = import_table(db=db, kind="events", path=f)
     assert (result.new, result.unchanged, result.rejected) == (1, 1, 2)
     got = rejects(f)
     assert [r["line"] for r in got] == [3, 4]
@@ -202,54 +200,54 @@ def event_line(account: str, name: str, day: int) -> str:
     return json.dumps({"account_id": account, "event": name, "timestamp": when}) + "\n"
 
 
-def test_a_grown_file_is_read_on_from_where_the_last_import_stopped(engine, examples) -> None:
-    import_table(engine=engine, kind="accounts", path=examples / "accounts.csv")
+def test_a_grown_file_is_read_on_from_where_the_last_import_stopped(db, examples) -> None:
+    import_table(db=db, kind="accounts", path=examples / "accounts.csv")
     f = write(examples / "e.jsonl", event_line("a-0001", "A", 1) + event_line("a-0002", "A", 2))
-    import_table(engine=engine, kind="events", path=f)
+    import_table(db=db, kind="events", path=f)
     with f.open("a") as out:
         out.write(event_line("a-0003", "A", 3))
-    result = import_table(engine=engine, kind="events", path=f)
+    result = import_table(db=db, kind="events", path=f)
     assert (result.resumed_after_row, result.read, result.new) == (2, 1, 1)
-    again = import_table(engine=engine, kind="events", path=f)
+    again = import_table(db=db, kind="events", path=f)
     assert (again.resumed_after_row, again.read) == (3, 0)
 
 
-def test_a_file_changed_before_the_watermark_is_read_again_in_full(engine, examples) -> None:
-    import_table(engine=engine, kind="accounts", path=examples / "accounts.csv")
+def test_a_file_changed_before_the_watermark_is_read_again_in_full(db, examples) -> None:
+    import_table(db=db, kind="accounts", path=examples / "accounts.csv")
     f = write(examples / "e.jsonl", event_line("a-0001", "A", 1) + event_line("a-0002", "A", 2))
-    import_table(engine=engine, kind="events", path=f)
+    import_table(db=db, kind="events", path=f)
     write(
         f,
         event_line("a-0001", "B", 1) + event_line("a-0002", "A", 2) + event_line("a-0003", "A", 3),
     )
-    result = import_table(engine=engine, kind="events", path=f)
+    result = import_table(db=db, kind="events", path=f)
     assert (result.resumed_after_row, result.read, result.new, result.unchanged) == (0, 3, 2, 1)
 
 
-def test_accounts_files_are_always_read_whole(engine, tmp_path) -> None:
+def test_accounts_files_are_always_read_whole(db, tmp_path) -> None:
     f = write(tmp_path / "accounts.csv", "account_id,created_at\na-1,2026-01-01\n")
-    import_table(engine=engine, kind="accounts", path=f)
+    import_table(db=db, kind="accounts", path=f)
     with f.open("a") as out:
         out.write("a-2,2026-01-02\n")
-    result = import_table(engine=engine, kind="accounts", path=f)
+    result = import_table(db=db, kind="accounts", path=f)
     assert (result.resumed_after_row, result.read, result.new, result.unchanged) == (0, 2, 1, 1)
 
 
-def test_rejected_rows_are_read_again_on_the_next_import(engine, examples) -> None:
-    import_table(engine=engine, kind="accounts", path=examples / "accounts.csv")
+def test_rejected_rows_are_read_again_on_the_next_import(db, examples) -> None:
+    import_table(db=db, kind="accounts", path=examples / "accounts.csv")
     ok = '{"account_id": "a-0001", "event": "E", "timestamp": "2026-05-01T09:00:00Z"}\n'
     early = '{"account_id": "a-0042", "event": "E", "timestamp": "2026-05-02T09:00:00Z"}\n'
     f = write(examples / "e.jsonl", ok + early + ok.replace("E", "F"))
-    first = import_table(engine=engine, kind="events", path=f)
+    first = import_table(db=db, kind="events", path=f)
     assert (first.new, first.rejected) == (2, 1)
     write(examples / "more.csv", "account_id,created_at\na-0042,2026-01-01\n")
-    import_table(engine=engine, kind="accounts", path=examples / "more.csv")
-    second = import_table(engine=engine, kind="events", path=f)
+    import_table(db=db, kind="accounts", path=examples / "more.csv")
+    second = import_table(db=db, kind="events", path=f)
     assert (second.resumed_after_row, second.read, second.new, second.unchanged) == (1, 2, 1, 1)
 
 
-def test_parquet_events_import_and_wrong_types_store_nothing(engine, examples) -> None:
-    import_table(engine=engine, kind="accounts", path=examples / "accounts.csv")
+def test_parquet_events_import_and_wrong_types_store_nothing(db, examples) -> None:
+    import_table(db=db, kind="accounts", path=examples / "accounts.csv")
     when = datetime(2026, 5, 1, 9, tzinfo=UTC)
     good = examples / "events.parquet"
     pq.write_table(
@@ -263,13 +261,13 @@ def test_parquet_events_import_and_wrong_types_store_nothing(engine, examples) -
         ),
         good,
     )
-    assert import_table(engine=engine, kind="events", path=good).new == 2
+    assert import_table(db=db, kind="events", path=good).new == 2
     bad = examples / "bad.parquet"
     pq.write_table(pa.table({"account_id": ["a-0001"], "event": ["E"], "timestamp": [17.5]}), bad)
     with pytest.raises(ImportRejected, match="column 'timestamp' has type double"):
-        import_table(engine=engine, kind="events", path=bad)
+        import_table(db=db, kind="events", path=bad)
     assert rejects(bad)[0]["row"] is None
-    with engine.connect() as conn:
+    with db.connect() as conn:
         assert count_events(conn=conn) == 2
 
 
@@ -281,30 +279,30 @@ def test_parquet_events_import_and_wrong_types_store_nothing(engine, examples) -
         ("latin1.csv", b"account_id,created_at,name\na-1,2026-01-01,Caf\xe9\n", None),
     ],
 )
-def test_bad_files_name_the_file_and_store_nothing(engine, tmp_path, name, content, reason) -> None:
+def test_bad_files_name_the_file_and_store_nothing(db, tmp_path, name, content, reason) -> None:
     f = tmp_path / name
     f.write_bytes(content)
     if reason is None:
-        result = import_table(engine=engine, kind="accounts", path=f)
+        result = import_table(db=db, kind="accounts", path=f)
         assert result.rejected == 1 and "not valid UTF-8" in rejects(f)[0]["reason"]
     else:
         with pytest.raises(ImportRejected, match=reason) as info:
-            import_table(engine=engine, kind="accounts", path=f)
+            import_table(db=db, kind="accounts", path=f)
         assert str(f) in str(info.value)
-    with engine.connect() as conn:
+    with db.connect() as conn:
         assert count_accounts(conn=conn) == 0
 
 
-def test_worked_example_of_metrics_md_imports_with_the_mrr_it_states(engine) -> None:
+def test_worked_example_of_metrics_md_imports_with_the_mrr_it_states(db) -> None:
     folder = EXAMPLES / "worked-example"
-    catalog = import_catalog(engine=engine, path=folder / "catalog.yaml").loaded.catalog
-    import_table(engine=engine, kind="accounts", path=folder / "accounts.csv")
+    catalog = import_catalog(db=db, path=folder / "catalog.yaml").loaded.catalog
+    import_table(db=db, kind="accounts", path=folder / "accounts.csv")
     result = import_table(
-        engine=engine, kind="subscriptions", path=folder / "subscriptions.csv", catalog=catalog
+        db=db, kind="subscriptions", path=folder / "subscriptions.csv", catalog=catalog
     )
     assert (result.new, result.rejected) == (5, 0)
     rejects_path(folder / "subscriptions.csv").unlink(missing_ok=True)
-    with engine.connect() as conn:
+    with db.connect() as conn:
         items = subscription_items(conn=conn, account_id="acct-1")
     after = {
         "2026-01-10": "29",
@@ -319,21 +317,19 @@ def test_worked_example_of_metrics_md_imports_with_the_mrr_it_states(engine) -> 
         assert mrr_at(items, at, catalog.fx).amount == Decimal(mrr), day
 
 
-def test_catalog_is_versioned_only_when_it_changes(engine, examples) -> None:
-    first = import_catalog(engine=engine, path=examples / "catalog.yaml")
-    same = import_catalog(engine=engine, path=examples / "catalog.yaml")
+def test_catalog_is_versioned_only_when_it_changes(db, examples) -> None:
+    first = import_catalog(db=db, path=examples / "catalog.yaml")
+    same = import_catalog(db=db, path=examples / "catalog.yaml")
     assert (first.version, first.created) == (same.version, True) and same.created is False
     changed = examples / "catalog2.yaml"
     changed.write_text(
         (examples / "catalog.yaml").read_text().replace("LeadBooster", "Lead Booster")
     )
-    assert import_catalog(engine=engine, path=changed).version == first.version + 1
+    assert import_catalog(db=db, path=changed).version == first.version + 1
     assert load_catalog(changed).catalog.item("leadbooster") is not None
 
 
-def test_a_file_of_only_bad_rows_is_written_out_batch_by_batch(
-    engine, tmp_path, monkeypatch
-) -> None:
+def test_a_file_of_only_bad_rows_is_written_out_batch_by_batch(db, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(importer, "BATCH_ROWS", 10)
     f = write(
         tmp_path / "a.csv",
@@ -347,40 +343,40 @@ def test_a_file_of_only_bad_rows_is_written_out_batch_by_batch(
         original(self)
 
     monkeypatch.setattr(importer._Rejects, "flush", spy)
-    result = import_table(engine=engine, kind="accounts", path=f)
+    result = import_table(db=db, kind="accounts", path=f)
     assert result.rejected == 35 and len(rejects(f)) == 35
     assert max(seen) <= 10  # never more than a batch of rejects held in memory
 
 
-def test_reimporting_an_accounts_file_with_a_duplicate_keeps_the_first(engine, tmp_path) -> None:
+def test_reimporting_an_accounts_file_with_a_duplicate_keeps_the_first(db, tmp_path) -> None:
     f = write(
         tmp_path / "a.csv",
         "account_id,created_at,name\na-1,2026-01-01,First\na-1,2026-01-02,Second\n",
     )
     for _ in range(2):
-        result = import_table(engine=engine, kind="accounts", path=f)
+        result = import_table(db=db, kind="accounts", path=f)
         assert (result.resumed_after_row, result.rejected) == (0, 1)
-    with engine.connect() as conn:
+    with db.connect() as conn:
         account = get_account(conn=conn, account_id="a-1")
     assert account is not None and account.name == "First"
 
 
-def test_an_unfinished_last_line_is_read_again_when_the_file_grows(engine, examples) -> None:
-    import_table(engine=engine, kind="accounts", path=examples / "accounts.csv")
+def test_an_unfinished_last_line_is_read_again_when_the_file_grows(db, examples) -> None:
+    import_table(db=db, kind="accounts", path=examples / "accounts.csv")
     f = examples / "e.jsonl"
     f.write_text(
         '{"account_id": "a-0001", "event": "A", "timestamp": "2026-05-01T09:00:00Z"}\n{"account_id": "a-00'
     )
-    first = import_table(engine=engine, kind="events", path=f)
+    first = import_table(db=db, kind="events", path=f)
     assert (first.new, first.rejected) == (1, 1)
     with f.open("a") as out:
         out.write('02", "event": "B", "timestamp": "2026-05-01T09:00:00Z"}\n')
-    second = import_table(engine=engine, kind="events", path=f)
+    second = import_table(db=db, kind="events", path=f)
     assert (second.resumed_after_row, second.read, second.new, second.rejected) == (1, 1, 1, 0)
     assert not rejects_path(f).exists()
 
 
-def test_a_crash_half_way_leaves_no_rejects_file(engine, tmp_path, monkeypatch) -> None:
+def test_a_crash_half_way_leaves_no_rejects_file(db, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(importer, "BATCH_ROWS", 2)
     body = "".join(f"a-{i},{'bad' if i % 2 else '2026-01-01'}\n" for i in range(10))
     f = write(tmp_path / "a.csv", "account_id,created_at\n" + body)
@@ -389,16 +385,16 @@ def test_a_crash_half_way_leaves_no_rejects_file(engine, tmp_path, monkeypatch) 
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        import_table(engine=engine, kind="accounts", path=f, progress=crash)
+        import_table(db=db, kind="accounts", path=f, progress=crash)
     assert not list(tmp_path.glob(".*.tmp")) and not rejects_path(f).exists()
 
 
-def test_default_price_converted_with_fx_is_rounded_to_cents(engine, examples, catalog) -> None:
-    import_table(engine=engine, kind="accounts", path=examples / "accounts.csv")
+def test_default_price_converted_with_fx_is_rounded_to_cents(db, examples, catalog) -> None:
+    import_table(db=db, kind="accounts", path=examples / "accounts.csv")
     f = write(
         examples / "s.csv", "account_id,item_id,started_at,interval\na-0002,basic,2026-01-01,year\n"
     )
-    import_table(engine=engine, kind="subscriptions", path=f, catalog=catalog)
-    with engine.connect() as conn:
+    import_table(db=db, kind="subscriptions", path=f, catalog=catalog)
+    with db.connect() as conn:
         [item] = subscription_items(conn=conn, account_id="a-0002")
     assert item.unit_price == Money.of("268.52", "EUR")  # 290 USD / 1.08, no EUR price book entry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,53 +20,31 @@ IO_STDLIB = {
     "subprocess", "tempfile", "threading", "urllib", "wsgiref", "xmlrpc", "zipfile", "tarfile",
 }  # fmt: skip
 
-# Who may import whom, in the flow's direction (a module may import the layers listed for it).
+# Who may import whom, in the flow's direction (architecture.md, "Layers"): a layer may import the
+# layers listed for it. A layer is a package (a folder) or a single module (``workspace.py``).
+BELOW_FLOWS = {"domain", "store", "config", "ingest", "engine", "channels", "templates", "settings"}
 LAYERS = {
     "domain": set(),
+    "settings": set(),
     "store": {"domain"},
-    "sources": {"domain", "store"},
-    "simulator": {"domain", "sources"},
+    "config": {"domain"},
+    "ingest": {"domain", "store", "config"},
     "engine": {"domain"},
-    "pipeline": {"domain", "store", "engine"},
+    "channels": {"domain", "settings"},
     "templates": {"domain"},
-    "channels": set(),
-    "runs": {"domain", "store", "engine", "pipeline", "templates", "channels"},
-    "reporting": {"domain", "store", "engine", "pipeline"},
-    "replay": {
-        "domain",
-        "store",
-        "sources",
-        "simulator",
-        "engine",
-        "pipeline",
-        "templates",
-        "channels",
-        "runs",
-        "workspace",
-    },
+    "workspace": {"domain", "store", "config", "engine", "channels", "templates", "settings"},
+    "flows": BELOW_FLOWS | {"workspace"},
     "report": {"domain"},
-    "cli": {
-        "domain",
-        "store",
-        "sources",
-        "simulator",
-        "engine",
-        "pipeline",
-        "templates",
-        "channels",
-        "runs",
-        "report",
-        "reporting",
-        "replay",
-        "workspace",
-        "settings",
-    },
+    "simulator": BELOW_FLOWS | {"workspace", "flows"},
+    "cli": BELOW_FLOWS | {"workspace", "flows", "report", "simulator"},
 }
 SHARED = {
     "errors",
     "__init__",
     "__version__",
 }  # upsell.errors and upsell.__version__ serve every layer
+#: The only modules outside the simulator that may import it: the commands that simulate.
+SIMULATING_COMMANDS = {"cli/init.py", "cli/simulate.py", "cli/demo.py"}
 
 
 def imports(path: Path) -> set[str]:
@@ -107,6 +86,31 @@ def test_layers_import_only_the_layers_below_them(layer: str) -> None:
             parts = name.split(".")
             if parts[0] == "upsell" and len(parts) > 1:
                 assert parts[1] in allowed, f"{path.relative_to(SRC)} imports {name}"
+
+
+def test_every_module_is_in_a_layer() -> None:
+    for path in SRC.rglob("*.py"):
+        parts = path.relative_to(SRC).parts
+        layer = parts[0] if len(parts) > 1 else path.stem
+        assert layer in LAYERS or layer in SHARED, f"{path.relative_to(SRC)} is in no layer"
+
+
+def test_only_the_commands_that_simulate_import_the_simulator() -> None:
+    for path in SRC.rglob("*.py"):
+        where = path.relative_to(SRC).as_posix()
+        if where.startswith("simulator/") or where in SIMULATING_COMMANDS:
+            continue
+        names = imports(path)
+        assert not any(n.startswith("upsell.simulator") for n in names), where
+
+
+def test_the_command_line_loads_without_the_simulator() -> None:
+    code = (
+        "import sys, upsell.cli.app; "
+        "print(sorted(m for m in sys.modules if m.startswith('upsell.simulator')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_the_layer_rule_catches_a_forbidden_import(tmp_path: Path) -> None:

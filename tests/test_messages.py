@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from upsell.config.catalog import parse_catalog
 from upsell.domain.decisions import Decision
 from upsell.domain.messages import LANGUAGES, expires_at, language_of, locale_for, message_facts
 from upsell.domain.money import Money
@@ -15,7 +16,6 @@ from upsell.domain.playbooks import Offer, Playbook, Promotion, PromotionRun
 from upsell.domain.signals import AccountSignals, MetricUsage
 from upsell.domain.subscriptions import SubscriptionItem
 from upsell.simulator.profiles import catalog_text
-from upsell.sources.catalog import parse_catalog
 from upsell.templates import MessageTemplates, build_url, default_html, sample_facts
 
 AT = datetime(2026, 6, 1, tzinfo=UTC)

@@ -33,7 +33,7 @@ from metrics_reference import (
     retention,
     split,
 )
-from upsell.engine.backends import Engine
+from upsell.engine.backends import Backend
 
 WORKED = Path(__file__).resolve().parents[1] / "examples" / "worked-example"
 D = Decimal
@@ -61,14 +61,14 @@ def row(account: str, item: str, start: str, end: str | None, price: str, **kw: 
     return Row(account, item, t(start), t(end) if end else None, unit_price=D(price), **kw)  # type: ignore[arg-type]
 
 
-ENGINE: Engine | None = None
+ENGINE: Backend | None = None
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _engine() -> Iterator[None]:
     """Every hand-computed case also runs through the engine, which must agree to the micro-unit."""
     global ENGINE
-    ENGINE = Engine("duckdb")
+    ENGINE = Backend("duckdb")
     try:
         yield
     finally:

@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 
 import metrics_reference as ref
 from test_metrics_reference import FX, KINDS, histories, reference_settings
+from upsell.config.catalog import load_catalog, parse_catalog
 from upsell.domain.catalog import Catalog
 from upsell.domain.metrics import CAUSES, MOVEMENT_TYPES, MetricSettings, from_micros
-from upsell.engine.backends import Engine, spark_unavailable
+from upsell.engine.backends import Backend, spark_unavailable
 from upsell.engine.movements import changes, monthly_summary, mrr_rows, retention
-from upsell.sources.catalog import load_catalog, parse_catalog
 from upsell.store.arrow import SUBSCRIPTION_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,8 +69,8 @@ def worked_catalog() -> Catalog:
 
 
 @pytest.fixture(scope="module", params=["duckdb", SPARK])
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    e = Engine(request.param)
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    e = Backend(request.param)
     try:
         yield e
     finally:
@@ -81,9 +81,9 @@ def money(micros: int) -> Decimal:
     return from_micros(micros)
 
 
-def test_the_worked_example_gives_its_movements(engine: Engine, worked_catalog: Catalog) -> None:
+def test_the_worked_example_gives_its_movements(backend: Backend, worked_catalog: Catalog) -> None:
     rows = mrr_rows(worked_subscriptions(), worked_catalog)
-    found = engine.arrow(changes(engine.table(rows, "worked")).order_by("at")).to_pylist()
+    found = backend.arrow(changes(backend.table(rows, "worked")).order_by("at")).to_pylist()
     got = [
         (r["at"].strftime("%Y-%m-%d"), r["type"], money(r["amount"]), money(r["after"]))
         for r in found
@@ -101,11 +101,11 @@ def test_the_worked_example_gives_its_movements(engine: Engine, worked_catalog: 
 
 
 def test_the_worked_example_adds_up_from_january_to_august(
-    engine: Engine, worked_catalog: Catalog
+    backend: Backend, worked_catalog: Catalog
 ) -> None:
     rows = mrr_rows(worked_subscriptions(), worked_catalog)
     months = monthly_summary(
-        engine,
+        backend,
         rows,
         first=datetime(2026, 1, 1, tzinfo=UTC),
         last=datetime(2026, 8, 31, tzinfo=UTC),
@@ -127,34 +127,34 @@ def test_the_worked_example_adds_up_from_january_to_august(
     assert months[4]["ndr"] == 0 and months[4]["grr"] == 0
 
 
-def test_the_worked_example_retention_windows(engine: Engine, worked_catalog: Catalog) -> None:
+def test_the_worked_example_retention_windows(backend: Backend, worked_catalog: Catalog) -> None:
     rows = mrr_rows(worked_subscriptions(), worked_catalog)
-    ch = changes(engine.table(rows, "worked_retention"))
-    feb_may = retention(engine, ch, utc("2026-02-01T00:00:00Z"), utc("2026-05-01T00:00:00Z"))
+    ch = changes(backend.table(rows, "worked_retention"))
+    feb_may = retention(backend, ch, utc("2026-02-01T00:00:00Z"), utc("2026-05-01T00:00:00Z"))
     assert feb_may == {"accounts": 1, "start": 29_000_000, "end": 102_500_000, "kept": 29_000_000}
     ndr = Decimal(feb_may["end"]) / Decimal(feb_may["start"])
     assert round(ndr * 100, 1) == Decimal("353.4")
-    mar_jun = retention(engine, ch, utc("2026-03-02T00:00:00Z"), utc("2026-06-01T00:00:00Z"))
+    mar_jun = retention(backend, ch, utc("2026-03-02T00:00:00Z"), utc("2026-06-01T00:00:00Z"))
     assert mar_jun == {"accounts": 1, "start": 119_000_000, "end": 0, "kept": 0}
 
 
 def test_a_reactivation_window_turns_a_late_return_into_new(
-    engine: Engine, worked_catalog: Catalog
+    backend: Backend, worked_catalog: Catalog
 ) -> None:
     rows = mrr_rows(worked_subscriptions(), worked_catalog)
     late = MetricSettings(reactivation_window_days=60)  # back 62 days after the churn
-    found = engine.arrow(changes(engine.table(rows, "worked_window"), late).order_by("at"))
+    found = backend.arrow(changes(backend.table(rows, "worked_window"), late).order_by("at"))
     assert found.column("type").to_pylist()[-1] == "new"
     within = MetricSettings(reactivation_window_days=62)
-    found = engine.arrow(changes(engine.table(rows, "worked_window2"), within).order_by("at"))
+    found = backend.arrow(changes(backend.table(rows, "worked_window2"), within).order_by("at"))
     assert found.column("type").to_pylist()[-1] == "reactivation"
 
 
 def test_churn_at_period_end_moves_the_churn_to_the_end_of_the_paid_period(
-    engine: Engine, worked_catalog: Catalog
+    backend: Backend, worked_catalog: Catalog
 ) -> None:
     rows = mrr_rows(worked_subscriptions(), worked_catalog, MetricSettings(churn_at="period_end"))
-    found = engine.arrow(changes(engine.table(rows, "worked_period_end")).order_by("at"))
+    found = backend.arrow(changes(backend.table(rows, "worked_period_end")).order_by("at"))
     # The yearly Pro row (from 2026-04-01) is paid until 2027-04-01; the monthly add-on (from
     # 2026-03-01) until 2026-06-01: the add-on leaves first (contraction), Pro a year later.
     tail = [
@@ -213,14 +213,14 @@ def _micros(amount: Decimal) -> int:
 
 
 def assert_engine_matches_reference(
-    engine: Engine, rows: list[Any], config: Any, name: str
+    backend: Backend, rows: list[Any], config: Any, name: str
 ) -> None:
     catalog = parse_catalog(REFERENCE_CATALOG, "reference.yaml").catalog
     settings = MetricSettings(
         reactivation_window_days=config.reactivation_window_days, churn_at=config.churn_at
     )
     table = mrr_rows(_arrow(rows), catalog, settings)
-    found = engine.arrow(changes(engine.table(table, name), settings))
+    found = backend.arrow(changes(backend.table(table, name), settings))
     got = sorted(
         (
             r["account_id"],
@@ -247,7 +247,7 @@ def assert_engine_matches_reference(
     )
     assert got == expected
     first, last = datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 12, 31, tzinfo=UTC)
-    months = monthly_summary(engine, table, first=first, last=last, settings=settings)
+    months = monthly_summary(backend, table, first=first, last=last, settings=settings)
     reference = ref.month_summary(
         rows, first.date(), last.date(), kinds=KINDS, fx=FX, settings=config
     )
@@ -267,8 +267,8 @@ def assert_engine_matches_reference(
 
 
 @pytest.fixture(scope="module")
-def duckdb() -> Iterator[Engine]:
-    e = Engine("duckdb")
+def duckdb() -> Iterator[Backend]:
+    e = Backend("duckdb")
     try:
         yield e
     finally:
@@ -282,12 +282,12 @@ def duckdb() -> Iterator[Engine]:
 )
 @given(rows=histories(), config=reference_settings)
 def test_the_engine_gives_the_reference_movements_on_random_histories(
-    duckdb: Engine, rows: list[Any], config: Any
+    duckdb: Backend, rows: list[Any], config: Any
 ) -> None:
     assert_engine_matches_reference(duckdb, rows, config, "random")
 
 
-def test_a_split_too_large_for_floats_is_exact(engine: Engine) -> None:
+def test_a_split_too_large_for_floats_is_exact(backend: Backend) -> None:
     rows = [
         ref.Row("a", "basic", utc("2026-01-01T00:00:00Z"), utc("2026-03-01T00:00:00Z"),
                 unit_price=Decimal("29")),
@@ -296,7 +296,7 @@ def test_a_split_too_large_for_floats_is_exact(engine: Engine) -> None:
                 unit_price=Decimal("290")),
     ]  # fmt: skip
     # 270 (upsell) + 24.166667 (add-on): amount x delta = 7.9e16 micro-units², past 2^53.
-    assert_engine_matches_reference(engine, rows, ref.Settings(), "split")
+    assert_engine_matches_reference(backend, rows, ref.Settings(), "split")
 
 
 @pytest.fixture(scope="module")
@@ -312,11 +312,11 @@ def company(tmp_path_factory: pytest.TempPathFactory) -> tuple[pa.Table, Catalog
 
 
 def test_every_month_adds_up_on_a_simulated_company(
-    engine: Engine, company: tuple[pa.Table, Catalog]
+    backend: Backend, company: tuple[pa.Table, Catalog]
 ) -> None:
     subscriptions, catalog = company
     rows = mrr_rows(subscriptions, catalog)
-    found = engine.arrow(changes(engine.table(rows, "company"))).to_pylist()
+    found = backend.arrow(changes(backend.table(rows, "company"))).to_pylist()
     assert len(found) > 300
     by_account_month: dict[tuple[str, str], int] = {}
     for c in found:
@@ -327,7 +327,7 @@ def test_every_month_adds_up_on_a_simulated_company(
         if c["type"] == "expansion":
             assert sum(c[cause] for cause in CAUSES) == c["amount"]
     months = monthly_summary(
-        engine,
+        backend,
         rows,
         first=datetime(2025, 11, 1, tzinfo=UTC),
         last=datetime(2026, 4, 30, tzinfo=UTC),
@@ -344,7 +344,7 @@ def test_every_month_adds_up_on_a_simulated_company(
 
 
 def test_the_engine_gives_the_reference_on_a_simulated_company(
-    duckdb: Engine, company: tuple[pa.Table, Catalog]
+    duckdb: Backend, company: tuple[pa.Table, Catalog]
 ) -> None:
     subscriptions, catalog = company
     rows = [
@@ -368,11 +368,11 @@ def test_the_engine_gives_the_reference_on_a_simulated_company(
 
 @pytest.mark.parametrize("backend", [SPARK])
 def test_pyspark_gives_the_same_movements_as_duckdb(
-    backend: str, duckdb: Engine, company: tuple[pa.Table, Catalog]
+    backend: str, duckdb: Backend, company: tuple[pa.Table, Catalog]
 ) -> None:
     subscriptions, catalog = company
     rows = mrr_rows(subscriptions, catalog, MetricSettings(reactivation_window_days=90))
-    spark = Engine(backend)
+    spark = Backend(backend)
     try:
         settings = MetricSettings(reactivation_window_days=90)
         theirs = spark.arrow(changes(spark.table(rows, "company_spark"), settings)).to_pylist()

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from upsell.config.catalog import parse_catalog
 from upsell.domain.catalog import Catalog
 from upsell.domain.money import Money
 from upsell.domain.opportunities import (
@@ -36,7 +37,6 @@ from upsell.domain.signals import (
 )
 from upsell.domain.strategy import STRATEGIES, Strategy, register_strategy, strategy_for
 from upsell.domain.subscriptions import SubscriptionItem
-from upsell.sources.catalog import parse_catalog
 
 CATALOGS = Path(__file__).resolve().parents[1] / "src" / "upsell" / "simulator" / "catalogs"
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)

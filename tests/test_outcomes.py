@@ -11,7 +11,8 @@ import pyarrow as pa
 import pytest
 
 from test_movements import SPARK
-from upsell.engine.backends import Engine
+from upsell.config.catalog import parse_catalog
+from upsell.engine.backends import Backend
 from upsell.engine.movements import changes, mrr_rows
 from upsell.engine.outcomes import (
     cohorts,
@@ -19,7 +20,6 @@ from upsell.engine.outcomes import (
     offer_outcomes,
     response_offer_ids,
 )
-from upsell.sources.catalog import parse_catalog
 from upsell.store.arrow import ACCOUNT_SCHEMA, CONTACT_SCHEMA, RESPONSE_SCHEMA, SUBSCRIPTION_SCHEMA
 
 CATALOG = parse_catalog(
@@ -56,8 +56,8 @@ def contact(account: str, day: str, kind: str, offer: str, item: str, **kw: obje
 
 
 @pytest.fixture(scope="module", params=["duckdb", SPARK])
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    e = Engine(request.param)
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    e = Backend(request.param)
     try:
         yield e
     finally:
@@ -132,10 +132,10 @@ RESPONSES = response_offer_ids(
 )
 
 
-def test_an_offer_converts_when_its_item_is_taken_within_the_window(engine: Engine) -> None:
+def test_an_offer_converts_when_its_item_is_taken_within_the_window(backend: Backend) -> None:
     rows = mrr_rows(SUBSCRIPTIONS, CATALOG)
-    ch = changes(engine.table(rows, "outcome_rows"))
-    found = offer_outcomes(engine, CONTACTS, rows, ch, RESPONSES, window_days=14).to_pylist()
+    ch = changes(backend.table(rows, "outcome_rows"))
+    found = offer_outcomes(backend, CONTACTS, rows, ch, RESPONSES, window_days=14).to_pylist()
     assert [r["converted"] for r in found] == [True, False, True, False, True, True]
     assert [r["opened"] for r in found] == [True, False, False, False, False, False]
     assert [r["clicked"] for r in found] == [True, False, False, False, False, False]
@@ -146,11 +146,11 @@ def test_a_response_without_an_offer_id_counts_for_no_offer() -> None:
 
 
 def test_treated_and_held_out_accounts_get_their_expansion_since_the_first_decision(
-    engine: Engine,
+    backend: Backend,
 ) -> None:
     rows = mrr_rows(SUBSCRIPTIONS, CATALOG)
-    ch = changes(engine.table(rows, "group_rows"))
-    groups = expansion_since_first_decision(engine, CONTACTS, ch, end=at("2026-04-01"))
+    ch = changes(backend.table(rows, "group_rows"))
+    groups = expansion_since_first_decision(backend, CONTACTS, ch, end=at("2026-04-01"))
     found = {r["account_id"]: (r["group"], r["expansion"]) for r in groups.to_pylist()}
     assert found == {
         "a": ("treated", 70_000_000),
@@ -162,7 +162,7 @@ def test_treated_and_held_out_accounts_get_their_expansion_since_the_first_decis
     }
 
 
-def test_cohorts_follow_signup_months(engine: Engine) -> None:
+def test_cohorts_follow_signup_months(backend: Backend) -> None:
     accounts = pa.Table.from_pylist(
         [
             {"account_id": x, "created_at": at("2026-01-01" if x in "abcd" else "2026-02-10")}
@@ -171,9 +171,9 @@ def test_cohorts_follow_signup_months(engine: Engine) -> None:
         schema=ACCOUNT_SCHEMA,
     )
     rows = mrr_rows(SUBSCRIPTIONS, CATALOG)
-    ch = changes(engine.table(rows, "cohort_rows"))
+    ch = changes(backend.table(rows, "cohort_rows"))
     months = [at("2026-01-01"), at("2026-02-01"), at("2026-03-01"), at("2026-04-01")]
-    table = cohorts(engine, accounts, ch, None, months).to_pylist()
+    table = cohorts(backend, accounts, ch, None, months).to_pylist()
     by = {(r["cohort"], r["age"]): r for r in table}
     # January: a, b (Basic 29), c, d (Pro 99) = 256; in March a and b are on Pro, d left: 297.
     assert Decimal(by[(0, 0)]["mrr"]) / 10**6 == 256 and by[(0, 0)]["paying"] == 4
@@ -184,7 +184,7 @@ def test_cohorts_follow_signup_months(engine: Engine) -> None:
 
 
 def test_an_account_that_starts_paying_later_is_not_in_its_cohorts_retention(
-    engine: Engine,
+    backend: Backend,
 ) -> None:
     subscriptions = pa.Table.from_pylist(
         [
@@ -197,15 +197,15 @@ def test_an_account_that_starts_paying_later_is_not_in_its_cohorts_retention(
         [{"account_id": x, "created_at": at("2026-01-02")} for x in "pq"], schema=ACCOUNT_SCHEMA
     )
     rows = mrr_rows(subscriptions, CATALOG)
-    ch = changes(engine.table(rows, "late_rows"))
+    ch = changes(backend.table(rows, "late_rows"))
     months = [at("2026-01-01"), at("2026-02-01"), at("2026-03-01")]
-    by = {r["age"]: r for r in cohorts(engine, accounts, ch, None, months).to_pylist()}
+    by = {r["age"]: r for r in cohorts(backend, accounts, ch, None, months).to_pylist()}
     assert (by[0]["paying"], by[1]["paying"]) == (1, 2)
     assert (by[1]["retained"], by[1]["kept_mrr"]) == (1, 29_000_000)
 
 
 def test_an_offer_still_in_its_window_is_pending_and_an_offer_made_twice_converts_once(
-    engine: Engine,
+    backend: Backend,
 ) -> None:
     subscriptions = pa.Table.from_pylist(
         [
@@ -224,9 +224,9 @@ def test_an_offer_still_in_its_window_is_pending_and_an_offer_made_twice_convert
         schema=CONTACT_SCHEMA,
     ).append_column("trial_days", pa.array([0, 0, 0], pa.int64()))
     rows = mrr_rows(subscriptions, CATALOG)
-    ch = changes(engine.table(rows, "pending_rows"))
+    ch = changes(backend.table(rows, "pending_rows"))
     found = offer_outcomes(
-        engine, contacts, rows, ch, RESPONSES.slice(0, 0), window_days=14,
+        backend, contacts, rows, ch, RESPONSES.slice(0, 0), window_days=14,
         data_end=at("2026-04-01"),
     ).to_pylist()  # fmt: skip
     # g took Pro on Mar 12: credited to the latest offer before it (Mar 8), not to both.
@@ -236,7 +236,7 @@ def test_an_offer_still_in_its_window_is_pending_and_an_offer_made_twice_convert
 
 
 def test_an_account_that_expanded_only_before_its_first_offer_counts_with_zero(
-    engine: Engine,
+    backend: Backend,
 ) -> None:
     subscriptions = pa.Table.from_pylist(
         [
@@ -249,6 +249,6 @@ def test_an_account_that_expanded_only_before_its_first_offer_counts_with_zero(
         [contact("k", "2026-03-01", "upsell", "upsell:basic->pro", "pro")],
         schema=CONTACT_SCHEMA,
     )
-    ch = changes(engine.table(mrr_rows(subscriptions, CATALOG), "before_rows"))
-    groups = expansion_since_first_decision(engine, contacts, ch, end=at("2026-04-01"))
+    ch = changes(backend.table(mrr_rows(subscriptions, CATALOG), "before_rows"))
+    groups = expansion_since_first_decision(backend, contacts, ch, end=at("2026-04-01"))
     assert groups.to_pylist() == [{"account_id": "k", "group": "treated", "expansion": 0}]

@@ -10,6 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from upsell.config.catalog import parse_catalog
+from upsell.config.playbooks import (
+    DEFAULT_PLAYBOOKS,
+    PLAYBOOKS_FILE,
+    LoadedPlaybooks,
+    load_playbooks,
+    parse_playbooks,
+    playbook_warnings,
+)
 from upsell.domain.catalog import Catalog
 from upsell.domain.playbooks import (
     DEFAULT_CAPS,
@@ -28,15 +37,6 @@ from upsell.domain.playbooks import (
     Variant,
 )
 from upsell.errors import PlaybooksError, Problem, UpsellError
-from upsell.sources.catalog import parse_catalog
-from upsell.sources.playbooks import (
-    DEFAULT_PLAYBOOKS,
-    PLAYBOOKS_FILE,
-    LoadedPlaybooks,
-    load_playbooks,
-    parse_playbooks,
-    playbook_warnings,
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 

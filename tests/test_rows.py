@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from upsell.sources.rows import RowError, parse_account, parse_event, parse_subscription
+from upsell.ingest.rows import RowError, parse_account, parse_event, parse_subscription
 
 
 def account(**values: object) -> dict[str, object]:

@@ -12,12 +12,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from upsell.config.catalog import parse_catalog
 from upsell.simulator import responses
 from upsell.simulator.files import FILES, simulate
 from upsell.simulator.population import RESPONSE_TYPES
 from upsell.simulator.profiles import MODELS
 from upsell.simulator.world import SimConfig, SimulationError, World
-from upsell.sources.catalog import parse_catalog
 
 
 def run(world: World) -> pa.Table:
@@ -73,7 +73,7 @@ def test_simulate_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
 
 
 def test_files_have_the_columns_of_the_data_contract(tmp_path: Path) -> None:
-    from upsell.sources.rows import COLUMNS
+    from upsell.ingest.rows import COLUMNS
 
     done = simulate(SimConfig(accounts=200, months=2), tmp_path)
     for kind, path in (

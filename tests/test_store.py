@@ -111,9 +111,9 @@ probe = sa.Table(
 
 
 @pytest.fixture
-def probe_engine(engine: sa.Engine) -> sa.Engine:
-    probe.create(engine)
-    return engine
+def probe_engine(db: sa.Engine) -> sa.Engine:
+    probe.create(db)
+    return db
 
 
 def test_datetimes_come_back_aware_utc_at_the_same_instant(probe_engine: sa.Engine) -> None:
@@ -180,15 +180,15 @@ def test_sqlite_url_points_at_the_workspace_file(tmp_path: Path) -> None:
 
 
 def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path: Path) -> None:
-    engine = db.connect(db.sqlite_url(tmp_path))
+    opened = db.connect(db.sqlite_url(tmp_path))
     try:
-        with engine.connect() as conn:
+        with opened.connect() as conn:
             pragma = {
                 name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
                 for name in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")
             }
     finally:
-        engine.dispose()
+        opened.dispose()
     assert pragma == {
         "journal_mode": "wal",
         "foreign_keys": 1,
@@ -218,47 +218,47 @@ def test_malformed_url_is_a_workspace_error() -> None:
 
 
 def test_migrate_brings_a_new_database_to_head_and_is_then_a_no_op(database_url: str) -> None:
-    engine = db.connect(database_url)
+    opened = db.connect(database_url)
     try:
-        assert db.current_revision(engine) is None
-        assert not db.is_current(engine)
-        db.migrate(engine)
-        assert db.current_revision(engine) == db.head_revision() == "0002"
-        assert db.is_current(engine)
-        with engine.begin() as conn:
+        assert db.current_revision(opened) is None
+        assert not db.is_current(opened)
+        db.migrate(opened)
+        assert db.current_revision(opened) == db.head_revision() == "0002"
+        assert db.is_current(opened)
+        with opened.begin() as conn:
             upsert_accounts(conn=conn, accounts=[account()])
-        db.migrate(engine)
-        assert db.is_current(engine)
-        with engine.connect() as conn:
+        db.migrate(opened)
+        assert db.is_current(opened)
+        with opened.connect() as conn:
             assert count_accounts(conn=conn) == 1
     finally:
-        engine.dispose()
+        opened.dispose()
 
 
-def _differences(engine: sa.Engine, metadata: sa.MetaData) -> list[Any]:
-    with engine.connect() as conn:
+def _differences(db: sa.Engine, metadata: sa.MetaData) -> list[Any]:
+    with db.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         return list(compare_metadata(context, metadata))
 
 
-def test_migrations_create_exactly_the_tables_of_the_schema(engine: sa.Engine) -> None:
-    assert _differences(engine, schema.metadata) == []
+def test_migrations_create_exactly_the_tables_of_the_schema(db: sa.Engine) -> None:
+    assert _differences(db, schema.metadata) == []
 
 
-def test_schema_comparison_would_notice_a_drift(engine: sa.Engine) -> None:
+def test_schema_comparison_would_notice_a_drift(db: sa.Engine) -> None:
     drifted = sa.MetaData(naming_convention=schema.NAMING_CONVENTION)
     for table in schema.metadata.sorted_tables:
         table.to_metadata(drifted)
     drifted.tables["accounts"].append_column(sa.Column("plan", sa.String))
     drifted.tables["events"].c.account_id.type = sa.Integer()
     kinds = {
-        diff[0] if isinstance(diff, tuple) else diff[0][0] for diff in _differences(engine, drifted)
+        diff[0] if isinstance(diff, tuple) else diff[0][0] for diff in _differences(db, drifted)
     }
     assert kinds == {"add_column", "modify_type"}
 
 
-def test_every_domain_choice_passes_the_check_constraints(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
+def test_every_domain_choice_passes_the_check_constraints(db: sa.Engine) -> None:
+    with db.begin() as conn:
         for i, (status, interval) in enumerate((s, i) for s in STATUSES for i in INTERVALS):
             upsert_subscription_items(
                 conn=conn, items=[item(item_id=f"x{i}", status=status, interval=interval)]
@@ -296,37 +296,37 @@ def test_every_domain_choice_passes_the_check_constraints(engine: sa.Engine) -> 
     ],
 )
 def test_the_database_refuses_values_outside_the_domain(
-    engine: sa.Engine, table: str, column: str, value: str
+    db: sa.Engine, table: str, column: str, value: str
 ) -> None:
-    with engine.begin() as conn:
+    with db.begin() as conn:
         upsert_subscription_items(conn=conn, items=[item()])
         record_contact(conn=conn, contact=contact())
     target = schema.metadata.tables[table]
-    with engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):
+    with db.begin() as conn, pytest.raises(sa.exc.IntegrityError):
         conn.execute(sa.update(target).values({column: value}))
 
 
 # --- transactions ---------------------------------------------------------------------------
 
 
-def test_a_failed_transaction_stores_nothing(engine: sa.Engine) -> None:
-    with pytest.raises(RuntimeError), engine.begin() as conn:
+def test_a_failed_transaction_stores_nothing(db: sa.Engine) -> None:
+    with pytest.raises(RuntimeError), db.begin() as conn:
         upsert_accounts(conn=conn, accounts=[account("a-1"), account("a-2")])
         insert_events(conn=conn, events=[event("m-1")])
         upsert_subscription_items(conn=conn, items=[item()])
         raise RuntimeError("importer gave up")
-    with engine.connect() as conn:
+    with db.connect() as conn:
         assert count_accounts(conn=conn) == 0
         assert count_events(conn=conn) == 0
         assert subscription_items(conn=conn) == []
 
 
-def test_a_constraint_violation_rolls_back_the_whole_batch(engine: sa.Engine) -> None:
-    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+def test_a_constraint_violation_rolls_back_the_whole_batch(db: sa.Engine) -> None:
+    with pytest.raises(sa.exc.IntegrityError), db.begin() as conn:
         insert_events(conn=conn, events=[event("m-1")])
         conn.execute(sa.insert(schema.accounts).values(_raw_account("a-1")))
         conn.execute(sa.insert(schema.accounts).values(_raw_account("a-1")))
-    with engine.connect() as conn:
+    with db.connect() as conn:
         assert count_events(conn=conn) == 0
         assert count_accounts(conn=conn) == 0
 
@@ -335,34 +335,34 @@ def _raw_account(account_id: str) -> dict[str, Any]:
     return {"account_id": account_id, "created_at": T0, "traits": {}, "updated_at": T0}
 
 
-def test_savepoints_roll_back_only_their_part(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
+def test_savepoints_roll_back_only_their_part(db: sa.Engine) -> None:
+    with db.begin() as conn:
         upsert_accounts(conn=conn, accounts=[account("a-1")])
         with pytest.raises(RuntimeError), conn.begin_nested():
             upsert_accounts(conn=conn, accounts=[account("a-2")])
             raise RuntimeError("bad batch")
-    with engine.connect() as conn:
+    with db.connect() as conn:
         assert existing_account_ids(conn=conn, ids=["a-1", "a-2"]) == {"a-1"}
 
 
-def test_a_transaction_can_take_the_write_lock_up_front(engine: sa.Engine) -> None:
-    with engine.connect() as conn:
+def test_a_transaction_can_take_the_write_lock_up_front(db: sa.Engine) -> None:
+    with db.connect() as conn:
         conn = conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
             upsert_accounts(conn=conn, accounts=[account()])
-    with engine.connect() as conn:
+    with db.connect() as conn:
         assert count_accounts(conn=conn) == 1
 
 
 # --- accounts and users ---------------------------------------------------------------------
 
 
-def test_accounts_round_trip(engine: sa.Engine) -> None:
+def test_accounts_round_trip(db: sa.Engine) -> None:
     original = account(created_at=datetime(2025, 12, 31, 23, 0, tzinfo=CET))
     sparse = Account(account_id="a-2", created_at=T0)
-    with engine.begin() as conn:
+    with db.begin() as conn:
         assert upsert_accounts(conn=conn, accounts=[original, sparse]) == (2, 0)
-    with engine.connect() as conn:
+    with db.connect() as conn:
         stored = get_account(conn=conn, account_id="a-1")
         assert stored == original
         assert stored is not None and stored.created_at.tzinfo is UTC
@@ -371,35 +371,35 @@ def test_accounts_round_trip(engine: sa.Engine) -> None:
         assert count_accounts(conn=conn) == 2
 
 
-def test_upserting_accounts_again_updates_in_place(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
+def test_upserting_accounts_again_updates_in_place(db: sa.Engine) -> None:
+    with db.begin() as conn:
         assert upsert_accounts(conn=conn, accounts=[account("a-1"), account("a-2")]) == (2, 0)
-    with engine.begin() as conn:
+    with db.begin() as conn:
         assert upsert_accounts(conn=conn, accounts=[account("a-1"), account("a-2")]) == (0, 0)
         moved = account("a-2", country="DE", traits={"seats": 24})
         assert upsert_accounts(conn=conn, accounts=[account("a-1"), moved, account("a-3")]) == (
             1,
             1,
         )
-    with engine.connect() as conn:
+    with db.connect() as conn:
         assert count_accounts(conn=conn) == 3
         assert get_account(conn=conn, account_id="a-2") == moved
 
 
-def test_the_last_of_two_rows_for_one_account_wins(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
+def test_the_last_of_two_rows_for_one_account_wins(db: sa.Engine) -> None:
+    with db.begin() as conn:
         batch = [account(name="First"), account(name="Second")]
         assert upsert_accounts(conn=conn, accounts=batch) == (1, 0)
         stored = get_account(conn=conn, account_id="a-1")
     assert stored is not None and stored.name == "Second"
 
 
-def test_existing_ids_and_currencies_work_past_the_in_limit(engine: sa.Engine) -> None:
+def test_existing_ids_and_currencies_work_past_the_in_limit(db: sa.Engine) -> None:
     many = [account(f"a-{i:04d}", currency="USD" if i % 2 else None) for i in range(2000)]
-    with engine.begin() as conn:
+    with db.begin() as conn:
         assert upsert_accounts(conn=conn, accounts=many) == (2000, 0)
     asked = [f"a-{i:04d}" for i in range(1500, 2600)]
-    with engine.connect() as conn:
+    with db.connect() as conn:
         assert existing_account_ids(conn=conn, ids=iter(asked)) == set(asked[:500])
         currencies = account_currencies(conn=conn, ids=asked)
     assert len(currencies) == 500
@@ -408,8 +408,8 @@ def test_existing_ids_and_currencies_work_past_the_in_limit(engine: sa.Engine) -
     assert "a-2500" not in currencies
 
 
-def test_users_keep_the_earliest_first_seen_and_latest_last_seen(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
+def test_users_keep_the_earliest_first_seen_and_latest_last_seen(db: sa.Engine) -> None:
+    with db.begin() as conn:
         batch = [
             User("a-1", "u-1", at(5), at(6)),
             User("a-1", "u-1", at(3), at(4)),
@@ -417,7 +417,7 @@ def test_users_keep_the_earliest_first_seen_and_latest_last_seen(engine: sa.Engi
             User("a-2", "u-1", at(2), at(2)),
         ]
         assert upsert_users(conn=conn, users=batch) == 3
-    with engine.begin() as conn:
+    with db.begin() as conn:
         later = [User("a-1", "u-1", at(4), at(9)), User("a-1", "u-2", at(0), at(0.5))]
         assert upsert_users(conn=conn, users=[*later, User("a-3", "u-9", at(1), at(1))]) == 1
         rows = conn.execute(
@@ -431,9 +431,9 @@ def test_users_keep_the_earliest_first_seen_and_latest_last_seen(engine: sa.Engi
     ]
 
 
-def test_many_users_across_many_accounts(engine: sa.Engine) -> None:
+def test_many_users_across_many_accounts(db: sa.Engine) -> None:
     batch = [User(f"a-{i % 50}", f"u-{i}", at(1), at(2)) for i in range(1200)]
-    with engine.begin() as conn:
+    with db.begin() as conn:
         assert upsert_users(conn=conn, users=batch) == 1200
         assert upsert_users(conn=conn, users=batch) == 0
         count = conn.execute(sa.select(sa.func.count()).select_from(schema.users)).scalar_one()
@@ -443,15 +443,15 @@ def test_many_users_across_many_accounts(engine: sa.Engine) -> None:
 # --- subscriptions --------------------------------------------------------------------------
 
 
-def test_subscription_items_round_trip_with_exact_prices(engine: sa.Engine) -> None:
+def test_subscription_items_round_trip_with_exact_prices(db: sa.Engine) -> None:
     items = [
         item(unit_price=Money.of("26.1234567890123456789", "EUR"), quantity=3, interval="year"),
         item(item_id="extra_seats_5", started=2, ended_at=at(40), status="canceled"),
         item(account_id="a-0", item_id="pro", status="trialing"),
     ]
-    with engine.begin() as conn:
+    with db.begin() as conn:
         assert upsert_subscription_items(conn=conn, items=items) == (3, 0, 0)
-    with engine.connect() as conn:
+    with db.connect() as conn:
         stored = subscription_items(conn=conn)
         assert stored == [items[2], items[0], items[1]]
         assert str(stored[1].unit_price.amount) == "26.1234567890123456789"
@@ -460,8 +460,8 @@ def test_subscription_items_round_trip_with_exact_prices(engine: sa.Engine) -> N
         assert subscription_items(conn=conn, account_id="nope") == []
 
 
-def test_a_known_subscription_key_updates_the_stored_row(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
+def test_a_known_subscription_key_updates_the_stored_row(db: sa.Engine) -> None:
+    with db.begin() as conn:
         assert upsert_subscription_items(conn=conn, items=[item(), item(item_id="pro")]) == (
             2,
             0,
@@ -470,11 +470,11 @@ def test_a_known_subscription_key_updates_the_stored_row(engine: sa.Engine) -> N
     ended = item(ended_at=at(31))
     # The same instant in another zone is the same key.
     same_key = item(item_id="pro", started_at=at(0).astimezone(CET))
-    with engine.begin() as conn:
+    with db.begin() as conn:
         result = upsert_subscription_items(conn=conn, items=[ended, same_key, item(item_id="x")])
         assert result == (1, 1, 1)
         assert upsert_subscription_items(conn=conn, items=[ended, same_key]) == (0, 0, 2)
-    with engine.connect() as conn:
+    with db.connect() as conn:
         stored = subscription_items(conn=conn, account_id="a-1")
     assert [(s.item_id, s.ended_at) for s in stored] == [
         ("basic", at(31)),
@@ -483,16 +483,16 @@ def test_a_known_subscription_key_updates_the_stored_row(engine: sa.Engine) -> N
     ]
 
 
-def test_the_last_of_two_rows_for_one_subscription_key_wins(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
+def test_the_last_of_two_rows_for_one_subscription_key_wins(db: sa.Engine) -> None:
+    with db.begin() as conn:
         batch = [item(quantity=2), item(quantity=5)]
         assert upsert_subscription_items(conn=conn, items=batch) == (1, 0, 0)
         assert [s.quantity for s in subscription_items(conn=conn)] == [5]
 
 
-def test_subscription_items_sort_by_code_point_on_every_database(engine: sa.Engine) -> None:
+def test_subscription_items_sort_by_code_point_on_every_database(db: sa.Engine) -> None:
     ids = ["b", "A-2", "a-10", "Z"]
-    with engine.begin() as conn:
+    with db.begin() as conn:
         upsert_subscription_items(conn=conn, items=[item(account_id=a) for a in ids])
         assert [s.account_id for s in subscription_items(conn=conn)] == sorted(ids)
 
@@ -500,37 +500,37 @@ def test_subscription_items_sort_by_code_point_on_every_database(engine: sa.Engi
 # --- events ---------------------------------------------------------------------------------
 
 
-def test_events_round_trip_in_time_order(engine: sa.Engine) -> None:
+def test_events_round_trip_in_time_order(db: sa.Engine) -> None:
     events = [
         event("m-2", day=2, properties={"gb": 1.25, "tags": ["x"], "deep": {"a": None}}),
         event("m-1", day=1, user_id=None, properties={}),
         event("m-3", day=2, event="Feature Blocked"),
         event("m-4", account_id="a-2"),
     ]
-    with engine.begin() as conn:
+    with db.begin() as conn:
         assert insert_events(conn=conn, events=events) == (4, 0)
-    with engine.connect() as conn:
+    with db.connect() as conn:
         assert events_for(conn=conn, account_id="a-1") == [events[1], events[0], events[2]]
         assert events_for(conn=conn, account_id="a-2")[0].timestamp.tzinfo is UTC
         assert events_for(conn=conn, account_id="nope") == []
         assert count_events(conn=conn) == 4
 
 
-def test_events_are_deduplicated_within_and_across_batches(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
+def test_events_are_deduplicated_within_and_across_batches(db: sa.Engine) -> None:
+    with db.begin() as conn:
         first = [event("m-1"), event("m-2"), event("m-1", event="Other")]
         assert insert_events(conn=conn, events=first) == (2, 1)
         assert events_for(conn=conn, account_id="a-1")[0].event == "Project Created"
-    with engine.begin() as conn:
+    with db.begin() as conn:
         second = [event("m-2"), event("m-3"), event("m-3"), event("m-1")]
         assert insert_events(conn=conn, events=second) == (1, 3)
         assert insert_events(conn=conn, events=[]) == (0, 0)
         assert count_events(conn=conn) == 3
 
 
-def test_large_event_batches_are_counted_exactly(engine: sa.Engine) -> None:
+def test_large_event_batches_are_counted_exactly(db: sa.Engine) -> None:
     batch = [event(f"m-{i}", account_id=f"a-{i % 7}", day=i / 1000) for i in range(2500)]
-    with engine.begin() as conn:
+    with db.begin() as conn:
         assert insert_events(conn=conn, events=batch[:1000]) == (1000, 0)
         assert insert_events(conn=conn, events=batch) == (1500, 1000)
         assert count_events(conn=conn) == 2500
@@ -539,8 +539,8 @@ def test_large_event_batches_are_counted_exactly(engine: sa.Engine) -> None:
 # --- catalogs -------------------------------------------------------------------------------
 
 
-def test_catalog_versions_are_deduplicated_by_hash(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
+def test_catalog_versions_are_deduplicated_by_hash(db: sa.Engine) -> None:
+    with db.begin() as conn:
         assert latest_catalog(conn=conn) is None
         v1, created = save_catalog_version(
             conn=conn, text="currency: USD\n", sha256="a" * 64, source="c.yaml"
@@ -559,7 +559,7 @@ def test_catalog_versions_are_deduplicated_by_hash(engine: sa.Engine) -> None:
 # --- contacts and responses -----------------------------------------------------------------
 
 
-def test_contacts_round_trip_and_are_recorded_once(engine: sa.Engine) -> None:
+def test_contacts_round_trip_and_are_recorded_once(db: sa.Engine) -> None:
     full = contact(
         user_id="u-1",
         placement="modal",
@@ -572,13 +572,13 @@ def test_contacts_round_trip_and_are_recorded_once(engine: sa.Engine) -> None:
         created_at=at(30.5),
     )
     held = contact(account_id="a-2", held_out=True, status="held_out")
-    with engine.begin() as conn:
+    with db.begin() as conn:
         contact_id, created = record_contact(conn=conn, contact=full)
         assert created
         assert record_contact(conn=conn, contact=full) == (contact_id, False)
         assert record_contact(conn=conn, contact=contact(channel="email"))[1]
         assert record_contact(conn=conn, contact=held)[1]
-    with engine.connect() as conn:
+    with db.connect() as conn:
         stored = contacts_for(conn=conn, account_id="a-1")
         assert [c.channel for c in stored] == ["in_app", "email"]
         assert stored[0] == Contact(**{**full.__dict__, "contact_id": contact_id})
@@ -590,16 +590,16 @@ def test_contacts_round_trip_and_are_recorded_once(engine: sa.Engine) -> None:
 
 
 def test_the_same_contact_at_the_same_instant_in_another_zone_is_one_contact(
-    engine: sa.Engine,
+    db: sa.Engine,
 ) -> None:
-    with engine.begin() as conn:
+    with db.begin() as conn:
         contact_id, _ = record_contact(conn=conn, contact=contact())
         again = contact(as_of=at(30).astimezone(CET))
         assert record_contact(conn=conn, contact=again) == (contact_id, False)
 
 
-def test_responses_are_recorded_against_their_contact(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
+def test_responses_are_recorded_against_their_contact(db: sa.Engine) -> None:
+    with db.begin() as conn:
         contact_id, _ = record_contact(conn=conn, contact=contact())
         clicked = Response(contact_id, "a-1", "clicked", at(31), {"cta": "Try Pro"})
         shown = Response(contact_id, "a-1", "shown", at(30.1))
@@ -612,8 +612,8 @@ def test_responses_are_recorded_against_their_contact(engine: sa.Engine) -> None
         ]
 
 
-def test_a_response_to_an_unknown_contact_is_refused(engine: sa.Engine) -> None:
-    with engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):
+def test_a_response_to_an_unknown_contact_is_refused(db: sa.Engine) -> None:
+    with db.begin() as conn, pytest.raises(sa.exc.IntegrityError):
         record_response(conn=conn, response=Response(999, "a-1", "shown", T0))
 
 
@@ -631,17 +631,17 @@ def test_contact_invariants() -> None:
 # --- watermarks -----------------------------------------------------------------------------
 
 
-def test_watermarks_are_upserted_per_kind_and_source(engine: sa.Engine) -> None:
+def test_watermarks_are_upserted_per_kind_and_source(db: sa.Engine) -> None:
     first = Watermark("events", "/data/events.jsonl", 1024, 10, "c" * 64)
-    with engine.begin() as conn:
+    with db.begin() as conn:
         assert get_watermark(conn=conn, kind="events", source="/data/events.jsonl") is None
         set_watermark(conn=conn, watermark=first)
         set_watermark(conn=conn, watermark=Watermark("accounts", "/data/events.jsonl", 1, 1, "d"))
         assert get_watermark(conn=conn, kind="events", source="/data/events.jsonl") == first
     moved = Watermark("events", "/data/events.jsonl", 5_000_000_000, 3_000_000_000, "e" * 64)
-    with engine.begin() as conn:
+    with db.begin() as conn:
         set_watermark(conn=conn, watermark=moved)
-    with engine.connect() as conn:
+    with db.connect() as conn:
         assert get_watermark(conn=conn, kind="events", source="/data/events.jsonl") == moved
         assert get_watermark(conn=conn, kind="accounts", source="/data/events.jsonl") is not None
         total = conn.execute(

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from upsell.errors import ImportRejected
-from upsell.sources.rows import COLUMNS
-from upsell.sources.tables import MAX_RECORD_BYTES, RawRow, open_table
+from upsell.ingest.rows import COLUMNS
+from upsell.ingest.tables import MAX_RECORD_BYTES, RawRow, open_table
 
 ACCOUNTS = COLUMNS["accounts"]
 EVENTS = COLUMNS["events"]
@@ -179,8 +179,8 @@ def test_two_gigabyte_file_is_streamed_not_loaded(tmp_path: Path) -> None:
         f"""
         import json, resource
         from pathlib import Path
-        from upsell.sources.rows import COLUMNS
-        from upsell.sources.tables import open_table
+        from upsell.ingest.rows import COLUMNS
+        from upsell.ingest.tables import open_table
         reader = open_table(Path({str(f)!r}), COLUMNS["accounts"])
         out = [[r.row, r.values["account_id"] if r.values else None, r.error] for r in reader]
         print(json.dumps({{"rows": out, "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))

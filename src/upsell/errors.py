@@ -37,21 +37,45 @@ class Problem:
         return f"{where}: {level}{self.key + ': ' if self.key else ''}{self.message}"
 
 
-class CatalogError(UpsellError, ValueError):
-    """The catalog is invalid; `problems` lists every reason, each with file, line and key."""
+class ChannelNotReady(UpsellError):
+    """A channel the playbooks deliver through cannot deliver yet: `problems` says what is missing
+    (``UPSELL_SMTP_HOST is not set``); `playbooks` are the ids of the playbooks that use it."""
+
+    def __init__(self, channel: str, playbooks: tuple[str, ...], problems: tuple[str, ...]) -> None:
+        self.channel = channel
+        self.playbooks = playbooks
+        self.problems = problems
+        super().__init__(
+            f"channel {channel} (playbooks {', '.join(playbooks)}) cannot deliver: "
+            f"{'; '.join(problems)}. Set it up, or use --dry-run."
+        )
+
+
+class TemplatesError(UpsellError, ValueError):
+    """A message template the playbooks name is missing or is not valid Jinja2 (`upsell playbooks
+    check` lists every problem)."""
+
+
+class ProblemsError(UpsellError, ValueError):
+    """A workspace file is invalid; `problems` lists every reason, each with file, line and key.
+
+    `heading` is how the command line introduces the list (None: the problems alone)."""
+
+    heading: str | None = None
 
     def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
         self.problems = tuple(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-class ConfigError(UpsellError, ValueError):
-    """The workspace configuration (config.yaml) is invalid; `problems` lists every reason, each
-    with file, line and key."""
+class CatalogError(ProblemsError):
+    """The catalog (catalog.yaml) is invalid."""
 
-    def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
+    heading = "the catalog is invalid:"
+
+
+class ConfigError(ProblemsError):
+    """The workspace configuration (config.yaml) is invalid."""
 
 
 class CurrencyError(UpsellError, ValueError):
@@ -108,10 +132,7 @@ class ChannelError(UpsellError, ValueError):
         super().__init__(f"channel {channel!r}: {reason}{listed}")
 
 
-class PlaybooksError(UpsellError, ValueError):
-    """The workspace's playbooks (playbooks.yaml) are invalid; `problems` lists every reason, each
-    with file, line and key."""
+class PlaybooksError(ProblemsError):
+    """The workspace's playbooks (playbooks.yaml) are invalid."""
 
-    def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
+    heading = "the playbooks are invalid:"

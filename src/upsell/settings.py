@@ -1,21 +1,67 @@
-"""Settings read once, at the edge (CLI, service), from the environment: ``UPSELL_*`` variables."""
+"""Settings read once, at the edge (the CLI, the service), from the environment: ``UPSELL_*``.
+
+One `Settings` per process, built where the process starts and passed explicitly to the `Workspace`
+(which hands the channel settings to the channels); nothing inside upsell reads the environment.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     """Process-wide settings; passed explicitly to whatever needs them, never a global.
 
+    The workspace (docs/data-formats.md):
+
     - ``UPSELL_WORKSPACE``: the workspace folder (default: the current folder).
     - ``UPSELL_DATABASE_URL``: a SQLAlchemy URL (``postgresql+psycopg://user@host/db``) to keep the
       workspace's data in PostgreSQL instead of the SQLite file ``upsell.db`` in the folder.
+
+    Email, the ``email`` channel (docs/decisions.md):
+
+    - ``UPSELL_SMTP_HOST``: the SMTP server; unset, the email channel reports a problem and sends
+      nothing.
+    - ``UPSELL_SMTP_PORT``: its port (default 25; usually 587 with STARTTLS, 465 with SSL).
+    - ``UPSELL_SMTP_USER`` and ``UPSELL_SMTP_PASSWORD``: log in with these when the user is set.
+    - ``UPSELL_SMTP_FROM``: the From address (default ``upsell@localhost``).
+    - ``UPSELL_SMTP_STARTTLS``: upgrade the connection with STARTTLS (default false).
+    - ``UPSELL_SMTP_SSL``: connect over TLS from the start, SMTPS (default false; not with STARTTLS).
+    - ``UPSELL_SMTP_TIMEOUT``: seconds to wait on the server (default 30).
+
+    Webhooks, the ``webhook`` and ``csm_task`` channels (docs/decisions.md):
+
+    - ``UPSELL_WEBHOOK_URL``: the http(s) URL that decisions are POSTed to.
+    - ``UPSELL_CSM_TASK_URL``: the URL that CSM tasks are POSTed to (default: the webhook URL).
+    - ``UPSELL_WEBHOOK_SECRET``: the HMAC-SHA256 key of the ``X-Upsell-Signature`` header; unset, the
+      requests are not signed.
+    - ``UPSELL_WEBHOOK_TIMEOUT``: seconds to wait for each response (default 10).
+    - ``UPSELL_WEBHOOK_RETRIES``: retries after the first attempt, on connection errors, timeouts,
+      HTTP 429 and 5xx (default 4).
+    - ``UPSELL_WEBHOOK_BACKOFF_SECONDS``: the wait before the first retry, doubled at each retry
+      after it (default 1.0).
     """
 
     model_config = SettingsConfigDict(env_prefix="UPSELL_", extra="ignore")
 
     workspace: Path = Path(".")
     database_url: str | None = None
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "upsell@localhost"
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_timeout: float = Field(default=30, gt=0)
+
+    webhook_url: str | None = None
+    csm_task_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_timeout: float = Field(default=10, gt=0)
+    webhook_retries: int = Field(default=4, ge=0)
+    webhook_backoff_seconds: float = Field(default=1.0, ge=0)

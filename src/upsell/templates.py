@@ -44,7 +44,7 @@ from upsell.domain.catalog import Catalog
 from upsell.domain.messages import DEFAULT_LANGUAGE, LANGUAGES, language_of
 from upsell.domain.money import Money, format_money
 from upsell.domain.opportunities import feature_name, metric_name
-from upsell.errors import Problem
+from upsell.errors import Problem, TemplatesError
 
 DEFAULTS = Path(__file__).parent / "defaults"
 PARTS = ("subject", "body", "cta", "html", "talking_points")
@@ -189,6 +189,16 @@ class MessageTemplates:
         return message
 
     # -- checking ----------------------------------------------------------------------------
+
+    def require(self, names: Iterable[str]) -> None:
+        """TemplatesError for the first of `names` that is missing or is not valid Jinja2."""
+        for name in sorted(names):
+            try:
+                self.environment(DEFAULT_LANGUAGE).get_template(f"{name}.j2")
+            except TemplateError as e:
+                raise TemplatesError(
+                    f"template {name}: {type(e).__name__}: {e}; see `upsell playbooks check`"
+                ) from None
 
     def names(self) -> list[str]:
         """Every template name available (files not starting with ``_``)."""

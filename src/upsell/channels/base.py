@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from upsell.channels.settings import ChannelSettings
 from upsell.errors import ChannelError
+from upsell.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Channel(Protocol):
         ...
 
 
-ChannelFactory = Callable[[ChannelSettings], Channel]
+ChannelFactory = Callable[[Settings], Channel]
 
 BUILTIN_CHANNELS: tuple[str, ...] = ("in_app", "email", "webhook", "csm_task")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -106,7 +106,7 @@ def register_channel(name: str, factory: ChannelFactory) -> None:
     _plugins[name] = factory
 
 
-def channel_for(name: str, settings: ChannelSettings) -> Channel:
+def channel_for(name: str, settings: Settings) -> Channel:
     """A channel of that name, built from `settings`; an unknown name raises ChannelError."""
     if name in BUILTIN_CHANNELS:
         return _builtin(name)(settings)

@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from upsell.channels.base import Delivery, Outcome
-from upsell.channels.settings import ChannelSettings
+from upsell.settings import Settings
 
 
 def message_id(idempotency_key: str) -> str:
@@ -33,7 +33,7 @@ class Email:
 
     name = "email"
 
-    def __init__(self, settings: ChannelSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     def problems(self) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from upsell.channels.base import Delivery, Outcome
-from upsell.channels.settings import ChannelSettings
+from upsell.settings import Settings
 
 
 class InApp:
@@ -12,7 +12,7 @@ class InApp:
 
     name = "in_app"
 
-    def __init__(self, settings: ChannelSettings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings
 
     def deliver(self, delivery: Delivery) -> Outcome:

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from upsell import __version__
 from upsell.channels.base import Delivery, Outcome
-from upsell.channels.settings import ChannelSettings
+from upsell.settings import Settings
 
 MAX_WAIT_SECONDS = 60.0
 
@@ -69,9 +69,7 @@ class _Poster:
     ``backoff * 2**retry`` seconds (a Retry-After in seconds instead, when given; both capped at
     60) up to ``webhook_retries`` times; fails at once on any other status outside 2xx."""
 
-    def __init__(
-        self, url: str | None, settings: ChannelSettings, sleep: Callable[[float], None]
-    ) -> None:
+    def __init__(self, url: str | None, settings: Settings, sleep: Callable[[float], None]) -> None:
         self.url = url
         self.settings = settings
         self.sleep = sleep
@@ -158,9 +156,7 @@ class _Posting(ABC):
     name: str
     kind: Literal["decision", "csm_task"]
 
-    def __init__(
-        self, settings: ChannelSettings, sleep: Callable[[float], None] = time.sleep
-    ) -> None:
+    def __init__(self, settings: Settings, sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
         self._poster = _Poster(self.url(), settings, sleep)
 

@@ -1,67 +1,83 @@
-"""`upsell opportunities`: the output file and the tables on the terminal."""
+"""`upsell opportunities`: every account's candidates as of a date, the tables on the terminal."""
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
+from typing import Annotated
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from upsell.cli.console import err, errors
+from upsell.cli.options import EngineOption, RebuildOption, WorkspaceOption, as_of, open_workspace
+from upsell.cli.output import write_lines
 from upsell.domain.money import format_money
 from upsell.domain.opportunities import Opportunity
 from upsell.domain.signals import AccountSignals
-from upsell.errors import UpsellError
-from upsell.pipeline import OpportunityRun
-
-FORMATS = (".jsonl", ".json", ".csv", ".parquet")
+from upsell.flows.opportunities import OpportunityRun, find_all
 
 
-class OutputError(UpsellError, ValueError):
-    """An output file that cannot be written in the asked format."""
+def opportunities(
+    as_of_text: Annotated[
+        str,
+        typer.Option(
+            "--as-of",
+            metavar="DATE",
+            help="The date to look from (YYYY-MM-DD): the signals see the whole days before it.",
+        ),
+    ],
+    workspace: WorkspaceOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="F",
+            help="Write every candidate, qualified or not (.jsonl, .csv or .parquet).",
+        ),
+    ] = None,
+    account: Annotated[
+        str | None,
+        typer.Option(
+            "--account", metavar="ID", help="Explain one account: its signals and every candidate."
+        ),
+    ] = None,
+    top: Annotated[
+        int, typer.Option("--top", metavar="N", min=0, help="Rows in the terminal table.")
+    ] = 20,
+    engine: EngineOption = "duckdb",
+    rebuild: RebuildOption = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the candidate lines (JSONL) on stdout.")
+    ] = False,
+) -> None:
+    """Find every account's expansion and retention opportunities as of a date, qualify them and
+    explain them (docs/opportunities.md).
 
-
-def write_lines(path: Path, lines: Iterable[dict[str, object]]) -> int:
-    """Write opportunity lines as JSONL (CSV or Parquet by extension, with `reasons` and `gates`
-    as JSON text); written to a temporary file and renamed, so a failure leaves no half file."""
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise OutputError(
-            f"{path}: unknown output format {suffix or '(none)'!r}; use one of {', '.join(FORMATS)}"
-        )
-    if not path.parent.is_dir():
-        raise OutputError(f"{path}: the folder {path.parent} does not exist")
-    rows = list(lines)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        if suffix in (".jsonl", ".json"):
-            with tmp.open("w", encoding="utf-8") as f:
-                for row in rows:
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        else:
-            flat = [
-                {k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in row.items()}
-                for row in rows
-            ]
-            if suffix == ".csv":
-                with tmp.open("w", encoding="utf-8", newline="") as f:
-                    names = list(flat[0]) if flat else ["account_id"]
-                    writer = csv.DictWriter(f, fieldnames=names)
-                    writer.writeheader()
-                    writer.writerows(flat)
-            else:
-                pq.write_table(pa.Table.from_pylist(flat), tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return len(rows)
+    The daily usage rollups are brought up to date first (only events stored since the last run
+    are read). A table of the top qualified candidates by expected value goes to stderr.
+    """
+    day = as_of(as_of_text)
+    with errors():
+        with (
+            open_workspace(workspace, engine) as ws,
+            err.status("Computing signals and opportunities"),
+        ):
+            run = find_all(ws, day, rebuild=rebuild, account_id=account)
+        lines = [o.to_json() for o in run.opportunities]
+        if out is not None:
+            n = write_lines(out, lines)
+            err.print(f"Wrote {n:,} candidates to {out}", highlight=False)
+    if account is not None:
+        print_account(err, run, account)
+    else:
+        print_summary(err, run, top)
+    if as_json:
+        for line in lines:
+            typer.echo(json.dumps(line, ensure_ascii=False))
 
 
 def _money(o: Opportunity) -> str:

@@ -4,7 +4,7 @@ A playbook says *when* (a trigger: conditions on the opportunity and its account
 (the offer: a trial, a discount, a deadline, a promotion), *how* (a channel and a placement) and
 *with which words* (a message template), optionally split by an experiment into variants. The
 workspace's ``playbooks.yaml`` holds them with the guardrails and the settings of the decision step;
-`upsell.sources.playbooks` reads that file, docs/decisions.md documents every key.
+`upsell.config.playbooks` reads that file, docs/decisions.md documents every key.
 
 This module holds the value types and the checks that need no file: a trigger's facts and their
 types, placements per channel, a promotion calendar that repeats too often or runs shorter than

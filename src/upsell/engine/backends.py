@@ -48,7 +48,7 @@ def spark_unavailable() -> str | None:
     return None
 
 
-class Engine:
+class Backend:
     """An Ibis connection plus the back-end specific pieces."""
 
     def __init__(self, name: str = "duckdb", *, threads: int | None = None) -> None:

@@ -31,7 +31,7 @@ from upsell.domain.metrics import (
     period_end,
     row_mrr_micros,
 )
-from upsell.engine.backends import Engine
+from upsell.engine.backends import Backend
 
 ROW_SCHEMA = pa.schema(
     [
@@ -293,15 +293,17 @@ def _month_starts(first: datetime, last: datetime) -> list[datetime]:
 
 
 def materialised_changes(
-    engine: Engine, rows: pa.Table, settings: MetricSettings = DEFAULT_SETTINGS
+    backend: Backend, rows: pa.Table, settings: MetricSettings = DEFAULT_SETTINGS
 ) -> ir.Table:
     """`changes` computed once and held by the back end: callers that query them many times (a
     report, retention windows) pay for them once."""
-    return engine.table(engine.arrow(changes(engine.table(rows, "mrr_rows"), settings)), "changes")
+    return backend.table(
+        backend.arrow(changes(backend.table(rows, "mrr_rows"), settings)), "changes"
+    )
 
 
 def monthly_summary(
-    engine: Engine,
+    backend: Backend,
     rows: pa.Table | None = None,
     *,
     first: datetime,
@@ -318,12 +320,12 @@ def monthly_summary(
     if changes_table is None:
         if rows is None:
             raise ValueError("monthly_summary needs rows or changes_table")
-        changes_table = materialised_changes(engine, rows, settings)
+        changes_table = materialised_changes(backend, rows, settings)
     ch = changes_table
     # Everything before the first month adds up to its starting MRR and paying accounts.
     boundary = datetime(first.year, first.month, 1, tzinfo=UTC)
     before = ch.filter(ch.at < boundary)
-    carried = engine.arrow(
+    carried = backend.arrow(
         before.aggregate(
             mrr=before.delta.sum(),
             paying=(
@@ -332,7 +334,7 @@ def monthly_summary(
             ).sum(),
         )
     ).to_pylist()[0]
-    m = engine.arrow(months(ch.filter(ch.at >= boundary), first, last).order_by("month"))
+    m = backend.arrow(months(ch.filter(ch.at >= boundary), first, last).order_by("month"))
     mrr = int(carried["mrr"] or 0)
     paying = int(carried["paying"] or 0)
     out: list[dict[str, object]] = []
@@ -361,7 +363,9 @@ def monthly_summary(
     return out
 
 
-def retention(engine: Engine, changes: ir.Table, start: datetime, end: datetime) -> dict[str, int]:
+def retention(
+    backend: Backend, changes: ir.Table, start: datetime, end: datetime
+) -> dict[str, int]:
     """The cohort of accounts paying at `start` and its MRR at `start` and at `end` (micro-units):
     ``{"accounts", "start", "end", "kept"}`` with kept = sum of min(start, end) per account. NDR =
     end / start, GRR = kept / start (metrics.md, "Retention")."""
@@ -374,7 +378,7 @@ def retention(engine: Engine, changes: ir.Table, start: datetime, end: datetime)
     s = s.filter(s.mrr > 0)
     e = mrr_before(end)
     joined = s.left_join(e, "account_id").select(s.account_id, start=s.mrr, end=e.mrr.fill_null(0))
-    row = engine.arrow(
+    row = backend.arrow(
         joined.aggregate(
             accounts=joined.account_id.count(),
             start=joined.start.sum(),

@@ -16,7 +16,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from upsell.engine.backends import Engine
+from upsell.engine.backends import Backend
 
 DAY = 86_400
 
@@ -28,7 +28,7 @@ def _seconds(column: pa.ChunkedArray) -> pa.Array:
 
 
 def offer_outcomes(
-    engine: Engine,
+    backend: Backend,
     contacts: pa.Table,
     rows: pa.Table,
     changes: ir.Table,
@@ -50,7 +50,7 @@ def offer_outcomes(
     """
     start = _seconds(contacts.column("as_of"))
     extra = pc.multiply(pc.add(contacts.column("trial_days"), window_days), DAY)
-    c = engine.table(
+    c = backend.table(
         pa.table(
             {
                 "n": pa.array(range(contacts.num_rows), pa.int64()),
@@ -65,7 +65,7 @@ def offer_outcomes(
         ),
         "offer_contacts",
     )
-    r = engine.table(
+    r = backend.table(
         pa.table(
             {
                 "account_id": rows.column("account_id"),
@@ -91,7 +91,7 @@ def offer_outcomes(
     kept = c.join(ch, c.account_id == ch.account_id).filter(lambda t: t.at_s < t.window_s)
     kept = kept.group_by("n").aggregate(mrr=kept.after.argmax(kept.at_s))
 
-    resp = engine.table(
+    resp = backend.table(
         pa.table(
             {
                 "account_id": responses.column("account_id"),
@@ -129,7 +129,7 @@ def offer_outcomes(
         (out.kind == "save", out.mrr.fill_null(0) > 0),
         else_=out.took.fill_null(0) > 0,
     )
-    result = engine.arrow(
+    result = backend.arrow(
         out.select(
             "n",
             converted=converted,
@@ -155,7 +155,7 @@ def response_offer_ids(responses: pa.Table) -> pa.Table:
 
 
 def expansion_since_first_decision(
-    engine: Engine, contacts: pa.Table, changes: ir.Table, *, end: datetime
+    backend: Backend, contacts: pa.Table, changes: ir.Table, *, end: datetime
 ) -> pa.Table:
     """Per decided account: ``group`` (``treated`` when an offer reached it, ``holdout`` when it
     was only ever held out) and ``expansion``: the expansion MRR (micro-units) of its changes from
@@ -163,7 +163,7 @@ def expansion_since_first_decision(
     reached = pc.and_(
         pc.invert(contacts.column("held_out")), pc.not_equal(contacts.column("status"), "failed")
     )
-    c = engine.table(
+    c = backend.table(
         pa.table(
             {
                 "account_id": contacts.column("account_id"),
@@ -194,11 +194,11 @@ def expansion_since_first_decision(
         group=ibis.cases((out.reached > 0, "treated"), else_="holdout"),
         expansion=out.expansion,
     )
-    return engine.arrow(out.order_by("account_id"))
+    return backend.arrow(out.order_by("account_id"))
 
 
 def cohorts(
-    engine: Engine,
+    backend: Backend,
     accounts: pa.Table,
     changes: ir.Table,
     usage: ir.Table | None,
@@ -212,11 +212,11 @@ def cohorts(
     rollups). `boundaries` are the first instants of consecutive months; the last one closes
     the last month."""
     created = _seconds(accounts.column("created_at"))
-    a = engine.table(
+    a = backend.table(
         pa.table({"account_id": accounts.column("account_id"), "created_s": created}),
         "cohort_accounts",
     )
-    months = engine.table(
+    months = backend.table(
         pa.table(
             {
                 "k": pa.array(range(len(boundaries) - 1), pa.int64()),
@@ -261,4 +261,4 @@ def cohorts(
         retained=(table.paid0 & (table.mrr > 0)).cast("int64").sum(),
         adopting=table.active.cast("int64").sum(),
     )
-    return engine.arrow(out.order_by(["cohort", "age"]))
+    return backend.arrow(out.order_by(["cohort", "age"]))

@@ -27,7 +27,7 @@ import ibis
 import ibis.expr.types as ir
 
 from upsell.domain.catalog import Catalog
-from upsell.engine.backends import Engine, EngineError
+from upsell.engine.backends import Backend, EngineError
 
 FEATURE_USED = "Feature Used"
 FEATURE_BLOCKED = "Feature Blocked"
@@ -91,7 +91,7 @@ class RollupSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def rollup(engine: Engine, events: ir.Table, spec: RollupSpec) -> tuple[ir.Table, ir.Table]:
+def rollup(backend: Backend, events: ir.Table, spec: RollupSpec) -> tuple[ir.Table, ir.Table]:
     """The (usage, users) rollups of an events table with columns account_id, user_id, event,
     timestamp and properties (JSON text)."""
     e = events.filter(events.account_id.notnull())
@@ -101,7 +101,7 @@ def rollup(engine: Engine, events: ir.Table, spec: RollupSpec) -> tuple[ir.Table
             return None
         return ibis.cases(
             *(
-                (e.event == event, engine.json_text(e.properties, prop))
+                (e.event == event, backend.json_text(e.properties, prop))
                 for event, prop in table.items()
             )
         )
@@ -171,7 +171,7 @@ class Rollups:
 
     def add(
         self,
-        engine: Engine,
+        backend: Backend,
         events: ir.Table,
         spec: RollupSpec,
         *,
@@ -183,9 +183,9 @@ class Rollups:
         if self.state["parts"] and self.state["fingerprint"] != spec.fingerprint:
             raise EngineError("the rollups were built for another catalog: rebuild them")
         number = max((p["number"] for p in self.state["parts"]), default=0) + 1
-        usage, users = rollup(engine, events, spec)
-        engine.write_parquet(usage, self.folder / f"usage-{number:05d}.parquet")
-        engine.write_parquet(users, self.folder / f"users-{number:05d}.parquet")
+        usage, users = rollup(backend, events, spec)
+        backend.write_parquet(usage, self.folder / f"usage-{number:05d}.parquet")
+        backend.write_parquet(users, self.folder / f"users-{number:05d}.parquet")
         self.state = {
             "fingerprint": spec.fingerprint,
             "watermark": watermark,
@@ -203,12 +203,12 @@ class Rollups:
         for part in self.state["parts"]:
             yield self.folder / f"{kind}-{part['number']:05d}.parquet"
 
-    def usage(self, engine: Engine) -> ir.Table:
-        table = engine.read_parquet(list(self._files("usage")), "usage_parts")
+    def usage(self, backend: Backend) -> ir.Table:
+        table = backend.read_parquet(list(self._files("usage")), "usage_parts")
         return table if len(self.state["parts"]) == 1 else merge_usage(table)
 
-    def users(self, engine: Engine) -> ir.Table:
-        table = engine.read_parquet(list(self._files("users")), "users_parts")
+    def users(self, backend: Backend) -> ir.Table:
+        table = backend.read_parquet(list(self._files("users")), "users_parts")
         return table if len(self.state["parts"]) == 1 else merge_users(table)
 
     @property

@@ -22,7 +22,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from upsell.domain.catalog import ActivationRule, Catalog, Condition, Metric
-from upsell.engine.backends import Engine
+from upsell.engine.backends import Backend
 from upsell.engine.rollups import (
     CANCEL_REQUESTED,
     DOWNGRADE_REQUESTED,
@@ -121,7 +121,7 @@ def _plan_features(catalog: Catalog) -> pa.Table:
 class _Builder:
     def __init__(
         self,
-        engine: Engine,
+        backend: Backend,
         *,
         accounts: ir.Table,
         subscriptions: ir.Table,
@@ -130,7 +130,7 @@ class _Builder:
         catalog: Catalog,
         as_of: date,
     ) -> None:
-        self.engine = engine
+        self.backend = backend
         self.catalog = catalog
         self.as_of = as_of
         self.instant = ibis.literal(as_of_instant(as_of))
@@ -143,9 +143,9 @@ class _Builder:
         self.usage = usage.filter(usage.day < self.day)
         self._all_usage = usage  # trait moves after as_of are needed too
         self.users = users.filter(users.day < self.day)
-        self.items = engine.table(_catalog_items(catalog), "catalog_items")
-        self.limits = engine.table(_catalog_limits(catalog), "catalog_limits")
-        self.plan_features = engine.table(_plan_features(catalog), "catalog_plan_features")
+        self.items = backend.table(_catalog_items(catalog), "catalog_items")
+        self.limits = backend.table(_catalog_limits(catalog), "catalog_limits")
+        self.plan_features = backend.table(_plan_features(catalog), "catalog_plan_features")
 
     # -- helpers ---------------------------------------------------------------------------------
     def _events(self, event: str, key: str | None = None) -> ir.Table:
@@ -288,7 +288,7 @@ class _Builder:
         acc = self.accounts
         now = acc.select(
             account_id=acc.account_id,
-            now=self.engine.json_text(acc.traits, m.source_trait).try_cast("float64"),
+            now=self.backend.json_text(acc.traits, m.source_trait).try_cast("float64"),
         ).filter(lambda t: t.now.notnull())
         if not (m.up_event or m.down_event):
             return now.select(
@@ -318,7 +318,7 @@ class _Builder:
             v = self.metric_values(m, periods)
             parts.append(v.mutate(metric=ibis.literal(m.id), kind=ibis.literal(m.kind)))
         if not parts:
-            return _empty_metrics(self.engine)
+            return _empty_metrics(self.backend)
         values = reduce(lambda a, b: a.union(b), parts)
         limits = self.effective_limits(plan)
         reached = self._window(self._events(LIMIT_REACHED), self.d30)
@@ -399,7 +399,7 @@ class _Builder:
             empty = pa.table(
                 {"account_id": pa.array([], pa.string()), "signal": pa.array([], pa.string())}
             )
-            return self.engine.table(empty, "no_signals")
+            return self.backend.table(empty, "no_signals")
         return reduce(lambda a, b: a.union(b), parts)
 
     def usage_spend(self, metrics: ir.Table, periods: ir.Table) -> ir.Table:
@@ -697,18 +697,18 @@ def _attach(base: ir.Table, *others: ir.Table) -> ir.Table:
     return base
 
 
-def _empty_metrics(engine: Engine) -> ir.Table:
+def _empty_metrics(backend: Backend) -> ir.Table:
     schema = pa.schema(
         [("account_id", pa.string()), ("metric", pa.string()), ("kind", pa.string()),
          ("value", pa.float64()), ("limit", pa.float64()), ("slope_per_day", pa.float64()),
          ("days_to_limit", pa.float64()), ("limit_reached_30d", pa.int64()),
          ("last_units", pa.float64())]
     )  # fmt: skip
-    return engine.table(schema.empty_table(), "no_metrics")
+    return backend.table(schema.empty_table(), "no_metrics")
 
 
 def build_signals(
-    engine: Engine,
+    backend: Backend,
     *,
     accounts: ir.Table,
     subscriptions: ir.Table,
@@ -719,7 +719,7 @@ def build_signals(
 ) -> SignalTables:
     """The signal tables as Ibis expressions (nothing runs until they are executed)."""
     b = _Builder(
-        engine,
+        backend,
         accounts=accounts,
         subscriptions=subscriptions,
         usage=usage,
@@ -730,10 +730,10 @@ def build_signals(
     return b.build()
 
 
-def execute(engine: Engine, tables: SignalTables) -> dict[str, pa.Table]:
+def execute(backend: Backend, tables: SignalTables) -> dict[str, pa.Table]:
     """Run every table; rows sorted by their keys so that back ends can be compared."""
     out: dict[str, pa.Table] = {}
     for name in tables.names():
         expr: ir.Table = getattr(tables, name)
-        out[name] = engine.arrow(expr.order_by(list(KEYS[name])))
+        out[name] = backend.arrow(expr.order_by(list(KEYS[name])))
     return out

@@ -24,6 +24,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from upsell.config.catalog import parse_catalog
 from upsell.domain.catalog import AddOn, Catalog, Condition, Plan, Product
 from upsell.domain.money import Interval
 from upsell.errors import UpsellError
@@ -31,7 +32,6 @@ from upsell.simulator import _random as rnd
 from upsell.simulator import responses
 from upsell.simulator.population import COUNTRIES, INDUSTRIES, RESPONSE_TYPES, Population
 from upsell.simulator.profiles import PROFILES, Model, Profile, catalog_text
-from upsell.sources.catalog import parse_catalog
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]

@@ -16,11 +16,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from upsell.config._yaml import At, Reader, is_int, line_of, parse_yaml, read_utf8, show
 from upsell.domain.messages import known_locale
 from upsell.domain.metrics import CHURN_AT, MetricSettings
 from upsell.domain.opportunities import Policy
-from upsell.errors import CatalogError, ConfigError
-from upsell.sources.catalog import _At, _is_int, _line_of, _parse_yaml, _Reader, _show, read_utf8
+from upsell.errors import ConfigError
 
 CONFIG_FILE = "config.yaml"
 
@@ -56,14 +56,11 @@ def load_config(folder: str | os.PathLike[str]) -> WorkspaceConfig:
 
 def parse_config(text: str, file: str = CONFIG_FILE) -> WorkspaceConfig:
     """Check configuration YAML given as text; `file` is only used to name it in problems."""
-    try:
-        root = _parse_yaml(text, file)
-    except CatalogError as e:
-        raise ConfigError(e.problems) from None
+    root = parse_yaml(text, file, ConfigError)
     if root is None:
         return WorkspaceConfig()
-    reader = _Reader(file)
-    top = reader.fields(root, _At("", 1), "the configuration", (), SECTIONS)
+    reader = Reader(file)
+    top = reader.fields(root, At("", 1), "the configuration", (), SECTIONS)
     policy = Policy()
     if top is not None and "opportunities" in top:
         policy = _policy(reader, *top["opportunities"])
@@ -72,7 +69,7 @@ def parse_config(text: str, file: str = CONFIG_FILE) -> WorkspaceConfig:
             p,
             key=f"opportunities.{p.key}",
             file=file,
-            line=_line_of(root, f"opportunities.{p.key}"),
+            line=line_of(root, f"opportunities.{p.key}"),
         )
         for p in policy.check()
     ]
@@ -88,7 +85,7 @@ def parse_config(text: str, file: str = CONFIG_FILE) -> WorkspaceConfig:
     return WorkspaceConfig(opportunities=policy, metrics=metrics, locale=locale)
 
 
-def _locale(reader: _Reader, value: Any, at: _At) -> str:
+def _locale(reader: Reader, value: Any, at: At) -> str:
     """The report section: ``locale``, a CLDR locale (en, de, nl_BE, ...)."""
     found = reader.fields(value, at, "report", (), ("locale",)) if value is not None else None
     if not found or "locale" not in found:
@@ -96,13 +93,13 @@ def _locale(reader: _Reader, value: Any, at: _At) -> str:
     text, key_at = found["locale"]
     if not isinstance(text, str) or not known_locale(text):
         reader.fail(
-            key_at.key, key_at.line, f"must be a locale such as en, de or nl_BE, got {_show(text)}"
+            key_at.key, key_at.line, f"must be a locale such as en, de or nl_BE, got {show(text)}"
         )
         return "en"
     return text.replace("-", "_")
 
 
-def _metrics(reader: _Reader, value: Any, at: _At) -> MetricSettings:
+def _metrics(reader: Reader, value: Any, at: At) -> MetricSettings:
     """The metrics section (metrics.md's settings)."""
     if value is None:
         return MetricSettings()
@@ -135,7 +132,7 @@ def _metrics(reader: _Reader, value: Any, at: _At) -> MetricSettings:
     return MetricSettings(**values)
 
 
-def _policy(reader: _Reader, value: Any, at: _At) -> Policy:
+def _policy(reader: Reader, value: Any, at: At) -> Policy:
     """The opportunities section: each key read as the type of Policy's default for it.
 
     Keys whose value has the wrong type keep their default here (the caller raises for them), so
@@ -164,8 +161,8 @@ def _policy(reader: _Reader, value: Any, at: _At) -> Policy:
     return Policy(**values)
 
 
-def _number(reader: _Reader, value: Any, at: _At) -> float | None:
-    if _is_int(value) or isinstance(value, float):
+def _number(reader: Reader, value: Any, at: At) -> float | None:
+    if is_int(value) or isinstance(value, float):
         return float(value)
-    reader.fail(at.key, at.line, f"must be a number, got {_show(value)}")
+    reader.fail(at.key, at.line, f"must be a number, got {show(value)}")
     return None

@@ -24,14 +24,14 @@ from typing import Any, Protocol, TextIO
 
 import sqlalchemy as sa
 
+from upsell.config.catalog import LoadedCatalog, load_catalog
 from upsell.domain.accounts import Account, User
 from upsell.domain.catalog import Catalog, UsagePricedItem
 from upsell.domain.events import Event
 from upsell.domain.money import Money
 from upsell.domain.subscriptions import SubscriptionItem
 from upsell.errors import ImportRejected, WorkspaceError
-from upsell.sources.catalog import LoadedCatalog, load_catalog
-from upsell.sources.rows import (
+from upsell.ingest.rows import (
     COLUMNS,
     Kind,
     RowError,
@@ -40,7 +40,7 @@ from upsell.sources.rows import (
     parse_event,
     parse_subscription,
 )
-from upsell.sources.tables import RawRow, TableReader, detect_format, open_table
+from upsell.ingest.tables import RawRow, TableReader, detect_format, open_table
 from upsell.store import accounts as account_store
 from upsell.store import catalogs as catalog_store
 from upsell.store import events as event_store
@@ -165,10 +165,10 @@ class _Rejects:
             self._tmp.unlink(missing_ok=True)
 
 
-def import_catalog(*, engine: sa.Engine, path: Path) -> CatalogImport:
+def import_catalog(*, db: sa.Engine, path: Path) -> CatalogImport:
     """Validate `path` and store it as the workspace's current catalog (a new version if it changed)."""
     loaded = load_catalog(path)
-    with engine.begin() as conn:
+    with db.begin() as conn:
         version, created = catalog_store.save_catalog_version(
             conn=conn, text=loaded.text, sha256=loaded.sha256, source=str(path)
         )
@@ -183,7 +183,7 @@ class _Batch(Protocol):
 
 def import_table(
     *,
-    engine: sa.Engine,
+    db: sa.Engine,
     kind: Kind,
     path: Path,
     catalog: Catalog | None = None,
@@ -203,7 +203,7 @@ def import_table(
     source = str(path.resolve())
     if not path.is_file():
         raise ImportRejected(str(path), "no such file")
-    with engine.connect() as conn:
+    with db.connect() as conn:
         resume = _resume_point(conn, kind, source, path)
     rejects = _Rejects(path, result)
     try:
@@ -212,7 +212,7 @@ def import_table(
         )
         result.resumed_after_row = resume.rows_done
         try:
-            _run(engine, kind, reader, catalog, strict, progress, result, rejects, resume, source)
+            _run(db, kind, reader, catalog, strict, progress, result, rejects, resume, source)
         finally:
             reader.close()
     except ImportRejected as exc:
@@ -274,7 +274,7 @@ class _StrictRollback(Exception):
 
 
 def _run(
-    engine: sa.Engine,
+    db: sa.Engine,
     kind: Kind,
     reader: TableReader,
     catalog: Catalog | None,
@@ -305,7 +305,7 @@ def _run(
         # IMMEDIATE: take SQLite's write lock up front, so a running server's writes make this wait
         # (busy_timeout) rather than fail half-way with "database is locked". PostgreSQL ignores it.
         with (
-            engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
+            db.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
             conn.begin(),
         ):
             pending: list[tuple[RawRow, Any, int | None]] = []

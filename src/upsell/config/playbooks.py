@@ -42,6 +42,17 @@ from typing import Any
 
 from ruamel.yaml.scalarbool import ScalarBoolean
 
+from upsell.config._yaml import (
+    INDEX,
+    At,
+    Reader,
+    is_int,
+    line_of,
+    parse_yaml,
+    plain,
+    read_utf8,
+    show,
+)
 from upsell.domain.catalog import Catalog
 from upsell.domain.opportunities import REASON_CODES
 from upsell.domain.playbooks import (
@@ -66,18 +77,7 @@ from upsell.domain.playbooks import (
     Value,
     Variant,
 )
-from upsell.errors import CatalogError, PlaybooksError, Problem
-from upsell.sources.catalog import (
-    _INDEX,
-    _At,
-    _is_int,
-    _line_of,
-    _parse_yaml,
-    _plain,
-    _Reader,
-    _show,
-    read_utf8,
-)
+from upsell.errors import PlaybooksError, Problem
 
 PLAYBOOKS_FILE = "playbooks.yaml"
 #: The built-in playbooks, used by a workspace without a playbooks.yaml of its own.
@@ -175,7 +175,7 @@ def parse_playbooks(
         key = _original_key(problem.key, reader.kept)
         if any(_related(key, e.key) for e in reader.errors):
             continue  # a consequence of an error the first pass reported
-        located.append(replace(problem, key=key, file=file, line=_line_of(root, key)))
+        located.append(replace(problem, key=key, file=file, line=line_of(root, key)))
     problems = [*reader.errors, *located]
     if problems:
         raise PlaybooksError(sorted(problems, key=lambda p: p.line or 0))
@@ -196,7 +196,7 @@ def playbook_warnings(
     warnings = [p for p in _against_catalog(playbooks, catalog) if p.severity == "warning"]
     root = _root(text, file) if text is not None else None
     return [
-        replace(p, file=file, line=_line_of(root, p.key) if root is not None else None)
+        replace(p, file=file, line=line_of(root, p.key) if root is not None else None)
         for p in warnings
     ]
 
@@ -206,13 +206,10 @@ def playbook_warnings(
 
 def _root(text: str, file: str) -> Any:
     """The YAML document, or `PlaybooksError` naming where it is not YAML."""
-    try:
-        return _parse_yaml(text, file)
-    except CatalogError as e:
-        raise PlaybooksError(list(e.problems)) from None
+    return parse_yaml(text, file, PlaybooksError)
 
 
-class _PlaybooksReader(_Reader):
+class _PlaybooksReader(Reader):
     """Builds what it can and collects every error. `kept` maps the key of each list read (with
     the file's indices) to the file index of every entry it kept, so that the keys of problems
     found in the built value can be mapped back to the file."""
@@ -222,7 +219,7 @@ class _PlaybooksReader(_Reader):
         self.kept: dict[str, list[int]] = {}
 
     def document(self, root: Any) -> Playbooks:
-        top = self.fields(root, _At("", 1), "the playbooks file", (), SECTIONS)
+        top = self.fields(root, At("", 1), "the playbooks file", (), SECTIONS)
         if top is None:
             return Playbooks(playbooks=())
         settings = self.get(top, "settings", self.settings) or DecisionSettings()
@@ -231,29 +228,29 @@ class _PlaybooksReader(_Reader):
         playbooks = self.get(top, "playbooks", self.playbooks) or ()
         return Playbooks(playbooks, promotions, guardrails, settings)
 
-    def listed(self, value: Any, at: _At, what: str) -> list[tuple[int, Any, _At]]:
+    def listed(self, value: Any, at: At, what: str) -> list[tuple[int, Any, At]]:
         """`items` with their index; call `keep` for each one built."""
         self.kept.setdefault(at.key, [])
         return [(i, v, item_at) for i, (v, item_at) in enumerate(self.items(value, at, what))]
 
-    def keep(self, at: _At, index: int) -> None:
+    def keep(self, at: At, index: int) -> None:
         self.kept.setdefault(at.key, []).append(index)
 
     # -- scalars ----------------------------------------------------------------------------
 
-    def number(self, value: Any, at: _At) -> float | None:
-        if (_is_int(value) or isinstance(value, float)) and math.isfinite(value):
+    def number(self, value: Any, at: At) -> float | None:
+        if (is_int(value) or isinstance(value, float)) and math.isfinite(value):
             return float(value)
-        self.fail(at.key, at.line, f"must be a number, got {_show(value)}")
+        self.fail(at.key, at.line, f"must be a number, got {show(value)}")
         return None
 
-    def months(self, value: Any, at: _At) -> int | None:
-        if _is_int(value) and value >= 1:
+    def months(self, value: Any, at: At) -> int | None:
+        if is_int(value) and value >= 1:
             return int(value)
-        self.fail(at.key, at.line, f"must be a number of months, at least 1, got {_show(value)}")
+        self.fail(at.key, at.line, f"must be a number of months, at least 1, got {show(value)}")
         return None
 
-    def day(self, value: Any, at: _At) -> date | None:
+    def day(self, value: Any, at: At) -> date | None:
         if isinstance(value, date) and not isinstance(value, datetime):
             return value
         if isinstance(value, str) and _DAY.fullmatch(value):
@@ -262,11 +259,11 @@ class _PlaybooksReader(_Reader):
             except ValueError as e:
                 self.fail(at.key, at.line, f"is no day: {e}")
                 return None
-        shown = value.isoformat(" ") if isinstance(value, datetime) else _show(value)
+        shown = value.isoformat(" ") if isinstance(value, datetime) else show(value)
         self.fail(at.key, at.line, f"must be a day written YYYY-MM-DD, got {shown}")
         return None
 
-    def template(self, value: Any, at: _At) -> str | None:
+    def template(self, value: Any, at: At) -> str | None:
         name = self.text(value, at)
         if name is not None and not TEMPLATE_NAME.fullmatch(name):
             self.fail(
@@ -278,15 +275,15 @@ class _PlaybooksReader(_Reader):
             return None
         return name
 
-    def description(self, value: Any, at: _At) -> str:
+    def description(self, value: Any, at: At) -> str:
         if value is None or isinstance(value, str):
             return str(value or "")
-        self.fail(at.key, at.line, f"must be text, got {_show(value)}")
+        self.fail(at.key, at.line, f"must be text, got {show(value)}")
         return ""
 
     # -- settings and guardrails -------------------------------------------------------------
 
-    def settings(self, value: Any, at: _At) -> DecisionSettings:
+    def settings(self, value: Any, at: At) -> DecisionSettings:
         if value is None:
             return DecisionSettings()
         f = self.fields(value, at, "settings", (), SETTINGS_KEYS)
@@ -309,7 +306,7 @@ class _PlaybooksReader(_Reader):
         given["checkout_url"] = self.get(f, "checkout_url", self.text)
         return DecisionSettings(**{k: v for k, v in given.items() if v is not None})
 
-    def guardrails(self, value: Any, at: _At) -> Guardrails:
+    def guardrails(self, value: Any, at: At) -> Guardrails:
         if value is None:
             return Guardrails()
         f = self.fields(value, at, "guardrails", (), GUARDRAILS_KEYS)
@@ -338,7 +335,7 @@ class _PlaybooksReader(_Reader):
             )
         return Guardrails(**{k: v for k, v in given.items() if v is not None})
 
-    def caps(self, value: Any, at: _At) -> tuple[Cap, ...]:
+    def caps(self, value: Any, at: At) -> tuple[Cap, ...]:
         out = []
         for i, v, cap_at in self.listed(value, at, "caps"):
             f = self.fields(v, cap_at, "a cap", ("max", "days"), ("channel", "placement"))
@@ -362,7 +359,7 @@ class _PlaybooksReader(_Reader):
 
     # -- promotions --------------------------------------------------------------------------
 
-    def promotions(self, value: Any, at: _At) -> tuple[Promotion, ...]:
+    def promotions(self, value: Any, at: At) -> tuple[Promotion, ...]:
         out = []
         for i, v, promo_at in self.listed(value, at, "promotions"):
             f = self.fields(v, promo_at, "a promotion", ("id", "percent", "runs"), PROMOTION_KEYS)
@@ -378,7 +375,7 @@ class _PlaybooksReader(_Reader):
             self.keep(at, i)
         return tuple(out)
 
-    def runs(self, value: Any, at: _At) -> tuple[PromotionRun, ...]:
+    def runs(self, value: Any, at: At) -> tuple[PromotionRun, ...]:
         out = []
         for i, v, run_at in self.listed(value, at, "runs"):
             f = self.fields(v, run_at, "a run", ("from", "to"))
@@ -392,7 +389,7 @@ class _PlaybooksReader(_Reader):
 
     # -- playbooks ---------------------------------------------------------------------------
 
-    def playbooks(self, value: Any, at: _At) -> tuple[Playbook, ...]:
+    def playbooks(self, value: Any, at: At) -> tuple[Playbook, ...]:
         out = []
         required = ("id", "channel", "placement", "template")
         for i, v, book_at in self.listed(value, at, "playbooks"):
@@ -422,7 +419,7 @@ class _PlaybooksReader(_Reader):
             self.keep(at, i)
         return tuple(out)
 
-    def offer(self, value: Any, at: _At) -> Offer:
+    def offer(self, value: Any, at: At) -> Offer:
         """An offer; null means nothing beyond the item."""
         if value is None:
             return Offer()
@@ -439,13 +436,13 @@ class _PlaybooksReader(_Reader):
             promotion=self.get(f, "promotion", self.text),
         )
 
-    def discount(self, value: Any, at: _At) -> tuple[Decimal | None, int | None]:
+    def discount(self, value: Any, at: At) -> tuple[Decimal | None, int | None]:
         f = self.fields(value, at, "a discount", ("percent",), ("months",))
         if f is None:
             return None, None
         return self.get(f, "percent", self.amount), self.get(f, "months", self.months)
 
-    def experiment(self, value: Any, at: _At) -> Experiment | None:
+    def experiment(self, value: Any, at: At) -> Experiment | None:
         f = self.fields(value, at, "an experiment", ("id", "variants"))
         if f is None:
             return None
@@ -455,7 +452,7 @@ class _PlaybooksReader(_Reader):
             return None
         return Experiment(experiment_id, variants)
 
-    def variants(self, value: Any, at: _At) -> tuple[Variant, ...]:
+    def variants(self, value: Any, at: At) -> tuple[Variant, ...]:
         out = []
         for i, v, variant_at in self.listed(value, at, "variants"):
             f = self.fields(v, variant_at, "a variant", ("id",), VARIANT_KEYS)
@@ -476,7 +473,7 @@ class _PlaybooksReader(_Reader):
 
     # -- triggers ----------------------------------------------------------------------------
 
-    def trigger(self, value: Any, at: _At) -> tuple[Condition, ...]:
+    def trigger(self, value: Any, at: At) -> tuple[Condition, ...]:
         out: list[Condition] = []
         for name, v, fact_at in self.entries(value, at, "facts"):
             fact = FACTS.get(name)
@@ -493,7 +490,7 @@ class _PlaybooksReader(_Reader):
             out += self.conditions(fact, v, fact_at)
         return tuple(out)
 
-    def conditions(self, fact: Fact, value: Any, at: _At) -> list[Condition]:
+    def conditions(self, fact: Fact, value: Any, at: At) -> list[Condition]:
         """A fact's tests: a mapping of ops, a list (any_of) or a scalar (equals; any_of for a
         set)."""
         if isinstance(value, Mapping):
@@ -510,7 +507,7 @@ class _PlaybooksReader(_Reader):
             tests = [self.test(fact, "any_of" if fact.type == "set" else "equals", value, at)]
         return [c for c in tests if c is not None]
 
-    def test(self, fact: Fact, op: Op, value: Any, at: _At) -> Condition | None:
+    def test(self, fact: Fact, op: Op, value: Any, at: At) -> Condition | None:
         """One condition, or None after reporting why not. Only mismatches `Playbooks.check` does
         not see are reported here: a flag takes true or false, at_least and at_most a number, a
         text fact text."""
@@ -521,10 +518,10 @@ class _PlaybooksReader(_Reader):
             self.fail(at.key, at.line, f"{name} is true or false: write {name}: true or false")
             return None
         if op in ("at_least", "at_most"):
-            number = _plain(value)
-            if (_is_int(value) or isinstance(value, float)) and math.isfinite(number):
+            number = plain(value)
+            if (is_int(value) or isinstance(value, float)) and math.isfinite(number):
                 return Condition(name, op, number)
-            self.fail(at.key, at.line, f"{op} needs a number, got {_show(value)}")
+            self.fail(at.key, at.line, f"{op} needs a number, got {show(value)}")
             return None
         if isinstance(value, list) or op != "equals" or fact.type == "set":
             if isinstance(value, list) and op == "equals" and fact.type != "set":
@@ -536,14 +533,14 @@ class _PlaybooksReader(_Reader):
             return Condition(name, op, values)
         if fact.type == "number":
             if isinstance(value, Mapping | list) or value is None:
-                self.fail(at.key, at.line, f"needs a value, got {_show(value)}")
+                self.fail(at.key, at.line, f"needs a value, got {show(value)}")
                 return None
-            scalar: Value = _plain(value)
+            scalar: Value = plain(value)
             return Condition(name, op, scalar)
         text = self.text(value, at)
         return None if text is None else Condition(name, op, text)
 
-    def values(self, fact: Fact, value: Any, at: _At) -> tuple[str, ...] | None:
+    def values(self, fact: Fact, value: Any, at: At) -> tuple[str, ...] | None:
         """A list or one value as a tuple of text; for a number fact (which `Playbooks.check`
         rejects with these ops) any scalars are accepted, written as text."""
         listed = self.items(value, at, "values") if isinstance(value, list) else [(value, at)]
@@ -552,8 +549,8 @@ class _PlaybooksReader(_Reader):
             return None
         out = []
         for v, item_at in listed:
-            if fact.type == "number" and (_is_int(v) or isinstance(v, float | str)):
-                out.append(str(_plain(v)))
+            if fact.type == "number" and (is_int(v) or isinstance(v, float | str)):
+                out.append(str(plain(v)))
                 continue
             text = self.text(v, item_at)
             if text is None:
@@ -662,7 +659,7 @@ def _texts(value: Value) -> tuple[str, ...]:
 def _original_key(key: str, kept: Mapping[str, list[int]]) -> str:
     """`key` of the built value with the file's indices, through the reader's `kept` lists."""
     out, last = "", 0
-    for m in _INDEX.finditer(key):
+    for m in INDEX.finditer(key):
         out += key[last : m.start()]
         index = int(m.group(1))
         indices = kept.get(out)

@@ -2,7 +2,7 @@
 
 The simulator (`upsell.simulator.world.World`) answers offers by its hidden rules; this module
 closes the loop of architecture.md on it: the world is simulated up to a day and imported into a
-workspace, then each week `upsell run` decides as of the world's today (`upsell.runs.run_offers`),
+workspace, then each week `upsell run` decides as of the world's today (`upsell.flows.offers.run_offers`),
 the decision lines go to `World.step`, and the week's accounts, subscriptions and events (offer
 responses included) are imported before the next run. `upsell demo` builds its company this way, so
 that its report has offers, responses, a holdout and their revenue; bench/decisions.py measures the
@@ -22,14 +22,9 @@ import pyarrow.parquet as pq
 from upsell.channels.base import Channel, Delivery, Outcome
 from upsell.channels.in_app import InApp
 from upsell.domain.catalog import Catalog
-from upsell.engine.backends import Engine
-from upsell.pipeline import rollups_folder
-from upsell.runs import RunResult, run_offers
+from upsell.flows.offers import RunResult, run_offers
+from upsell.ingest.importer import FileImport, import_catalog, import_table
 from upsell.simulator.world import EVENT_SCHEMA, StepResult, World
-from upsell.sources.config import load_config
-from upsell.sources.importer import FileImport, import_catalog, import_table
-from upsell.sources.playbooks import load_playbooks
-from upsell.templates import MessageTemplates
 from upsell.workspace import Workspace
 
 
@@ -71,7 +66,7 @@ class Importer:
             path = self.data / f"{kind}-{tag}.parquet"
             pq.write_table(table, path, compression="zstd")
         done = import_table(
-            engine=self.ws.engine,
+            db=self.ws.db,
             kind=kind,  # type: ignore[arg-type]
             path=path,
             catalog=self.catalog,
@@ -82,19 +77,20 @@ class Importer:
             raise RuntimeError(f"{path.name}: {done.rejected} simulated rows rejected (a bug)")
 
 
-def warm_up(world: World, days: int, ws: Workspace, data: Path) -> tuple[Catalog, Importer]:
-    """Simulate `days` days with no offers and import everything into `ws` (files in `data`)."""
+def warm_up(world: World, days: int, ws: Workspace, data: Path) -> Importer:
+    """Simulate `days` days with no offers and import everything into `ws` (files in `data`);
+    the importer goes on importing into `ws` with the catalog it imported."""
     data.mkdir(parents=True, exist_ok=True)
     events_file = data / "events-w00.parquet"
     with pq.ParquetWriter(events_file, EVENT_SCHEMA, compression="zstd") as writer:
         world.advance(days, writer.write_table)
     (data / "catalog.yaml").write_text(world.catalog_yaml, "utf-8")
-    catalog = import_catalog(engine=ws.engine, path=data / "catalog.yaml").loaded.catalog
+    catalog = import_catalog(db=ws.db, path=data / "catalog.yaml").loaded.catalog
     load = Importer(ws, data, catalog)
     load("accounts", world.accounts_table(), "w00")
     load("subscriptions", world.subscriptions_table(), "w00")
     load("events", events_file, "w00")
-    return catalog, load
+    return load
 
 
 @dataclass(frozen=True)
@@ -107,32 +103,17 @@ class Week:
 def replay_weeks(
     world: World,
     ws: Workspace,
-    catalog: Catalog,
     load: Importer,
     *,
     weeks: int,
-    engine: Engine,
     on_week: Callable[[Week], None] | None = None,
 ) -> list[Week]:
     """`weeks` weekly runs of the workspace's playbooks on the world, each imported back."""
-    playbooks = load_playbooks(ws.folder, catalog=catalog).playbooks
-    policy = load_config(ws.folder).opportunities
-    templates = MessageTemplates(ws.folder)
     channels = simulated_channels()
     done = []
     for n in range(weeks):
         day = world.today
-        result = run_offers(
-            engine,
-            db=ws.engine,
-            folder=rollups_folder(ws.folder),
-            catalog=catalog,
-            policy=policy,
-            playbooks=playbooks,
-            templates=templates,
-            as_of=day,
-            channels=channels,
-        )
+        result = run_offers(ws, day, channels=channels)
         step = world.step(result.lines, days=7)
         tag = f"w{n + 1:02d}"
         load("accounts", step.accounts, tag)

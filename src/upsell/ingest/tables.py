@@ -7,7 +7,7 @@ on the row, for the rejects file; problems with the file itself (empty, no heade
 columns) raise `ImportRejected`.
 
 Text readers report the byte offset just after each record, so an import can record how far it got
-and a later import of the same, grown file can resume there (see `upsell.sources.importer`).
+and a later import of the same, grown file can resume there (see `upsell.ingest.importer`).
 """
 
 from __future__ import annotations

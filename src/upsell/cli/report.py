@@ -1,16 +1,84 @@
-"""`upsell report`: the headline numbers on the terminal."""
+"""`upsell report`: revenue and expansion for a period, as JSON or a page; the headline numbers."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
+import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from upsell.cli.console import err, errors, fail
+from upsell.cli.options import EngineOption, WorkspaceOption, as_of, open_workspace
+from upsell.cli.output import REPORT_FORMATS, write_report
+from upsell.domain.messages import known_locale
 from upsell.domain.money import Money, format_money
+from upsell.flows.report import build_report
+
+
+def report(
+    workspace: WorkspaceOption = None,
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from", metavar="DATE", help="First month (YYYY-MM-DD; default: the first data)."
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", metavar="DATE", help="Last month (default: the last data)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="F",
+            help="Write the report: .html (a self-contained page with charts) or .json.",
+        ),
+    ] = None,
+    locale: Annotated[
+        str | None,
+        typer.Option(
+            "--locale",
+            metavar="L",
+            help="Locale for money and numbers (en, de, nl_BE, ...; default: config.yaml's "
+            "report: locale, else en).",
+        ),
+    ] = None,
+    engine: EngineOption = "duckdb",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Report revenue and expansion (docs/metrics.md): MRR movements by month with expansion by
+    cause, NDR/GRR, quick ratio, ARPA, LTV, upsell conversion, the offer funnel, incremental revenue
+    against the holdout, cohorts, and the top offers of the latest run.
+
+    The settings of config.yaml's metrics: section are used and stated in the report. The
+    headline numbers go to stderr.
+    """
+    if out is not None and out.suffix.lower() not in REPORT_FORMATS:
+        raise fail(f"--out must end in .html or .json, got {out.name!r}")
+    if locale is not None and not known_locale(locale):
+        raise fail(f"--locale {locale!r} is not a locale such as en, de or nl_BE")
+    first = as_of(from_) if from_ else None
+    last = as_of(to) if to else None
+    if first and last and last < first:
+        raise fail(f"--to {last} is before --from {first}")
+    with errors():
+        with open_workspace(workspace, engine) as ws, err.status("Computing the report"):
+            data = build_report(ws, first=first, last=last, locale=locale)
+        if out is not None:
+            write_report(data, out)
+            err.print(f"Wrote the report to {out}", highlight=False)
+    print_report(err, data)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def _pct(x: object) -> str:

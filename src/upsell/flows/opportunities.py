@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from upsell.domain.catalog import Catalog
 from upsell.domain.money import Money
-from upsell.domain.opportunities import Opportunity, Policy, find_opportunities
+from upsell.domain.opportunities import Opportunity, find_opportunities
 from upsell.domain.signals import (
     AccountSignals,
     CoAdoption,
@@ -33,7 +33,7 @@ from upsell.domain.signals import (
     UsageSpend,
 )
 from upsell.domain.subscriptions import SubscriptionItem, mrr_at
-from upsell.engine.backends import Engine
+from upsell.engine.backends import Backend
 from upsell.engine.rollups import Rollups, RollupSpec
 from upsell.engine.signals import as_of_instant, build_signals, execute
 from upsell.errors import UnknownAccount
@@ -44,8 +44,8 @@ from upsell.store.arrow import (
     last_event_seq,
     subscriptions_table,
 )
+from upsell.workspace import Workspace
 
-ANALYTICS = "analytics"
 #: Events rolled up per part: bounds the memory of one incremental step.
 PART_EVENTS = 5_000_000
 
@@ -58,12 +58,8 @@ class RefreshResult:
     watermark: int
 
 
-def rollups_folder(workspace_folder: Path) -> Path:
-    return workspace_folder / ANALYTICS / "rollups"
-
-
 def refresh_rollups(
-    engine: Engine,
+    backend: Backend,
     *,
     conn: sa.Connection,
     catalog: Catalog,
@@ -91,8 +87,8 @@ def refresh_rollups(
         if table is None:
             table = EVENT_SCHEMA.empty_table()
         rollups.add(
-            engine,
-            engine.table(table, "new_events"),
+            backend,
+            backend.table(table, "new_events"),
             spec,
             watermark=upto,
             events_read=table.num_rows,
@@ -114,7 +110,7 @@ def refresh_rollups(
 
 
 def signal_tables(
-    engine: Engine,
+    backend: Backend,
     *,
     conn: sa.Connection,
     catalog: Catalog,
@@ -124,15 +120,15 @@ def signal_tables(
     """The executed signal tables, and the subscriptions table they were computed from."""
     subscriptions = subscriptions_table(conn=conn)
     tables = build_signals(
-        engine,
-        accounts=engine.table(accounts_table(conn=conn), "accounts"),
-        subscriptions=engine.table(subscriptions, "subscriptions"),
-        usage=rollups.usage(engine),
-        users=rollups.users(engine),
+        backend,
+        accounts=backend.table(accounts_table(conn=conn), "accounts"),
+        subscriptions=backend.table(subscriptions, "subscriptions"),
+        usage=rollups.usage(backend),
+        users=rollups.users(backend),
         catalog=catalog,
         as_of=as_of,
     )
-    return execute(engine, tables), subscriptions
+    return execute(backend, tables), subscriptions
 
 
 def _by_account(table: pa.Table) -> dict[str, list[dict[str, Any]]]:
@@ -268,26 +264,25 @@ class OpportunityRun:
 
 
 def find_all(
-    engine: Engine,
-    *,
-    conn: sa.Connection,
-    catalog: Catalog,
-    folder: Path,
+    ws: Workspace,
     as_of: date,
-    policy: Policy,
+    *,
     rebuild: bool = False,
     account_id: str | None = None,
     keep_signals: bool = False,
 ) -> OpportunityRun:
-    """Refresh the rollups, compute the signals as of `as_of`, and run the opportunity rules for
-    every account (or only `account_id`, whose signals are kept for explaining). `keep_signals`
-    keeps the signals of every account with a qualified opportunity (the decision step's input)."""
-    rollups, refresh = refresh_rollups(
-        engine, conn=conn, catalog=catalog, folder=folder, rebuild=rebuild
-    )
-    tables, subscriptions = signal_tables(
-        engine, conn=conn, catalog=catalog, rollups=rollups, as_of=as_of
-    )
+    """Refresh the rollups, compute the signals as of `as_of`, and run the opportunity rules with
+    config.yaml's policy for every account (or only `account_id`, whose signals are kept for
+    explaining). `keep_signals` keeps the signals of every account with a qualified opportunity (the
+    decision step's input)."""
+    catalog, policy, backend = ws.catalog(), ws.config.opportunities, ws.backend
+    with ws.db.connect() as conn:
+        rollups, refresh = refresh_rollups(
+            backend, conn=conn, catalog=catalog, folder=ws.rollups, rebuild=rebuild
+        )
+        tables, subscriptions = signal_tables(
+            backend, conn=conn, catalog=catalog, rollups=rollups, as_of=as_of
+        )
     if account_id is not None:
         known = set(tables["accounts"]["account_id"].to_pylist())
         if account_id not in known:

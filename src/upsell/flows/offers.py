@@ -16,21 +16,15 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from upsell.channels.base import Channel, Delivery, Outcome
-from upsell.domain.catalog import Catalog
 from upsell.domain.contacts import Contact
 from upsell.domain.decisions import Choice, Decision, History, Refusal, decide
 from upsell.domain.messages import expires_at, locale_for, message_facts
-from upsell.domain.opportunities import Opportunity, Policy
-from upsell.domain.playbooks import Playbooks
-from upsell.engine.backends import Engine
+from upsell.domain.opportunities import Opportunity
 from upsell.engine.signals import as_of_instant
-from upsell.pipeline import OpportunityRun, find_all
+from upsell.flows.opportunities import OpportunityRun, find_all
 from upsell.store.accounts import names_and_emails
 from upsell.store.contacts import (
     contacts_at,
@@ -40,7 +34,7 @@ from upsell.store.contacts import (
     replace_refusals,
     set_delivery,
 )
-from upsell.templates import MessageTemplates
+from upsell.workspace import Workspace
 
 #: How far back the guardrails look (the promotion calendar's 12 months).
 HISTORY_DAYS = 366
@@ -102,33 +96,23 @@ def decision_line(d: Decision, message: Mapping[str, Any], as_of: datetime) -> d
 
 
 def run_offers(
-    engine: Engine,
-    *,
-    db: sa.Engine,
-    folder: Path,
-    catalog: Catalog,
-    policy: Policy,
-    playbooks: Playbooks,
-    templates: MessageTemplates,
+    ws: Workspace,
     as_of: date,
+    *,
     channels: Mapping[str, Channel] | None,
     rebuild: bool = False,
 ) -> RunResult:
-    """Decide, record and deliver the offers of `as_of`. `channels` None is a dry run: everything
-    is decided and written, nothing is recorded or sent."""
+    """Decide, record and deliver the offers of `as_of` with the workspace's playbooks, templates
+    and policy. `channels` None is a dry run: everything is decided and written, nothing is
+    recorded or sent."""
     at = as_of_instant(as_of)
     dry = channels is None
+    db = ws.db
+    catalog = ws.catalog()
+    playbooks = ws.playbooks(catalog)
+    templates = ws.templates
+    found = find_all(ws, as_of, rebuild=rebuild, keep_signals=True)
     with db.connect() as conn:
-        found = find_all(
-            engine,
-            conn=conn,
-            catalog=catalog,
-            folder=folder,
-            as_of=as_of,
-            policy=policy,
-            rebuild=rebuild,
-            keep_signals=True,
-        )
         stored = {c.account_id: c for c in contacts_at(conn=conn, as_of=at) if c.decision}
         kept_refusals = [r for r in refusals_at(conn=conn, as_of=at) if r.account_id in stored]
         past = histories(conn=conn, before=at, since=at - timedelta(days=HISTORY_DAYS))

@@ -12,23 +12,25 @@ shortest text form (``str(0.1) == "0.1"``), so the amount stays exactly what the
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import date
 from decimal import Decimal
-from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.reader import ReaderError
-from ruamel.yaml.scalarbool import ScalarBoolean
-
+from upsell.config._yaml import (
+    At,
+    Reader,
+    in_file_order,
+    is_int,
+    line_of,
+    one_of,
+    parse_yaml,
+    plain,
+    read_utf8,
+    show,
+)
 from upsell.domain.catalog import (
     BUSINESS_MODELS,
     METRIC_KINDS,
@@ -47,10 +49,8 @@ from upsell.domain.catalog import (
     UsageSignal,
     Window,
 )
-from upsell.domain.money import INTERVALS, FxRates, Interval, Money, is_currency, to_decimal
+from upsell.domain.money import INTERVALS, FxRates, Interval, Money, is_currency
 from upsell.errors import CatalogError, Problem
-
-T = TypeVar("T")
 
 TOP_LEVEL_KEYS = (
     "currency",
@@ -91,31 +91,18 @@ def load_catalog(path: str | os.PathLike[str]) -> LoadedCatalog:
     return parse_catalog(read_utf8(file, "the catalog", CatalogError), file)
 
 
-def read_utf8(file: str, what: str, error: Callable[[list[Problem]], Exception]) -> str:
-    """A configuration file's text; unreadable or non-UTF-8 files raise `error` naming the place."""
-    try:
-        data = Path(file).read_bytes()
-    except OSError as e:
-        raise error([Problem(f"cannot read {what}: {e.strerror or e}", file=file)]) from e
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise error([Problem("not UTF-8 text", file=file, line=line)]) from None
-
-
 def parse_catalog(text: str, file: str = "<catalog>") -> LoadedCatalog:
     """Check catalog YAML given as text; `file` is only used to name it in problems."""
-    root = _parse_yaml(text, file)
-    reader = _Reader(file)
+    root = parse_yaml(text, file, CatalogError)
+    reader = _CatalogReader(file)
     catalog = reader.read(root)
     if reader.errors or catalog is None:
-        raise CatalogError(_in_file_order(reader.errors))
+        raise CatalogError(in_file_order(reader.errors))
     located = [
-        replace(p, file=file, line=_line_of(root, p.key) if p.line is None else p.line)
+        replace(p, file=file, line=line_of(root, p.key) if p.line is None else p.line)
         for p in catalog.check()
     ]
-    located = _in_file_order(located)
+    located = in_file_order(located)
     errors = [p for p in located if p.severity == "error"]
     if errors:
         raise CatalogError(errors)
@@ -128,264 +115,11 @@ def parse_catalog(text: str, file: str = "<catalog>") -> LoadedCatalog:
     )
 
 
-def _in_file_order(problems: list[Problem]) -> list[Problem]:
-    return sorted(problems, key=lambda p: p.line or 0)
+class _CatalogReader(Reader):
+    """The first pass over catalog.yaml: shapes and types. Collects every error and builds what it
+    can."""
 
-
-def _parse_yaml(text: str, file: str) -> Any:
-    try:
-        return YAML(typ="rt").load(text)
-    except MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        message = f"invalid YAML: {e.problem or e.context}"
-        if e.problem and e.context and e.context_mark is not None:
-            message += f" ({e.context} at line {e.context_mark.line + 1})"
-        line = mark.line + 1 if mark is not None else None
-        raise CatalogError([Problem(message, file=file, line=line)]) from None
-    except ReaderError as e:
-        line = text[: e.position].count("\n") + 1
-        raise CatalogError([Problem(f"invalid YAML: {e.reason}", file=file, line=line)]) from None
-    except YAMLError as e:
-        raise CatalogError([Problem(f"invalid YAML: {e}", file=file)]) from None
-    except ValueError as e:  # an unquoted date that is no day, such as 2024-02-30
-        message = f"invalid date: {e}; write a day as YYYY-MM-DD"
-        raise CatalogError([Problem(message, file=file, line=_bad_date_line(text))]) from None
-
-
-_DATE_LIKE = re.compile(r"(?<![\w.])(\d{4})-(\d{1,2})-(\d{1,2})(?![\w.])")
-
-
-def _bad_date_line(text: str) -> int | None:
-    for number, line in enumerate(text.splitlines(), start=1):
-        for m in _DATE_LIKE.finditer(line.split("#", 1)[0]):
-            try:
-                date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-            except ValueError:
-                return number
-    return None
-
-
-class _At(NamedTuple):
-    """Where a value sits: its dotted key and the 1-based line of that key (or list item)."""
-
-    key: str
-    line: int
-
-    def child(self, name: str) -> str:
-        return f"{self.key}.{name}" if self.key else name
-
-
-def _show(value: Any) -> str:
-    """A value as the file's author would recognise it in a message."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool | ScalarBoolean):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(str(value))
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, float):
-        return str(float(value))
-    if isinstance(value, int):
-        return str(int(value))
-    return type(value).__name__
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool | ScalarBoolean)
-
-
-def _key_line(node: Any, key: Any, default: int) -> int:
-    try:
-        return int(node.lc.key(key)[0]) + 1
-    except (AttributeError, KeyError, TypeError):
-        return default
-
-
-def _item_line(node: Any, index: int, default: int) -> int:
-    try:
-        return int(node.lc.item(index)[0]) + 1
-    except (AttributeError, KeyError, TypeError):
-        return default
-
-
-_INDEX = re.compile(r"\[(\d+)\]")
-
-
-def _line_of(root: Any, key: str) -> int:
-    """The line of the deepest node that `key` (``plans[2].limits.seats``) reaches in the YAML.
-
-    Mapping keys are matched against the text, longest first, so ids holding dots still resolve.
-    """
-    node, line, rest = root, 1, key
-    while rest:
-        if isinstance(node, CommentedSeq):
-            match = _INDEX.match(rest)
-            if match is None or int(match.group(1)) >= len(node):
-                break
-            index = int(match.group(1))
-            line = _item_line(node, index, line)
-            node, rest = node[index], rest[match.end() :]
-        elif isinstance(node, CommentedMap):
-            rest = rest.removeprefix(".")
-            names = [
-                k
-                for k in node
-                if isinstance(k, str) and (rest == k or rest.startswith((k + ".", k + "[")))
-            ]
-            if not names:
-                break
-            name = max(names, key=len)
-            line = _key_line(node, name, line)
-            node, rest = node[name], rest[len(name) :]
-        else:
-            break
-    return line
-
-
-def _plain(value: Any) -> Any:
-    """ruamel's commented and scalar types as plain Python values."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool | ScalarBoolean):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    return value
-
-
-Fields = dict[str, tuple[Any, _At]]
-
-
-class _Reader:
-    """The first pass: shapes and types. Collects every error and builds what it can."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.errors: list[Problem] = []
-
-    def fail(self, key: str, line: int, message: str) -> None:
-        self.errors.append(Problem(message, key=key, file=self.file, line=line))
-
-    # -- generic shapes ---------------------------------------------------------------------
-
-    def fields(
-        self,
-        value: Any,
-        at: _At,
-        what: str,
-        required: tuple[str, ...] = (),
-        optional: tuple[str, ...] = (),
-    ) -> Fields | None:
-        """A mapping with a fixed set of keys: report unknown and missing ones."""
-        if not isinstance(value, Mapping):
-            self.fail(at.key, at.line, f"{what} must be a mapping, got {_show(value)}")
-            return None
-        allowed = tuple(dict.fromkeys((*required, *optional)))
-        out: Fields = {}
-        for k, v in value.items():
-            line = _key_line(value, k, at.line)
-            if isinstance(k, str) and k in allowed:
-                out[k] = (v, _At(at.child(k), line))
-                continue
-            hint = difflib.get_close_matches(str(k), allowed, n=1)
-            self.fail(
-                at.child(str(k)),
-                line,
-                f"unknown key {str(k)!r} in {what}"
-                + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                + f": expected {_one_of(allowed)}",
-            )
-        for name in required:
-            if name not in value:
-                self.fail(at.child(name), at.line, f"{what} needs {name!r}, which is missing")
-        return out
-
-    def entries(self, value: Any, at: _At, what: str) -> list[tuple[str, Any, _At]]:
-        """A mapping keyed by ids or names chosen in the file; null counts as empty."""
-        if value is None:
-            return []
-        if not isinstance(value, Mapping):
-            self.fail(at.key, at.line, f"must be a mapping of {what}, got {_show(value)}")
-            return []
-        out = []
-        for k, v in value.items():
-            line = _key_line(value, k, at.line)
-            if not isinstance(k, str) or not k:
-                self.fail(at.child(str(k)), line, f"{what} must be named by text, got {_show(k)}")
-                continue
-            out.append((k, v, _At(at.child(k), line)))
-        return out
-
-    def items(self, value: Any, at: _At, what: str) -> list[tuple[Any, _At]]:
-        """A list; null counts as empty."""
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.fail(at.key, at.line, f"must be a list of {what}, got {_show(value)}")
-            return []
-        return [
-            (v, _At(f"{at.key}[{i}]", _item_line(value, i, at.line))) for i, v in enumerate(value)
-        ]
-
-    def get(self, fields: Fields, name: str, read: Callable[[Any, _At], T]) -> T | None:
-        """`read` applied to the field `name`; None when the field is absent."""
-        return read(*fields[name]) if name in fields else None
-
-    # -- scalars ----------------------------------------------------------------------------
-
-    def text(self, value: Any, at: _At) -> str | None:
-        if isinstance(value, str) and value.strip():
-            return str(value)
-        self.fail(at.key, at.line, f"must be non-empty text, got {_show(value)}")
-        return None
-
-    def texts(self, value: Any, at: _At) -> tuple[str, ...]:
-        out = []
-        for v, item_at in self.items(value, at, "names"):
-            name = self.text(v, item_at)
-            if name is not None:
-                out.append(name)
-        return tuple(out)
-
-    def flag(self, value: Any, at: _At) -> bool:
-        if isinstance(value, bool | ScalarBoolean):
-            return bool(value)
-        self.fail(at.key, at.line, f"must be true or false, got {_show(value)}")
-        return False
-
-    def count(self, value: Any, at: _At) -> int | None:
-        if _is_int(value) and value >= 0:
-            return int(value)
-        self.fail(at.key, at.line, f"must be a non-negative integer, got {_show(value)}")
-        return None
-
-    def amount(self, value: Any, at: _At, *, positive: bool = False) -> Decimal | None:
-        amount: Decimal | None = None
-        if not isinstance(value, bool | ScalarBoolean):
-            if isinstance(value, float):
-                value = str(float(value))
-            if isinstance(value, int | str):
-                try:
-                    amount = to_decimal(str(value))
-                except ValueError:
-                    amount = None
-        if amount is None or amount < 0 or (positive and amount == 0):
-            expected = "a positive rate" if positive else "a non-negative amount"
-            self.fail(at.key, at.line, f"must be {expected}, got {_show(value)}")
-            return None
-        return amount
-
-    def currency(self, value: Any, at: _At) -> str | None:
+    def currency(self, value: Any, at: At) -> str | None:
         if isinstance(value, str) and is_currency(str(value)):
             return str(value)
         hint = ""
@@ -394,35 +128,28 @@ class _Reader:
         self.fail(
             at.key,
             at.line,
-            f"unknown currency {_show(value)}{hint}: expected an ISO 4217 code such as USD or EUR",
+            f"unknown currency {show(value)}{hint}: expected an ISO 4217 code such as USD or EUR",
         )
         return None
 
-    def choice(self, value: Any, at: _At, choices: tuple[T, ...]) -> T | None:
-        for c in choices:
-            if isinstance(value, str) and value == c:
-                return c
-        self.fail(at.key, at.line, f"must be {_one_of(choices)}, got {_show(value)}")
-        return None
-
-    def prices(self, value: Any, at: _At, currency: str) -> dict[Interval, Money]:
+    def prices(self, value: Any, at: At, currency: str) -> dict[Interval, Money]:
         out: dict[Interval, Money] = {}
         if not isinstance(value, Mapping):
             self.fail(
                 at.key,
                 at.line,
-                f"must be a mapping of interval to amount such as {{month: 29}}, got {_show(value)}",
+                f"must be a mapping of interval to amount such as {{month: 29}}, got {show(value)}",
             )
             return out
         if not value:
-            self.fail(at.key, at.line, f"must give an amount for {_one_of(INTERVALS)}")
+            self.fail(at.key, at.line, f"must give an amount for {one_of(INTERVALS)}")
         for name, v, price_at in self.entries(value, at, "intervals"):
             interval = next((i for i in INTERVALS if i == name), None)
             if interval is None:
                 self.fail(
                     price_at.key,
                     price_at.line,
-                    f"unknown interval {name!r}: expected {_one_of(INTERVALS)}",
+                    f"unknown interval {name!r}: expected {one_of(INTERVALS)}",
                 )
                 continue
             amount = self.amount(v, price_at)
@@ -436,7 +163,7 @@ class _Reader:
         if root is None:
             self.fail("", 1, "the catalog is empty: expected a mapping with currency and plans")
             return None
-        top = self.fields(root, _At("", 1), "the catalog", ("currency", "plans"), TOP_LEVEL_KEYS)
+        top = self.fields(root, At("", 1), "the catalog", ("currency", "plans"), TOP_LEVEL_KEYS)
         if top is None:
             return None
         currency = self.get(top, "currency", self.currency)
@@ -471,7 +198,7 @@ class _Reader:
             case_studies=case_studies,
         )
 
-    def metrics(self, value: Any, at: _At) -> dict[str, Metric]:
+    def metrics(self, value: Any, at: At) -> dict[str, Metric]:
         out: dict[str, Metric] = {}
         for metric_id, v, metric_at in self.entries(value, at, "metrics"):
             f = self.fields(v, metric_at, "a metric", ("kind", "source"), ("window",))
@@ -492,24 +219,24 @@ class _Reader:
             out[metric_id] = Metric(metric_id, kind, trait, event, prop, window, up, down)
         return out
 
-    def window(self, value: Any, at: _At) -> Window:
+    def window(self, value: Any, at: At) -> Window:
         if value is None:
             return None
         if value == "billing_period":
             return "billing_period"
-        if _is_int(value) and value > 0:
+        if is_int(value) and value > 0:
             return int(value)
         self.fail(
             at.key,
             at.line,
-            f"must be billing_period or a positive number of days, got {_show(value)}",
+            f"must be billing_period or a positive number of days, got {show(value)}",
         )
         return None
 
-    def where(self, value: Any, at: _At) -> dict[str, Any]:
-        return {name: _plain(v) for name, v, _ in self.entries(value, at, "event properties")}
+    def where(self, value: Any, at: At) -> dict[str, Any]:
+        return {name: plain(v) for name, v, _ in self.entries(value, at, "event properties")}
 
-    def signals(self, value: Any, at: _At) -> dict[str, UsageSignal]:
+    def signals(self, value: Any, at: At) -> dict[str, UsageSignal]:
         out: dict[str, UsageSignal] = {}
         for signal_id, v, signal_at in self.entries(value, at, "signals"):
             f = self.fields(
@@ -525,7 +252,7 @@ class _Reader:
                 out[signal_id] = UsageSignal(signal_id, event, where, at_least, window_days)
         return out
 
-    def rule(self, value: Any, at: _At) -> ActivationRule | None:
+    def rule(self, value: Any, at: At) -> ActivationRule | None:
         if value is None and at.key == "activation":
             return None  # `activation:` left empty: no activation rule
         f = self.fields(value, at, "an activation rule", (), ("all_of", "any_of"))
@@ -535,7 +262,7 @@ class _Reader:
         any_of = self.get(f, "any_of", self.rule_parts) or ()
         return ActivationRule(all_of, any_of)
 
-    def rule_parts(self, value: Any, at: _At) -> tuple[Condition | ActivationRule, ...]:
+    def rule_parts(self, value: Any, at: At) -> tuple[Condition | ActivationRule, ...]:
         out: list[Condition | ActivationRule] = []
         for v, part_at in self.items(value, at, "conditions"):
             part: Condition | ActivationRule | None
@@ -547,7 +274,7 @@ class _Reader:
                 out.append(part)
         return tuple(out)
 
-    def condition(self, value: Any, at: _At) -> Condition | None:
+    def condition(self, value: Any, at: At) -> Condition | None:
         f = self.fields(
             value,
             at,
@@ -567,22 +294,22 @@ class _Reader:
             return None
         return Condition(event, at_least, where, within_days)
 
-    def limits(self, value: Any, at: _At) -> dict[str, int]:
+    def limits(self, value: Any, at: At) -> dict[str, int]:
         out: dict[str, int] = {}
         for metric, v, limit_at in self.entries(value, at, "metric limits"):
             if v is None:
                 continue  # null: unlimited, the same as leaving the metric out
-            if _is_int(v) and v >= 0:
+            if is_int(v) and v >= 0:
                 out[metric] = int(v)
             else:
                 self.fail(
                     limit_at.key,
                     limit_at.line,
-                    f"must be a non-negative integer, or null for unlimited, got {_show(v)}",
+                    f"must be a non-negative integer, or null for unlimited, got {show(v)}",
                 )
         return out
 
-    def grants(self, value: Any, at: _At) -> dict[str, int]:
+    def grants(self, value: Any, at: At) -> dict[str, int]:
         out: dict[str, int] = {}
         for metric, v, grant_at in self.entries(value, at, "metric grants"):
             amount = self.count(v, grant_at)
@@ -590,7 +317,7 @@ class _Reader:
                 out[metric] = amount
         return out
 
-    def plans(self, value: Any, at: _At, currency: str) -> tuple[Plan, ...]:
+    def plans(self, value: Any, at: At, currency: str) -> tuple[Plan, ...]:
         out = []
         for tier, (v, plan_at) in enumerate(self.items(value, at, "plans")):
             f = self.fields(
@@ -615,7 +342,7 @@ class _Reader:
                 )
         return tuple(out)
 
-    def add_ons(self, value: Any, at: _At, currency: str) -> tuple[AddOn, ...]:
+    def add_ons(self, value: Any, at: At, currency: str) -> tuple[AddOn, ...]:
         out = []
         for v, add_on_at in self.items(value, at, "add-ons"):
             f = self.fields(
@@ -639,7 +366,7 @@ class _Reader:
                 out.append(AddOn(add_on_id, name, prices, requires, grants, features, goals, value))
         return tuple(out)
 
-    def products(self, value: Any, at: _At, currency: str) -> tuple[Product, ...]:
+    def products(self, value: Any, at: At, currency: str) -> tuple[Product, ...]:
         out = []
         for v, product_at in self.items(value, at, "products"):
             f = self.fields(
@@ -663,7 +390,7 @@ class _Reader:
                 out.append(Product(product_id, name, prices, goals, signals, features, value))
         return tuple(out)
 
-    def value(self, value: Any, at: _At, currency: str) -> ItemValue | None:
+    def value(self, value: Any, at: At, currency: str) -> ItemValue | None:
         """``value: {hours_saved_per_month, revenue_per_month}``: what the item is worth."""
         f = self.fields(value, at, "value", (), ("hours_saved_per_month", "revenue_per_month"))
         if f is None:
@@ -674,7 +401,7 @@ class _Reader:
             return None
         return ItemValue(hours, None if revenue is None else Money(revenue, currency))
 
-    def usage(self, value: Any, at: _At, currency: str) -> tuple[UsagePricedItem, ...]:
+    def usage(self, value: Any, at: At, currency: str) -> tuple[UsagePricedItem, ...]:
         out = []
         for v, usage_at in self.items(value, at, "usage-priced items"):
             f = self.fields(
@@ -690,7 +417,7 @@ class _Reader:
                 out.append(UsagePricedItem(usage_id, name, Money(unit_price, currency), metric))
         return tuple(out)
 
-    def fx(self, value: Any, at: _At, base: str) -> dict[str, Decimal]:
+    def fx(self, value: Any, at: At, base: str) -> dict[str, Decimal]:
         out: dict[str, Decimal] = {}
         for code, v, rate_at in self.entries(value, at, "currencies"):
             currency = self.currency(code, rate_at)
@@ -707,7 +434,7 @@ class _Reader:
             out[currency] = rate
         return out
 
-    def price_books(self, value: Any, at: _At) -> dict[str, dict[str, Mapping[Interval, Money]]]:
+    def price_books(self, value: Any, at: At) -> dict[str, dict[str, Mapping[Interval, Money]]]:
         out: dict[str, dict[str, Mapping[Interval, Money]]] = {}
         for code, v, book_at in self.entries(value, at, "currencies"):
             currency = self.currency(code, book_at)
@@ -719,7 +446,7 @@ class _Reader:
                 out[currency] = book
         return out
 
-    def case_studies(self, value: Any, at: _At) -> tuple[CaseStudy, ...]:
+    def case_studies(self, value: Any, at: At) -> tuple[CaseStudy, ...]:
         out = []
         for v, case_at in self.items(value, at, "case studies"):
             f = self.fields(v, case_at, "a case study", ("industry", "customer", "result"))
@@ -731,10 +458,3 @@ class _Reader:
             if industry is not None and customer is not None and result is not None:
                 out.append(CaseStudy(industry, customer, result))
         return tuple(out)
-
-
-def _one_of(choices: Iterable[Any]) -> str:
-    names = [str(c) for c in choices]
-    if len(names) <= 2:
-        return " or ".join(names)
-    return ", ".join(names[:-1]) + " or " + names[-1]

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from upsell.domain.catalog import Catalog
 from upsell.domain.experiments import lift
 from upsell.domain.metrics import CAUSES, MOVEMENT_TYPES, MetricSettings, from_micros
-from upsell.engine.backends import Engine
+from upsell.engine.backends import Backend
 from upsell.engine.movements import (
     materialised_changes,
     monthly_summary,
@@ -37,7 +37,8 @@ from upsell.engine.outcomes import (
     offer_outcomes,
     response_offer_ids,
 )
-from upsell.pipeline import refresh_rollups
+from upsell.errors import WorkspaceError
+from upsell.flows.opportunities import refresh_rollups
 from upsell.store.arrow import (
     accounts_table,
     contacts_arrow,
@@ -47,6 +48,7 @@ from upsell.store.arrow import (
 )
 from upsell.store.contacts import RESPONSE_EVENTS
 from upsell.store.schema import events, subscription_items
+from upsell.workspace import Workspace
 
 CENT = Decimal("0.01")
 
@@ -90,7 +92,38 @@ def data_span(*, conn: sa.Connection) -> tuple[date, date] | None:
 
 
 def build_report(
-    engine: Engine,
+    ws: Workspace,
+    *,
+    first: date | None = None,
+    last: date | None = None,
+    locale: str | None = None,
+    top: Iterable[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The report for the months from `first`'s to `last`'s (UTC; by default the first and the
+    last month the workspace has data for), with config.yaml's metric settings, formatted for
+    `locale` (by default config.yaml's). `top` are the opportunity or decision lines to list as
+    the top opportunities (by default those of the latest `upsell run`)."""
+    catalog = ws.catalog()
+    with ws.db.connect() as conn:
+        span = data_span(conn=conn)
+        if span is None:
+            raise WorkspaceError(f"{ws.folder} has no subscriptions to report on")
+        return _build(
+            ws.backend,
+            conn=conn,
+            catalog=catalog,
+            rollups=ws.rollups,
+            settings=ws.config.metrics,
+            first=first or span[0],
+            last=last or span[1],
+            locale=locale or ws.config.locale,
+            workspace=str(ws.folder),
+            top=top,
+        )
+
+
+def _build(
+    backend: Backend,
     *,
     conn: sa.Connection,
     catalog: Catalog,
@@ -98,23 +131,21 @@ def build_report(
     settings: MetricSettings,
     first: date,
     last: date,
-    locale: str = "en",
-    workspace: str = "",
-    top: Iterable[Mapping[str, Any]] = (),
+    locale: str,
+    workspace: str,
+    top: Iterable[Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """The report for the months from `first`'s to `last`'s (UTC). `top` are the opportunity or
-    decision lines to list as the top opportunities (by default those of the latest `upsell run`)."""
     start, end = _month_start(first), _next_month(_month_start(last))
     subscriptions = subscriptions_table(conn=conn)
     rows = mrr_rows(subscriptions, catalog, settings)
-    ch = materialised_changes(engine, rows, settings)
-    months = monthly_summary(engine, first=start, last=end - timedelta(days=1), changes_table=ch)
-    upgrades = _upgrades_by_month(engine, ch)
+    ch = materialised_changes(backend, rows, settings)
+    months = monthly_summary(backend, first=start, last=end - timedelta(days=1), changes_table=ch)
+    upgrades = _upgrades_by_month(backend, ch)
     shown = []
     for m in months:
         month_start = datetime.strptime(f"{m['month']}-01", "%Y-%m-%d").replace(tzinfo=UTC)
         month_end = _next_month(month_start)
-        ttm = retention(engine, ch, month_end - _year(month_end), month_end)
+        ttm = retention(backend, ch, month_end - _year(month_end), month_end)
         shown.append(_month(m, ttm, upgrades.get(str(m["month"]), 0)))
 
     contacts = contacts_arrow(conn=conn)
@@ -127,16 +158,16 @@ def build_report(
     span = data_span(conn=conn)
     data_end = datetime.combine(span[1] + timedelta(days=1), time(), UTC) if span else end
     offers, reach, incremental = _offers(
-        engine, contacts, rows, ch, conn, settings, start, end, data_end
+        backend, contacts, rows, ch, conn, settings, start, end, data_end
     )
     usage = None
-    rolled, _ = refresh_rollups(engine, conn=conn, catalog=catalog, folder=rollups)
+    rolled, _ = refresh_rollups(backend, conn=conn, catalog=catalog, folder=rollups)
     if rolled.state["parts"]:
-        usage = rolled.usage(engine)
+        usage = rolled.usage(backend)
     boundaries = [start]
     while boundaries[-1] < end:
         boundaries.append(_next_month(boundaries[-1]))
-    cohort_rows = cohorts(engine, accounts_table(conn=conn), ch, usage, boundaries)
+    cohort_rows = cohorts(backend, accounts_table(conn=conn), ch, usage, boundaries)
     top_lines = list(top) or _latest_decisions(contacts)
     return {
         "currency": catalog.currency,
@@ -152,7 +183,7 @@ def build_report(
             "gross_margin": settings.gross_margin,
             "attribution_days": settings.attribution_days,
         },
-        "summary": _summary(months, shown, engine, ch, settings, start, end, reach),
+        "summary": _summary(months, shown, backend, ch, settings, start, end, reach),
         "months": shown,
         "offers": offers,
         "incremental": incremental,
@@ -193,7 +224,7 @@ def _month(m: Mapping[str, Any], ttm: Mapping[str, int], upgrades: int) -> dict[
     return {k: out[k] for k in order} | {k: v for k, v in out.items() if k not in order}
 
 
-def _upgrades_by_month(engine: Engine, ch: Any) -> dict[str, int]:
+def _upgrades_by_month(backend: Backend, ch: Any) -> dict[str, int]:
     """Accounts that moved to a higher plan each month among those paying at its start (the
     upsell conversion rate's numerator: a subset of its denominator)."""
     c = ch.mutate(month=ch.at.truncate("M"))
@@ -205,14 +236,14 @@ def _upgrades_by_month(engine: Engine, ch: Any) -> dict[str, int]:
         .over(ibis.window(group_by=[c.account_id, c.month]))
     )
     up = c.filter((c.upsell > 0) & (c.start > 0))
-    table = engine.arrow(up.group_by("month").aggregate(n=up.account_id.nunique()))
+    table = backend.arrow(up.group_by("month").aggregate(n=up.account_id.nunique()))
     return {r["month"].strftime("%Y-%m"): int(r["n"]) for r in table.to_pylist()}
 
 
 def _summary(
     months: list[dict[str, Any]],
     shown: list[dict[str, Any]],
-    engine: Engine,
+    backend: Backend,
     ch: Any,
     settings: MetricSettings,
     start: datetime,
@@ -230,7 +261,7 @@ def _summary(
     ltv = arpa * settings.gross_margin / gross if gross else None
     ltv_with = arpa * settings.gross_margin / net if net and net > 0 else None
     window = ch.filter((ch.at >= start) & (ch.at < end))
-    upsells = engine.arrow(
+    upsells = backend.arrow(
         window.filter(window.upsell > 0).aggregate(
             n=window.account_id.count(),
             value=window.upsell.sum(),
@@ -254,12 +285,12 @@ def _summary(
         "average_upgrade_value": _money(int(upsells["value"] or 0) / upsells["n"])
         if upsells["n"]
         else None,
-        "time_to_upsell_days": _time_to_upsell(engine, ch, start, end),
+        "time_to_upsell_days": _time_to_upsell(backend, ch, start, end),
         "reach": reach,
     }
 
 
-def _time_to_upsell(engine: Engine, ch: Any, start: datetime, end: datetime) -> dict[str, Any]:
+def _time_to_upsell(backend: Backend, ch: Any, start: datetime, end: datetime) -> dict[str, Any]:
     """Days from each account's first paid change to its first upgrade (metrics.md), for the
     accounts whose first upgrade falls in the period; quartiles by the inclusive method."""
     paid = ch.filter((ch.before == 0) & (ch.after > 0))
@@ -269,7 +300,7 @@ def _time_to_upsell(engine: Engine, ch: Any, start: datetime, end: datetime) -> 
     both = paid.join(up, "account_id")
     days = sorted(
         (r["up"] - r["paid"]).total_seconds() / 86_400
-        for r in engine.arrow(both.select("paid", "up")).to_pylist()
+        for r in backend.arrow(both.select("paid", "up")).to_pylist()
         if r["up"] >= r["paid"]
     )
     if not days:
@@ -279,7 +310,7 @@ def _time_to_upsell(engine: Engine, ch: Any, start: datetime, end: datetime) -> 
 
 
 def _offers(
-    engine: Engine,
+    backend: Backend,
     contacts: pa.Table,
     rows: pa.Table,
     ch: Any,
@@ -300,7 +331,7 @@ def _offers(
     contacts = contacts.append_column("trial_days", pa.array(trial, pa.int64()))
     responses = response_offer_ids(events_named(conn=conn, names=list(RESPONSE_EVENTS)))
     outcome = offer_outcomes(
-        engine,
+        backend,
         contacts,
         rows,
         ch,
@@ -354,7 +385,7 @@ def _offers(
     eligible = {r["account_id"] for r in records} | {x["account_id"] for x in refused}
     saw = {r["account_id"] for r in records if r["opened"] or r["clicked"]}
     reach = _ratio(len(saw), len(eligible))
-    groups_table = expansion_since_first_decision(engine, contacts, ch, end=end)
+    groups_table = expansion_since_first_decision(backend, contacts, ch, end=end)
     treated = [
         float(from_micros(int(r["expansion"])))
         for r in groups_table.to_pylist()

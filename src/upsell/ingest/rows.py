@@ -3,7 +3,7 @@
 Parsing a row needs nothing but the row: it turns raw values (strings from CSV, JSON values from JSONL,
 Arrow values from Parquet) into checked Python values, or raises `RowError` with a reason that names
 the column and the value. Checks that need the workspace (is the account known? what does the catalog
-charge?) happen in `upsell.sources.importer`, batch by batch.
+charge?) happen in `upsell.ingest.importer`, batch by batch.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from upsell.domain.accounts import Account
 from upsell.domain.events import Event, default_message_id
 from upsell.domain.money import INTERVALS, Interval, is_currency, to_decimal
 from upsell.domain.subscriptions import STATUSES, Status
-from upsell.sources.tables import Column
+from upsell.ingest.tables import Column
 
 Kind = Literal["accounts", "subscriptions", "events"]
 

@@ -1,17 +1,74 @@
-"""`upsell run` and `upsell playbooks`: the tables on the terminal."""
+"""`upsell run`: decide, record and deliver the offers of a day; the tables on the terminal."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from upsell.domain.playbooks import Condition, Playbooks
-from upsell.runs import RunResult
-from upsell.templates import TemplateReport
+from upsell.cli.console import err, errors
+from upsell.cli.options import EngineOption, RebuildOption, WorkspaceOption, as_of, open_workspace
+from upsell.cli.output import write_lines
+from upsell.flows.offers import RunResult, run_offers
+
+
+def run(
+    as_of_text: Annotated[
+        str,
+        typer.Option(
+            "--as-of",
+            metavar="DATE",
+            help="The date to decide at (YYYY-MM-DD): the signals see the whole days before it.",
+        ),
+    ],
+    workspace: WorkspaceOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", metavar="F", help="Write the decision lines (.jsonl, .csv or .parquet)."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Decide and write --out, but record and send nothing."),
+    ] = False,
+    engine: EngineOption = "duckdb",
+    rebuild: RebuildOption = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the decision lines (JSONL) on stdout.")
+    ] = False,
+) -> None:
+    """Decide the one offer worth making to each account now, record it and deliver it
+    (docs/decisions.md).
+
+    Opportunities go through the workspace's playbooks.yaml (or the built-in playbooks) and its
+    guardrails; each offer gets its message in the account's language and goes out through its
+    channel (in-app queue, email over SMTP, CSM task or webhook, set up with UPSELL_* variables).
+    Running the same --as-of again sends nothing twice and retries failed deliveries. A summary
+    (offers by kind, channel and playbook; refusals by guardrail) goes to stderr.
+    """
+    day = as_of(as_of_text)
+    with errors():
+        with open_workspace(workspace, engine) as ws:
+            playbooks = ws.playbooks(ws.catalog())
+            ws.templates.require(playbooks.templates)
+            channels = None if dry_run else ws.channels(playbooks)
+            with err.status("Deciding offers"):
+                result = run_offers(ws, day, channels=channels, rebuild=rebuild)
+        if out is not None:
+            n = write_lines(out, result.lines)
+            err.print(f"Wrote {n:,} decisions to {out}", highlight=False)
+    print_run(err, result)
+    if as_json:
+        for line in result.lines:
+            typer.echo(json.dumps(line, ensure_ascii=False))
 
 
 def _counts(console: Console, title: str, header: str, counts: Iterable[tuple[str, int]]) -> None:
@@ -94,63 +151,3 @@ def print_message(console: Console, line: dict[str, object]) -> None:
     for paragraph in str(m["body"]).split("\n\n"):
         console.print(f"  {paragraph}", highlight=False, soft_wrap=True, markup=False)
     console.print(f"  [{m['cta']}] {m['cta_url']}", highlight=False, soft_wrap=True, markup=False)
-
-
-def _trigger(conditions: tuple[Condition, ...]) -> str:
-    parts = []
-    for c in conditions:
-        value = ", ".join(c.value) if isinstance(c.value, tuple) else str(c.value)
-        parts.append(f"{c.fact} {c.op.replace('_', ' ')} {value}")
-    return "; ".join(parts) or "(always)"
-
-
-def print_playbooks(console: Console, playbooks: Playbooks, source: str) -> None:
-    console.print(f"\nPlaybooks ({source}):", highlight=False)
-    for p in playbooks.playbooks:
-        offer = []
-        if p.offer.trial_days:
-            offer.append(f"{p.offer.trial_days}-day trial")
-        if p.offer.discount_percent is not None:
-            offer.append(f"{p.offer.discount_percent}% off")
-        if p.offer.promotion:
-            offer.append(f"promotion {p.offer.promotion}")
-        if p.offer.deadline_days:
-            offer.append(f"ends after {p.offer.deadline_days} days")
-        line = (
-            f"  [bold]{p.id}[/]: when {_trigger(p.trigger)} → {p.channel} {p.placement}, "
-            f"template {p.template}"
-        )
-        if offer:
-            line += ", " + ", ".join(offer)
-        if p.experiment is not None:
-            arms = ", ".join(v.id for v in p.experiment.variants)
-            line += f"; experiment {p.experiment.id} ({arms})"
-        console.print(line, highlight=False, soft_wrap=True)
-    s, g = playbooks.settings, playbooks.guardrails
-    console.print(
-        f"Holdout {s.holdout_share:.0%} (key {s.holdout_key!r}); caps: "
-        + "; ".join(c.label for c in g.caps)
-        + f"; cooldown after a dismissal {g.dismissed_cooldown_days} days.",
-        highlight=False,
-        soft_wrap=True,
-    )
-
-
-def print_template_report(console: Console, report: TemplateReport, *, show: int = 8) -> None:
-    for p in report.problems:
-        style = "yellow" if p.severity == "warning" else "red"
-        console.print(f"[{style}]{p}[/]", highlight=False, soft_wrap=True)
-    if not report.missing:
-        console.print("Every message is translated in every language.", highlight=False)
-        return
-    for m in report.missing:
-        total = len(m.messages) + len(m.terms)
-        console.print(
-            f"[yellow]{m.language}:[/] {total:,} messages without a translation "
-            "(shown in English):",
-            highlight=False,
-        )
-        for text in [*m.messages, *m.terms][:show]:
-            console.print(f"  {text}", highlight=False, markup=False, soft_wrap=True)
-        if total > show:
-            console.print(f"  ... and {total - show:,} more", highlight=False)

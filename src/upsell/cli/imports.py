@@ -1,0 +1,195 @@
+"""`upsell import`: the catalog and the data files into the workspace, with progress and a table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from upsell.cli.console import EXIT_INVALID_INPUT, err, errors, fail
+from upsell.cli.options import WorkspaceOption, open_workspace
+from upsell.errors import ImportRejected
+from upsell.ingest.importer import FileImport, import_catalog, import_table
+from upsell.ingest.importer import Progress as ProgressCallback
+from upsell.ingest.rows import Kind
+
+#: Files smaller than this import without a progress bar.
+PROGRESS_MIN_BYTES = 4 << 20
+
+
+def import_(
+    workspace: WorkspaceOption = None,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="catalog.yaml: plans, add-ons, products, metrics, prices.",
+            show_default=False,
+        ),
+    ] = None,
+    accounts: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="Accounts file (.csv, .jsonl or .parquet).", show_default=False
+        ),
+    ] = None,
+    subscriptions: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Subscriptions file: one row per period an item was held.",
+            show_default=False,
+        ),
+    ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="Usage events file, in Segment's track shape.", show_default=False
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Store nothing from a file that has any invalid row (and stop there)."
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print what was imported as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Import the catalog and data files into the workspace, in that order.
+
+    Invalid rows are written to FILE.rejects.jsonl with their row number and reason; the valid rows
+    of that file are stored (with --strict, none are). Importing the same file again stores nothing
+    new; a subscriptions or events file that grew is read on from where the last import stopped.
+    Exit status 1 when any row was rejected.
+    """
+    if not any((catalog, accounts, subscriptions, events)):
+        raise fail("nothing to import: give --catalog, --accounts, --subscriptions or --events")
+    results: list[FileImport] = []
+    rejected_file: ImportRejected | None = None
+    skipped: list[str] = []
+    summary: dict[str, object] = {}
+    with errors(), open_workspace(workspace) as ws:
+        if catalog is not None:
+            done = import_catalog(db=ws.db, path=catalog)
+            for warning in done.loaded.warnings:
+                err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+            state = "new version" if done.created else "unchanged"
+            err.print(f"Catalog {catalog}: version {done.version} ({state}).", highlight=False)
+            summary["catalog"] = {
+                "file": str(catalog),
+                "version": done.version,
+                "created": done.created,
+            }
+        loaded = ws.loaded_catalog()
+        given: list[tuple[Kind, Path | None]] = [
+            ("accounts", accounts),
+            ("subscriptions", subscriptions),
+            ("events", events),
+        ]
+        files = [(kind, path) for kind, path in given if path is not None]
+        for position, (kind, path) in enumerate(files):
+            try:
+                with progress_bar(path) as progress:
+                    result = import_table(
+                        db=ws.db,
+                        kind=kind,
+                        path=path,
+                        catalog=loaded.catalog if loaded else None,
+                        strict=strict,
+                        progress=progress,
+                    )
+            except ImportRejected as exc:
+                rejected_file = exc
+                skipped = [str(p) for _, p in files[position + 1 :]]
+                break
+            results.append(result)
+            if strict and result.rejected:
+                skipped = [str(p) for _, p in files[position + 1 :]]
+                break
+    print_results(results)
+    if skipped and rejected_file is None:
+        err.print(
+            f"Not imported (--strict stops at the first file with rejects): {', '.join(skipped)}"
+        )
+    if rejected_file is not None:
+        message = f"{rejected_file}\nNothing was stored from {rejected_file.file}"
+        if skipped:
+            message += f"; not imported either: {', '.join(skipped)}"
+        raise fail(message + ".", EXIT_INVALID_INPUT)
+    if as_json:
+        summary["files"] = [r.as_dict() for r in results]
+        typer.echo(json.dumps(summary, indent=2))
+    if any(r.rejected for r in results):
+        raise typer.Exit(EXIT_INVALID_INPUT)
+
+
+@contextmanager
+def progress_bar(path: Path, *, always: bool = False) -> Iterator[ProgressCallback | None]:
+    """A progress bar of `path`'s bytes while it imports (only for large files unless `always`)."""
+    size = path.stat().st_size if path.is_file() else 0
+    if size < PROGRESS_MIN_BYTES and not always:
+        yield None
+        return
+    columns = (
+        TextColumn(f"{path.name}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("import", total=size)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def print_results(results: list[FileImport]) -> None:
+    """The table of what each file's import did, and the first rejects of each."""
+    if not results:
+        return
+    table = Table(title="Imported", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("file", "kind", "rows", "new", "updated", "unchanged", "rejected"):
+        table.add_column(
+            name,
+            justify="left" if name in ("file", "kind") else "right",
+            no_wrap=True,
+            min_width=len(name),
+        )
+    for r in results:
+        table.add_row(
+            r.file.name,
+            r.kind,
+            f"{r.read:,}",
+            f"{r.new:,}",
+            f"{r.updated:,}",
+            f"{r.unchanged:,}",
+            f"[red]{r.rejected:,}[/]" if r.rejected else "0",
+        )
+    err.print(table)
+    for r in results:
+        if r.resumed_after_row:
+            err.print(f"{r.file}: resumed after row {r.resumed_after_row:,} (imported before).")
+        if r.rejected:
+            state = "nothing stored (--strict)" if not r.stored else "valid rows stored"
+            err.print(
+                f"[red]{r.file}: {r.rejected:,} rows rejected[/], {state}; reasons in {r.rejects_file}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            for line in r.first_rejects:
+                err.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)

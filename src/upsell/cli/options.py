@@ -1,0 +1,59 @@
+"""The options several commands share, and opening the workspace they name."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from upsell.engine.backends import BACKENDS, BackendName
+from upsell.settings import Settings
+from upsell.workspace import Workspace
+
+WorkspaceOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        metavar="DIR",
+        envvar="UPSELL_WORKSPACE",
+        help="Workspace folder (default: the current folder).",
+        show_default=False,
+    ),
+]
+
+
+def _engine_name(value: str) -> str:
+    if value not in BACKENDS:
+        raise typer.BadParameter(f"must be one of {', '.join(BACKENDS)}, got {value!r}")
+    return value
+
+
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar="NAME",
+        callback=_engine_name,
+        help="Engine back end: duckdb | pyspark.",
+    ),
+]
+RebuildOption = Annotated[
+    bool, typer.Option("--rebuild", help="Rebuild the daily rollups from all events.")
+]
+
+
+def as_of(value: str) -> date:
+    """A day given on the command line (``YYYY-MM-DD``; a longer timestamp is cut to its day)."""
+    try:
+        return date.fromisoformat(value[:10]) if len(value) >= 10 else date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD") from None
+
+
+def open_workspace(folder: Path | None, engine: str = "duckdb") -> Workspace:
+    """The workspace a command works on, with the process's settings read here, once."""
+    backend: BackendName = "pyspark" if engine == "pyspark" else "duckdb"
+    return Workspace.open(folder, Settings(), backend=backend)
