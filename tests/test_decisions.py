@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from upsell.domain.contacts import KINDS, Kind
 from upsell.domain.decisions import (
     CSM_LARGE_TERM,
     CSM_SMALL_TERM,
@@ -38,6 +37,7 @@ from upsell.domain.decisions import (
     variant_for,
 )
 from upsell.domain.money import Money
+from upsell.domain.offers import KINDS, Kind
 from upsell.domain.opportunities import Opportunity, Reason
 from upsell.domain.playbooks import (
     Cap,

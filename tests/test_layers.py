@@ -22,17 +22,20 @@ IO_STDLIB = {
 
 # Who may import whom, in the flow's direction (architecture.md, "Layers"): a layer may import the
 # layers listed for it. A layer is a package (a folder) or a single module (``workspace.py``).
-BELOW_FLOWS = {"domain", "store", "config", "ingest", "engine", "channels", "templates", "settings"}
+BELOW_FLOWS = {
+    "domain", "columns", "store", "config", "ingest", "engine", "channels", "templates", "settings",
+}  # fmt: skip
 LAYERS = {
     "domain": set(),
+    "columns": set(),
     "settings": set(),
-    "store": {"domain"},
+    "store": {"domain", "columns"},
     "config": {"domain"},
-    "ingest": {"domain", "store", "config"},
-    "engine": {"domain"},
+    "ingest": {"domain", "columns", "store", "config"},
+    "engine": {"domain", "columns"},
     "channels": {"domain", "settings"},
     "templates": {"domain"},
-    "workspace": {"domain", "store", "config", "engine", "channels", "templates", "settings"},
+    "workspace": BELOW_FLOWS - {"ingest"},
     "flows": BELOW_FLOWS | {"workspace"},
     "report": {"domain"},
     "simulator": BELOW_FLOWS | {"workspace", "flows"},

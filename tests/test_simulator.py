@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from upsell.config.catalog import parse_catalog
+from upsell.domain.catalog import BUSINESS_MODELS as MODELS
 from upsell.simulator import responses
 from upsell.simulator.files import FILES, simulate
 from upsell.simulator.population import RESPONSE_TYPES
-from upsell.simulator.profiles import MODELS
 from upsell.simulator.world import SimConfig, SimulationError, World
 
 

@@ -13,9 +13,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from upsell.domain.accounts import Account, User
-from upsell.domain.contacts import CONTACT_STATUSES, KINDS, RESPONSE_KINDS, Contact, Response
+from upsell.domain.contacts import CONTACT_STATUSES, RESPONSE_KINDS, Contact, Response
 from upsell.domain.events import Event
 from upsell.domain.money import INTERVALS, Money
+from upsell.domain.offers import KINDS
 from upsell.domain.subscriptions import STATUSES, SubscriptionItem
 from upsell.errors import WorkspaceError
 from upsell.store import db, schema

@@ -40,6 +40,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader, TemplateError, TemplateNotFou
 from jinja2.ext import babel_extract
 from jinja2.sandbox import SandboxedEnvironment
 
+from upsell.domain.calendar import iso
 from upsell.domain.catalog import Catalog
 from upsell.domain.messages import DEFAULT_LANGUAGE, LANGUAGES, language_of
 from upsell.domain.money import Money, format_money
@@ -176,7 +177,7 @@ class MessageTemplates:
             "body": body,
             "cta": _line(parts.get("cta", "")),
             "cta_url": url,
-            "expires_at": None if expires_at is None else _iso(expires_at),
+            "expires_at": None if expires_at is None else iso(expires_at),
         }
         if "talking_points" in parts:
             message["talking_points"] = [
@@ -372,10 +373,6 @@ def _number(value: Any, locale: str) -> str:
     elif isinstance(value, float):
         value = round(value, 1)
     return str(format_decimal(value, locale=locale))
-
-
-def _iso(at: datetime | date) -> str:
-    return at.isoformat().replace("+00:00", "Z")
 
 
 def sample_facts(kind: str = "upsell") -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from upsell.domain.offers import CHANNELS
 from upsell.errors import ChannelError
 from upsell.settings import Settings
 
@@ -71,7 +72,8 @@ class Channel(Protocol):
 
 ChannelFactory = Callable[[Settings], Channel]
 
-BUILTIN_CHANNELS: tuple[str, ...] = ("in_app", "email", "webhook", "csm_task")
+#: Always known; `register_channel` adds others.
+BUILTIN_CHANNELS: tuple[str, ...] = CHANNELS
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 _plugins: dict[str, ChannelFactory] = {}
 

@@ -22,10 +22,10 @@ from rich.table import Table
 
 from upsell.cli.console import EXIT_INVALID_INPUT, err, errors, fail
 from upsell.cli.options import WorkspaceOption, open_workspace
+from upsell.columns import InputTable
 from upsell.errors import ImportRejected
 from upsell.ingest.importer import FileImport, import_catalog, import_table
 from upsell.ingest.importer import Progress as ProgressCallback
-from upsell.ingest.rows import Kind
 
 #: Files smaller than this import without a progress bar.
 PROGRESS_MIN_BYTES = 4 << 20
@@ -97,7 +97,7 @@ def import_(
                 "created": done.created,
             }
         loaded = ws.loaded_catalog()
-        given: list[tuple[Kind, Path | None]] = [
+        given: list[tuple[InputTable, Path | None]] = [
             ("accounts", accounts),
             ("subscriptions", subscriptions),
             ("events", events),

@@ -54,14 +54,13 @@ from upsell.config._yaml import (
     show,
 )
 from upsell.domain.catalog import Catalog
+from upsell.domain.offers import CHANNELS, PLACEMENTS
 from upsell.domain.opportunities import REASON_CODES
 from upsell.domain.playbooks import (
-    CHANNELS,
     DEFAULT_CONTACT_COST,
     DEFAULT_REACH_DAYS,
     FACTS,
     OPS,
-    PLACEMENTS,
     Cap,
     Condition,
     DecisionSettings,

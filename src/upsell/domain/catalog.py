@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, TypeAlias
 
-from upsell.domain.money import INTERVALS, FxRates, Interval, Money
+from upsell.domain.money import INTERVALS, FxRates, Interval, Money, monthly
 from upsell.errors import CurrencyError, Problem
 
 BusinessModel = Literal["saas", "freemium", "game", "software"]
@@ -191,6 +191,8 @@ class CaseStudy:
 
 
 Item: TypeAlias = Plan | AddOn | Product | UsagePricedItem
+#: What kind of thing an item is: a tier, an extra for a plan, a standalone product, pay-as-you-go.
+ItemKind = Literal["plan", "add_on", "product", "usage"]
 PriceBooks: TypeAlias = Mapping[str, Mapping[str, Mapping[Interval, Money]]]
 
 
@@ -240,6 +242,23 @@ class Catalog:
         item = self._index.get(plan_id)
         return item if isinstance(item, Plan) else None
 
+    def kind_of(self, item_id: str) -> ItemKind | None:
+        """Whether `item_id` is a plan, an add-on, a product or usage-priced; None when unknown."""
+        item = self._index.get(item_id)
+        if isinstance(item, Plan):
+            return "plan"
+        if isinstance(item, AddOn):
+            return "add_on"
+        if isinstance(item, Product):
+            return "product"
+        return "usage" if isinstance(item, UsagePricedItem) else None
+
+    def highest_plan(self, item_ids: Iterable[str]) -> Plan | None:
+        """The plan of the highest tier among `item_ids`: an account's plan is the highest tier it
+        holds. None when they hold no plan."""
+        plans = [p for i in item_ids if (p := self.plan(i)) is not None]
+        return max(plans, key=lambda p: p.tier, default=None)
+
     def next_plan(self, plan_id: str) -> Plan | None:
         """The tier right above `plan_id`, or None at the top. Raises KeyError for a non-plan."""
         plan = self.plan(plan_id)
@@ -267,6 +286,19 @@ class Catalog:
         if base is None:
             return None
         return self.fx.convert(base, currency)
+
+    def monthly_price(
+        self, item_id: str, currency: str, interval: Interval = "month", quantity: int = 1
+    ) -> Money | None:
+        """The list price a month of `quantity` units of `item_id` for an account paying in
+        `currency` every `interval` (metrics.md's monthly normalisation): the price for that
+        interval (`price`), else for the other interval. None when the item has no price."""
+        intervals: tuple[Interval, ...] = (interval, "month", "year")
+        for iv in intervals:
+            price = self.price(item_id, iv, currency)
+            if price is not None:
+                return monthly(price, iv, quantity)
+        return None
 
     def check(self) -> list[Problem]:
         """Every semantic problem, errors and warnings, in document order of the sections."""

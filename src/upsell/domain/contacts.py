@@ -8,9 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from upsell.domain.money import Money
-
-Kind = Literal["upsell", "cross_sell", "add_on", "save"]
-KINDS: tuple[Kind, ...] = ("upsell", "cross_sell", "add_on", "save")
+from upsell.domain.offers import KINDS, Kind
 
 ContactStatus = Literal["queued", "sent", "failed", "held_out"]
 CONTACT_STATUSES: tuple[ContactStatus, ...] = ("queued", "sent", "failed", "held_out")

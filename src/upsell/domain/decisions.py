@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Literal, get_args
 
-from upsell.domain.contacts import Kind, ResponseKind
+from upsell.domain.contacts import ResponseKind
+from upsell.domain.offers import Kind
 from upsell.domain.opportunities import Opportunity
 from upsell.domain.playbooks import (
     Experiment,

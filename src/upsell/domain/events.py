@@ -7,9 +7,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
-# Reserved event names the engine understands without configuration (data-contract.md, events).
+from upsell.domain.contacts import ResponseKind
+
+# Reserved event names the engine understands without configuration (data-contract.md, events;
+# docs/data-formats.md lists each with its properties).
+FEATURE_USED = "Feature Used"
 FEATURE_BLOCKED = "Feature Blocked"
 LIMIT_REACHED = "Limit Reached"
 DOWNGRADE_REQUESTED = "Downgrade Requested"
@@ -27,6 +32,7 @@ OFFER_CLICKED = "Offer Clicked"
 OFFER_DISMISSED = "Offer Dismissed"
 
 RESERVED_EVENTS: tuple[str, ...] = (
+    FEATURE_USED,
     FEATURE_BLOCKED,
     LIMIT_REACHED,
     DOWNGRADE_REQUESTED,
@@ -41,6 +47,18 @@ RESERVED_EVENTS: tuple[str, ...] = (
     OFFER_CLICKED,
     OFFER_DISMISSED,
 )
+
+#: The events that answer an offer (they carry its ``offer_id``), and the response each stands for.
+RESPONSE_EVENTS: Mapping[str, ResponseKind] = MappingProxyType(
+    {
+        OFFER_VIEWED: "shown",
+        EMAIL_OPENED: "opened",
+        OFFER_CLICKED: "clicked",
+        OFFER_DISMISSED: "dismissed",
+    }
+)
+#: The responses that show the customer saw an offer: the funnel's "opened" (metrics.md).
+SEEN_RESPONSES: tuple[ResponseKind, ...] = ("shown", "opened")
 
 
 @dataclass(frozen=True)

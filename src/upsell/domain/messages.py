@@ -19,7 +19,7 @@ from babel import Locale, UnknownLocaleError
 
 from upsell.domain.catalog import AddOn, Catalog, Plan, Product
 from upsell.domain.decisions import Decision
-from upsell.domain.money import MONTHS_IN_INTERVAL, Interval, Money, monthly
+from upsell.domain.money import MONTHS_IN_INTERVAL, Interval, Money
 from upsell.domain.opportunities import feature_name, metric_name
 from upsell.domain.signals import AccountSignals
 
@@ -69,17 +69,6 @@ def language_of(locale: str) -> str:
     return lang if lang in LANGUAGES else DEFAULT_LANGUAGE
 
 
-def item_price(catalog: Catalog, item_id: str, interval: Interval, currency: str) -> Money | None:
-    """The monthly list price of one unit for an account paying in `currency` every `interval`:
-    the price book's, else converted; the other interval when the item has no price for it."""
-    intervals: tuple[Interval, ...] = (interval, "month", "year")
-    for iv in intervals:
-        price = catalog.price(item_id, iv, currency)
-        if price is not None:
-            return monthly(price, iv, 1)
-    return None
-
-
 def expires_at(deadline: date | None) -> datetime | None:
     """The instant an offer ends: the end of its deadline day, UTC."""
     if deadline is None:
@@ -101,7 +90,7 @@ def message_facts(
     interval: Interval = "year" if signals.plan_interval == "year" else "month"
     item = catalog.item(o.item_id)
     from_item = catalog.item(o.from_item_id) if o.from_item_id else None
-    price = item_price(catalog, o.item_id, interval, currency)
+    price = catalog.monthly_price(o.item_id, currency, interval)
     case = next((c for c in catalog.case_studies if c.industry == signals.industry), None)
     return {
         "account": {
@@ -119,7 +108,7 @@ def message_facts(
         "item": {
             "id": o.item_id,
             "name": item.name if item is not None else o.item_id,
-            "kind": _item_kind(item),
+            "kind": catalog.kind_of(o.item_id) or "item",
             "price": price,
             "interval": interval,
             "months_in_interval": MONTHS_IN_INTERVAL[interval],
@@ -164,16 +153,6 @@ def _value(catalog: Catalog, item: object, price: Money | None) -> dict[str, Any
         roi = float(revenue.amount / price.amount)
     hours = value.hours_saved_per_month
     return {"hours_saved": None if hours is None else float(hours), "revenue": revenue, "roi": roi}
-
-
-def _item_kind(item: object) -> str:
-    if isinstance(item, Plan):
-        return "plan"
-    if isinstance(item, AddOn):
-        return "add_on"
-    if isinstance(item, Product):
-        return "product"
-    return "item"
 
 
 def _reason(j: Mapping[str, object]) -> dict[str, Any]:

@@ -8,12 +8,12 @@ currency (the engine sums integers, so every back end gets the same cents).
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal, get_args
 
+from upsell.domain.calendar import add_months
 from upsell.domain.money import MONTHS_IN_INTERVAL, Interval
 
 MovementType = Literal["new", "reactivation", "expansion", "contraction", "churn"]
@@ -52,15 +52,9 @@ class MetricSettings:
 DEFAULT_SETTINGS = MetricSettings()
 
 
-def row_mrr_micros(
-    unit_price: Decimal, quantity: int, interval: Interval, rate: Decimal, status: str
-) -> int:
-    """One subscription row's MRR in micro-units of the base currency: ``unit_price x quantity x
-    rate / months_in_interval`` rounded half-even to 6 decimals; trialing rows count 0."""
-    if status == "trialing":
-        return 0
-    value = unit_price * quantity * rate / MONTHS_IN_INTERVAL[interval]
-    return int(value.quantize(MICRO, rounding=ROUND_HALF_EVEN) * MICROS_PER_UNIT)
+def to_micros(amount: Decimal) -> int:
+    """An amount as the engine holds it: micro-units, rounded half-even to 6 decimals."""
+    return int(amount.quantize(MICRO, rounding=ROUND_HALF_EVEN) * MICROS_PER_UNIT)
 
 
 def from_micros(micros: int) -> Decimal:
@@ -73,13 +67,7 @@ def period_end(started_at: datetime, ended_at: datetime, interval: Interval) -> 
     months = MONTHS_IN_INTERVAL[interval]
     k = 1
     while True:
-        boundary = _add_months(started_at, k * months)
+        boundary = add_months(started_at, k * months)
         if boundary >= ended_at:
             return boundary
         k += 1
-
-
-def _add_months(at: datetime, months: int) -> datetime:
-    month = at.month - 1 + months
-    year, month = at.year + month // 12, month % 12 + 1
-    return at.replace(year=year, month=month, day=min(at.day, calendar.monthrange(year, month)[1]))

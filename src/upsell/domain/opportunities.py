@@ -21,13 +21,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal, get_args
 
+from upsell.domain.calendar import iso
 from upsell.domain.catalog import AddOn, Catalog, Plan, Product, UsagePricedItem
-from upsell.domain.contacts import Kind
-from upsell.domain.money import MONTHS_IN_INTERVAL, Interval, Money, format_money, monthly
+from upsell.domain.money import MONTHS_IN_INTERVAL, Interval, Money, format_money
+from upsell.domain.offers import Kind
 from upsell.domain.signals import AccountSignals, FeatureUse, MetricUsage, Population
 from upsell.domain.strategy import Strategy, strategy_for
 from upsell.domain.subscriptions import SubscriptionItem
@@ -68,9 +69,6 @@ REASON_CODES: tuple[str, ...] = (
     "value_received",
     "fits_usage",
 )
-
-#: The kinds that ask an account to pay more; a save offer asks it to keep paying.
-EXPANSION_KINDS: tuple[Kind, ...] = ("upsell", "add_on", "cross_sell")
 
 #: Policy keys that are shares or probabilities: 0..1 inclusive.
 _SHARE_KEYS = frozenset(
@@ -227,7 +225,7 @@ class Opportunity:
         """data-contract.md's opportunities line, plus `route`."""
         return {
             "account_id": self.account_id,
-            "as_of": _iso(self.as_of),
+            "as_of": iso(self.as_of),
             "kind": self.kind,
             "offer_id": self.offer_id,
             "item_id": self.item_id,
@@ -328,8 +326,8 @@ class _Account:
         listed = self.zero
         if self.plan is not None and not plan_rows:  # known from plan_id alone: its list price
             listed = self.list_mrr(self.plan.id) or self.zero
-        self.plan_mrr = self._sum(self._row_mrr(h) for h in plan_rows) + listed
-        self.mrr = self._sum(self._row_mrr(h) for h in self.active) + listed
+        self.plan_mrr = self._sum(h.mrr(fx, self.currency) for h in plan_rows) + listed
+        self.mrr = self._sum(h.mrr(fx, self.currency) for h in self.active) + listed
         if not s.holdings and s.mrr.amount > 0:  # signals without their rows: trust their MRR
             self.mrr = fx.convert(s.mrr, self.currency)
         self.features = self._features()
@@ -371,8 +369,7 @@ class _Account:
         named = catalog.plan(s.plan_id) if s.plan_id is not None else None
         if named is not None and not s.trialing:
             return named
-        held = [p for h in self.active if (p := catalog.plan(h.item_id)) is not None]
-        return max(held, key=lambda p: p.tier, default=None)
+        return catalog.highest_plan(h.item_id for h in self.active)
 
     def _features(self) -> frozenset[str]:
         """Features the account has now: its plan's and those of the items it pays for."""
@@ -389,23 +386,10 @@ class _Account:
             total = total + m
         return total
 
-    def _row_mrr(self, row: SubscriptionItem) -> Money:
-        """metrics.md's MRR of one held row, in the account's currency."""
-        if row.status == "trialing":
-            return self.zero
-        return self.catalog.fx.convert(
-            monthly(row.unit_price, row.interval, row.quantity), self.currency
-        )
-
     def list_mrr(self, item_id: str, quantity: int = 1) -> Money | None:
-        """The catalog's monthly price of `item_id` for this account: its currency (price book,
-        else converted) and its billing interval, else the other interval. None without a price."""
-        intervals: tuple[Interval, ...] = (self.interval, "month", "year")
-        for interval in intervals:
-            price = self.catalog.price(item_id, interval, self.currency)
-            if price is not None:
-                return monthly(price, interval, quantity)
-        return None
+        """The catalog's monthly price of `item_id` for this account: in its currency, for its
+        billing interval. None without a price."""
+        return self.catalog.monthly_price(item_id, self.currency, self.interval, quantity)
 
     def to_base(self, money: Money) -> Money:
         return self.catalog.fx.to_base(money)
@@ -437,7 +421,7 @@ class _Account:
             item = self.catalog.item(h.item_id)
             if isinstance(item, Plan) or (isinstance(item, AddOn) and id(h) not in kept):
                 continue
-            total = total + self._row_mrr(h)
+            total = total + h.mrr(self.catalog.fx, self.currency)
         return total
 
     def limit_under(self, plan: Plan, metric: str) -> float | None:
@@ -1309,9 +1293,3 @@ def feature_name(feature: str) -> str:
 def metric_name(metric: str) -> str:
     """A metric id as people read it: ``api_calls`` -> ``api calls``."""
     return metric.replace("_", " ")
-
-
-def _iso(at: datetime) -> str:
-    """ISO 8601 in UTC with a Z (naive times are UTC)."""
-    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-    return at.isoformat().replace("+00:00", "Z")

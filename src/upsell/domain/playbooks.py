@@ -22,22 +22,10 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Literal, get_args
 
-from upsell.domain.contacts import KINDS
+from upsell.domain.offers import CHANNELS, KINDS, PLACEMENTS
 from upsell.domain.opportunities import Opportunity
 from upsell.domain.signals import AccountSignals
 from upsell.errors import Problem
-
-#: The built-in channels and the placements each offers. A channel a plugin registers takes any
-#: placement.
-PLACEMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "in_app": ("banner", "tooltip", "modal"),
-        "email": ("email",),
-        "csm_task": ("task", "qbr_agenda"),
-        "webhook": ("event",),
-    }
-)
-CHANNELS: tuple[str, ...] = tuple(PLACEMENTS)
 
 Op = Literal["equals", "any_of", "none_of", "at_least", "at_most"]
 OPS: tuple[Op, ...] = get_args(Op)

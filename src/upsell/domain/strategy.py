@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from upsell.domain.contacts import KINDS, Kind
+from upsell.domain.offers import KINDS, Kind
 
 
 @dataclass(frozen=True)

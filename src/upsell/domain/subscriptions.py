@@ -1,8 +1,10 @@
 """Subscription items: one row per period an account held a plan, add-on or product.
 
-The MRR rules are metrics.md's: an item's MRR is ``unit_price x quantity / months_in_interval`` in the
-base currency; trialing items count 0; a row holds its item from `started_at` inclusive to `ended_at`
-exclusive. Pay-as-you-go usage is not a subscription item and never MRR here.
+The MRR rules are metrics.md's: an item's MRR is ``unit_price x quantity / months_in_interval``
+converted to the base currency; trialing items count 0; a row holds its item from `started_at`
+inclusive to `ended_at` exclusive. Pay-as-you-go usage is not a subscription item and never MRR
+here. `row_mrr` is the one per-row definition; the engine's table-scale MRR (`upsell.engine.
+movements.mrr_rows`) calls it once per distinct price, and a test holds the two equal.
 """
 
 from __future__ import annotations
@@ -51,11 +53,27 @@ class SubscriptionItem:
     def held_at(self, at: datetime) -> bool:
         return self.started_at <= at and (self.ended_at is None or at < self.ended_at)
 
-    def mrr(self, fx: FxRates) -> Money:
-        """Monthly recurring revenue of this item while held, in `fx.base` (exact, not rounded)."""
-        if self.status == "trialing":
-            return Money.zero(fx.base)
-        return fx.to_base(monthly(self.unit_price, self.interval, self.quantity))
+    def mrr(self, fx: FxRates, currency: str | None = None) -> Money:
+        """Monthly recurring revenue of this item while held, in `currency` (default the base
+        currency; exact, not rounded)."""
+        return row_mrr(self.unit_price, self.quantity, self.interval, self.status, fx, currency)
+
+
+def row_mrr(
+    unit_price: Money,
+    quantity: int,
+    interval: Interval,
+    status: str,
+    fx: FxRates,
+    currency: str | None = None,
+) -> Money:
+    """metrics.md's MRR of one subscription row: what `quantity` units cost per `interval`,
+    converted into `currency` (default: the base currency) at `fx`'s rates, over the months of the
+    interval (a year is 12). Trialing rows count 0. Exact: rounding is the caller's."""
+    to = currency or fx.base
+    if status == "trialing":
+        return Money.zero(to)
+    return monthly(fx.convert(unit_price * quantity, to), interval)
 
 
 def mrr_at(items: Iterable[SubscriptionItem], at: datetime, fx: FxRates) -> Money:

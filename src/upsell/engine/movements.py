@@ -1,7 +1,7 @@
 """MRR movements, monthly totals and retention over whole tables (metrics.md), written once in Ibis.
 
 `mrr_rows` prepares the subscription rows: each row's MRR in micro-units of the base currency
-(`upsell.domain.metrics.row_mrr_micros`), its item's kind and tier, and — under
+(`upsell.domain.subscriptions.row_mrr`), its item's kind and tier, and — under
 ``churn_at: period_end`` — a cancelled row's end moved to the end of its billing period. Everything
 after is integer arithmetic in Ibis, so DuckDB and Spark give the same cents.
 
@@ -15,7 +15,7 @@ and end if it changed during the month, so the cohort sums come from its first a
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 import ibis
@@ -23,14 +23,18 @@ import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from upsell.domain.catalog import AddOn, Catalog, Plan
+from upsell.columns import TIMESTAMP
+from upsell.domain.calendar import month_start, month_starts
+from upsell.domain.catalog import Catalog
 from upsell.domain.metrics import (
     CAUSES,
     DEFAULT_SETTINGS,
     MetricSettings,
     period_end,
-    row_mrr_micros,
+    to_micros,
 )
+from upsell.domain.money import Money
+from upsell.domain.subscriptions import row_mrr
 from upsell.engine.backends import Backend
 
 ROW_SCHEMA = pa.schema(
@@ -38,8 +42,8 @@ ROW_SCHEMA = pa.schema(
         ("account_id", pa.string()),
         ("item_id", pa.string()),
         ("kind", pa.string()),
-        ("started_at", pa.timestamp("us", tz="UTC")),
-        ("ended_at", pa.timestamp("us", tz="UTC")),
+        ("started_at", TIMESTAMP),
+        ("ended_at", TIMESTAMP),
         ("quantity", pa.int64()),
         ("mrr", pa.int64()),
     ]
@@ -47,12 +51,9 @@ ROW_SCHEMA = pa.schema(
 
 
 def _kind(catalog: Catalog, item_id: str) -> str:
-    item = catalog.item(item_id)
-    if isinstance(item, Plan):
-        return "plan"
-    if isinstance(item, AddOn):
-        return "add_on"
-    return "product"
+    """A row's item as a cause sees it: a plan, an add-on, or a product (anything else)."""
+    kind = catalog.kind_of(item_id)
+    return kind if kind in ("plan", "add_on") else "product"
 
 
 def mrr_rows(
@@ -70,8 +71,8 @@ def mrr_rows(
     values = []
     for combo in encoded.dictionary.to_pylist():
         price, quantity, interval, currency, status = combo.split("\x1f")
-        rate = catalog.fx.rate(currency)
-        values.append(row_mrr_micros(Decimal(price), int(quantity), interval, rate, status))
+        row = row_mrr(Money(Decimal(price), currency), int(quantity), interval, status, catalog.fx)
+        values.append(to_micros(row.amount))
     mrr = pc.take(pa.array(values, pa.int64()), encoded.indices)
     ended = subscriptions.column("ended_at").combine_chunks()
     if settings.churn_at == "period_end":
@@ -85,9 +86,7 @@ def mrr_rows(
                 period_end(s0, e0, iv)
                 for s0, e0, iv in zip(started, ended.take(where).to_pylist(), interval, strict=True)
             ]
-            ended = pc.replace_with_mask(
-                ended, cancelled, pa.array(moved, pa.timestamp("us", tz="UTC"))
-            )
+            ended = pc.replace_with_mask(ended, cancelled, pa.array(moved, TIMESTAMP))
     item = subscriptions.column("item_id").combine_chunks().dictionary_encode()
     kinds = pa.array([_kind(catalog, i) for i in item.dictionary.to_pylist()], pa.string())
     table = pa.table(
@@ -265,7 +264,7 @@ def months(changes: ir.Table, first: datetime, last: datetime) -> ir.Table:
         lost=ibis.greatest(cohort.start - cohort.end, 0).sum(),
     )
     calendar = ibis.memtable(
-        {"month": _month_starts(first, last)}, schema={"month": "timestamp('UTC', 6)"}
+        {"month": month_starts(first, last)}, schema={"month": "timestamp('UTC', 6)"}
     )
     m = calendar.left_join(sums, "month").select(
         calendar.month,
@@ -281,15 +280,6 @@ def months(changes: ir.Table, first: datetime, last: datetime) -> ir.Table:
         m, moved.gained.fill_null(0).name("gained"), moved.lost.fill_null(0).name("lost")
     )
     return m
-
-
-def _month_starts(first: datetime, last: datetime) -> list[datetime]:
-    out = []
-    y, mo = first.year, first.month
-    while (y, mo) <= (last.year, last.month):
-        out.append(datetime(y, mo, 1, tzinfo=UTC))
-        y, mo = (y + 1, 1) if mo == 12 else (y, mo + 1)
-    return out
 
 
 def materialised_changes(
@@ -323,7 +313,7 @@ def monthly_summary(
         changes_table = materialised_changes(backend, rows, settings)
     ch = changes_table
     # Everything before the first month adds up to its starting MRR and paying accounts.
-    boundary = datetime(first.year, first.month, 1, tzinfo=UTC)
+    boundary = month_start(first)
     before = ch.filter(ch.at < boundary)
     carried = backend.arrow(
         before.aggregate(

@@ -16,14 +16,22 @@ import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from upsell.columns import TIMESTAMP
+from upsell.domain.contacts import ResponseKind
+from upsell.domain.events import FEATURE_USED, RESPONSE_EVENTS, SEEN_RESPONSES
 from upsell.engine.backends import Backend
 
 DAY = 86_400
 
 
+def _responses(kinds: tuple[ResponseKind, ...]) -> list[str]:
+    """The response events that stand for any of `kinds`."""
+    return [event for event, kind in RESPONSE_EVENTS.items() if kind in kinds]
+
+
 def _seconds(column: pa.ChunkedArray) -> pa.Array:
     """UTC timestamps as whole Unix seconds."""
-    micros = pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")), pa.int64())
+    micros = pc.cast(pc.cast(column, TIMESTAMP), pa.int64())
     return pc.cast(pc.divide(micros, 1_000_000), pa.int64())
 
 
@@ -110,8 +118,8 @@ def offer_outcomes(
     )
     seen = seen.filter(ibis.row_number().over(latest) == 0)
     seen = seen.group_by("n").aggregate(
-        opened=seen.event.isin(["Offer Viewed", "Email Opened"]).any(),
-        clicked=(seen.event == "Offer Clicked").any(),
+        opened=seen.event.isin(_responses(SEEN_RESPONSES)).any(),
+        clicked=seen.event.isin(_responses(("clicked",))).any(),
     )
     out = (
         c.left_join(took, "n")
@@ -240,7 +248,7 @@ def cohorts(
     )
     table = mrr.mutate(age=mrr.age_k - mrr.cohort)
     if usage is not None:
-        used = usage.filter(usage.event == "Feature Used")
+        used = usage.filter(usage.event == FEATURE_USED)
         used = used.select(
             "account_id", day_s=used.day.cast("timestamp").epoch_seconds().cast("int64")
         )

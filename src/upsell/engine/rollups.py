@@ -27,18 +27,15 @@ import ibis
 import ibis.expr.types as ir
 
 from upsell.domain.catalog import Catalog
+from upsell.domain.events import (
+    DOWNGRADE_REQUESTED,
+    FEATURE_BLOCKED,
+    FEATURE_USED,
+    LIMIT_REACHED,
+    SURVEY_ANSWERED,
+    USAGE_CHARGED,
+)
 from upsell.engine.backends import Backend, EngineError
-
-FEATURE_USED = "Feature Used"
-FEATURE_BLOCKED = "Feature Blocked"
-LIMIT_REACHED = "Limit Reached"
-DOWNGRADE_REQUESTED = "Downgrade Requested"
-CANCEL_REQUESTED = "Cancel Requested"
-USAGE_CHARGED = "Usage Charged"
-SURVEY_ANSWERED = "Survey Answered"
-TICKET_OPENED = "Support Ticket Opened"
-TICKET_CLOSED = "Support Ticket Closed"
-PAYMENT_FAILED = "Payment Failed"
 
 #: The reserved events of data-contract.md and the property each is keyed or measured by.
 RESERVED_KEYS = {

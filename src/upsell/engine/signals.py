@@ -14,27 +14,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from functools import reduce
 
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from upsell.domain.catalog import ActivationRule, Catalog, Condition, Metric
-from upsell.engine.backends import Backend
-from upsell.engine.rollups import (
+from upsell.domain.calendar import day_start
+from upsell.domain.catalog import ActivationRule, AddOn, Catalog, Condition, Metric, Plan, Product
+from upsell.domain.events import (
     CANCEL_REQUESTED,
     DOWNGRADE_REQUESTED,
     FEATURE_BLOCKED,
     FEATURE_USED,
     LIMIT_REACHED,
     PAYMENT_FAILED,
+    SUPPORT_TICKET_CLOSED,
+    SUPPORT_TICKET_OPENED,
     SURVEY_ANSWERED,
-    TICKET_CLOSED,
-    TICKET_OPENED,
     USAGE_CHARGED,
 )
+from upsell.engine.backends import Backend
 
 WINDOW = 30
 POWER_USER_RANK = 0.9
@@ -74,15 +75,17 @@ KEYS = {
 }
 
 
-def as_of_instant(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
-
-
 def _catalog_items(catalog: Catalog) -> pa.Table:
+    """Every plan, add-on and product with its kind, and the tier of a plan (-1 otherwise)."""
     rows: list[tuple[str, str, int]] = []
-    rows += [(p.id, "plan", p.tier) for p in catalog.plans]
-    rows += [(a.id, "add_on", -1) for a in catalog.add_ons]
-    rows += [(p.id, "product", -1) for p in catalog.products]
+    items: tuple[Plan | AddOn | Product, ...] = (
+        *catalog.plans,
+        *catalog.add_ons,
+        *catalog.products,
+    )
+    for item in items:
+        tier = item.tier if isinstance(item, Plan) else -1
+        rows.append((item.id, str(catalog.kind_of(item.id)), tier))
     return pa.table(
         {
             "item_id": pa.array([r[0] for r in rows], pa.string()),
@@ -133,7 +136,7 @@ class _Builder:
         self.backend = backend
         self.catalog = catalog
         self.as_of = as_of
-        self.instant = ibis.literal(as_of_instant(as_of))
+        self.instant = ibis.literal(day_start(as_of))
         self.day = ibis.literal(as_of)
         self.d30 = ibis.literal(as_of - timedelta(days=WINDOW))
         self.d60 = ibis.literal(as_of - timedelta(days=2 * WINDOW))
@@ -550,10 +553,10 @@ class _Builder:
         failures = self._count(
             self._window(self._events(PAYMENT_FAILED), self.d30), "payment_failures_30d"
         )
-        tickets = u.filter(u.event.isin([TICKET_OPENED, TICKET_CLOSED]))
+        tickets = u.filter(u.event.isin([SUPPORT_TICKET_OPENED, SUPPORT_TICKET_CLOSED]))
         open_ = tickets.group_by("account_id").aggregate(
             open_tickets=ibis.greatest(
-                ibis.ifelse(tickets.event == TICKET_OPENED, tickets.n, -tickets.n).sum(), 0
+                ibis.ifelse(tickets.event == SUPPORT_TICKET_OPENED, tickets.n, -tickets.n).sum(), 0
             )
         )
         s = u.filter((u.event == SURVEY_ANSWERED) & u.last_value.notnull())

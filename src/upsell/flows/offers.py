@@ -19,11 +19,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from upsell.channels.base import Channel, Delivery, Outcome
+from upsell.domain.calendar import day_start, iso
 from upsell.domain.contacts import Contact
 from upsell.domain.decisions import Choice, Decision, History, Refusal, decide
 from upsell.domain.messages import expires_at, locale_for, message_facts
 from upsell.domain.opportunities import Opportunity
-from upsell.engine.signals import as_of_instant
 from upsell.flows.opportunities import OpportunityRun, find_all
 from upsell.store.accounts import names_and_emails
 from upsell.store.contacts import (
@@ -68,7 +68,7 @@ def decision_line(d: Decision, message: Mapping[str, Any], as_of: datetime) -> d
     o = d.opportunity
     line: dict[str, Any] = {
         "account_id": o.account_id,
-        "as_of": _iso(as_of),
+        "as_of": iso(as_of),
         "kind": o.kind,
         "offer_id": o.offer_id,
         "item_id": o.item_id,
@@ -105,7 +105,7 @@ def run_offers(
     """Decide, record and deliver the offers of `as_of` with the workspace's playbooks, templates
     and policy. `channels` None is a dry run: everything is decided and written, nothing is
     recorded or sent."""
-    at = as_of_instant(as_of)
+    at = day_start(as_of)
     dry = channels is None
     db = ws.db
     catalog = ws.catalog()
@@ -226,7 +226,7 @@ def _deliver(
     if channel is None:
         return Outcome("failed", attempts=0, detail=f"no channel {contact.channel!r} is set up")
     name, email = people.get(contact.account_id, (None, None))
-    key = f"{contact.account_id}:{contact.offer_id}:{contact.channel}:{_iso(contact.as_of)}"
+    key = f"{contact.account_id}:{contact.offer_id}:{contact.channel}:{iso(contact.as_of)}"
     return channel.deliver(
         Delivery(
             contact_id=contact.contact_id,
@@ -238,7 +238,3 @@ def _deliver(
             account_name=name,
         )
     )
-
-
-def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
+from upsell.domain.calendar import day_start
 from upsell.domain.catalog import Catalog
 from upsell.domain.money import Money
 from upsell.domain.opportunities import Opportunity, find_opportunities
@@ -35,7 +36,7 @@ from upsell.domain.signals import (
 from upsell.domain.subscriptions import SubscriptionItem, mrr_at
 from upsell.engine.backends import Backend
 from upsell.engine.rollups import Rollups, RollupSpec
-from upsell.engine.signals import as_of_instant, build_signals, execute
+from upsell.engine.signals import build_signals, execute
 from upsell.errors import UnknownAccount
 from upsell.store.arrow import (
     EVENT_SCHEMA,
@@ -169,7 +170,7 @@ def account_signals(
     tables: dict[str, pa.Table], subscriptions: pa.Table, catalog: Catalog, as_of: date
 ) -> Iterator[AccountSignals]:
     """One AccountSignals per account that existed at `as_of`, in account_id order."""
-    at = as_of_instant(as_of)
+    at = day_start(as_of)
     holdings = _holdings(subscriptions, at)
     metrics = _by_account(tables["metrics"])
     features = _by_account(tables["features"])
@@ -181,7 +182,7 @@ def account_signals(
         yield AccountSignals(
             account_id=account_id,
             as_of=at,
-            created_at=as_of_instant(a["created_day"]),
+            created_at=day_start(a["created_day"]),
             tenure_days=a["tenure_days"],
             mrr=mrr_at(held, at, catalog.fx),
             industry=a["industry"],
@@ -192,9 +193,7 @@ def account_signals(
             plan_id=a["plan_id"],
             plan_status=a["plan_status"],
             plan_interval=a["plan_interval"],
-            plan_started_at=(
-                as_of_instant(a["plan_started_day"]) if a["plan_started_day"] else None
-            ),
+            plan_started_at=(day_start(a["plan_started_day"]) if a["plan_started_day"] else None),
             paid_before=a["paid_before"],
             activated=a["activated"],
             activated_on=a["activated_on"],

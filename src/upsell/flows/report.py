@@ -21,7 +21,9 @@ import ibis
 import pyarrow as pa
 import sqlalchemy as sa
 
+from upsell.domain.calendar import add_months, month_start, next_month
 from upsell.domain.catalog import Catalog
+from upsell.domain.events import RESPONSE_EVENTS
 from upsell.domain.experiments import lift
 from upsell.domain.metrics import CAUSES, MOVEMENT_TYPES, MetricSettings, from_micros
 from upsell.engine.backends import Backend
@@ -46,7 +48,6 @@ from upsell.store.arrow import (
     refusals_arrow,
     subscriptions_table,
 )
-from upsell.store.contacts import RESPONSE_EVENTS
 from upsell.store.schema import events, subscription_items
 from upsell.workspace import Workspace
 
@@ -61,16 +62,6 @@ def _money(micros: int | float | None) -> str:
 
 def _ratio(num: float, den: float) -> float | None:
     return None if den == 0 else num / den
-
-
-def _month_start(day: date) -> datetime:
-    return datetime(day.year, day.month, 1, tzinfo=UTC)
-
-
-def _next_month(at: datetime) -> datetime:
-    return (
-        at.replace(year=at.year + 1, month=1) if at.month == 12 else at.replace(month=at.month + 1)
-    )
 
 
 def data_span(*, conn: sa.Connection) -> tuple[date, date] | None:
@@ -135,7 +126,7 @@ def _build(
     workspace: str,
     top: Iterable[Mapping[str, Any]],
 ) -> dict[str, Any]:
-    start, end = _month_start(first), _next_month(_month_start(last))
+    start, end = month_start(first), next_month(last)
     subscriptions = subscriptions_table(conn=conn)
     rows = mrr_rows(subscriptions, catalog, settings)
     ch = materialised_changes(backend, rows, settings)
@@ -143,9 +134,8 @@ def _build(
     upgrades = _upgrades_by_month(backend, ch)
     shown = []
     for m in months:
-        month_start = datetime.strptime(f"{m['month']}-01", "%Y-%m-%d").replace(tzinfo=UTC)
-        month_end = _next_month(month_start)
-        ttm = retention(backend, ch, month_end - _year(month_end), month_end)
+        month_end = next_month(datetime.strptime(f"{m['month']}-01", "%Y-%m-%d"))
+        ttm = retention(backend, ch, add_months(month_end, -12), month_end)
         shown.append(_month(m, ttm, upgrades.get(str(m["month"]), 0)))
 
     contacts = contacts_arrow(conn=conn)
@@ -166,7 +156,7 @@ def _build(
         usage = rolled.usage(backend)
     boundaries = [start]
     while boundaries[-1] < end:
-        boundaries.append(_next_month(boundaries[-1]))
+        boundaries.append(next_month(boundaries[-1]))
     cohort_rows = cohorts(backend, accounts_table(conn=conn), ch, usage, boundaries)
     top_lines = list(top) or _latest_decisions(contacts)
     return {
@@ -190,11 +180,6 @@ def _build(
         "cohorts": _cohorts(cohort_rows, boundaries),
         "top_opportunities": [_top(x) for x in top_lines[:10]],
     }
-
-
-def _year(at: datetime) -> timedelta:
-    """From the same day a year earlier to `at` (12 calendar months)."""
-    return at - at.replace(year=at.year - 1)
 
 
 def _month(m: Mapping[str, Any], ttm: Mapping[str, int], upgrades: int) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any, Protocol, TextIO
 
 import sqlalchemy as sa
 
+from upsell.columns import COLUMNS, InputTable
 from upsell.config.catalog import LoadedCatalog, load_catalog
 from upsell.domain.accounts import Account, User
 from upsell.domain.catalog import Catalog, UsagePricedItem
@@ -32,8 +33,6 @@ from upsell.domain.money import Money
 from upsell.domain.subscriptions import SubscriptionItem
 from upsell.errors import ImportRejected, WorkspaceError
 from upsell.ingest.rows import (
-    COLUMNS,
-    Kind,
     RowError,
     SubscriptionRow,
     parse_account,
@@ -57,7 +56,7 @@ Progress = Callable[[int, int], None]
 class FileImport:
     """What importing one file did. `stored` is False when `strict` rolled the file back."""
 
-    kind: Kind
+    kind: InputTable
     file: Path
     read: int = 0
     new: int = 0
@@ -184,7 +183,7 @@ class _Batch(Protocol):
 def import_table(
     *,
     db: sa.Engine,
-    kind: Kind,
+    kind: InputTable,
     path: Path,
     catalog: Catalog | None = None,
     strict: bool = False,
@@ -229,13 +228,13 @@ def import_table(
     return result
 
 
-def _resumes(kind: Kind, path: Path) -> bool:
+def _resumes(kind: InputTable, path: Path) -> bool:
     """Subscriptions and events files in CSV or JSONL resume. Accounts files are always read whole:
     finding a duplicate account_id takes every row of the file (and they are small)."""
     return kind != "accounts" and detect_format(path) != "parquet"
 
 
-def _resume_point(conn: sa.Connection, kind: Kind, source: str, path: Path) -> Watermark:
+def _resume_point(conn: sa.Connection, kind: InputTable, source: str, path: Path) -> Watermark:
     nothing = Watermark(kind=kind, source=source, bytes_done=0, rows_done=0, prefix_sha256="")
     if not _resumes(kind, path):
         return nothing
@@ -275,7 +274,7 @@ class _StrictRollback(Exception):
 
 def _run(
     db: sa.Engine,
-    kind: Kind,
+    kind: InputTable,
     reader: TableReader,
     catalog: Catalog | None,
     strict: bool,

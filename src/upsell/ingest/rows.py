@@ -14,52 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
 from babel import Locale, UnknownLocaleError
 
+from upsell.columns import COLUMNS, Column, InputTable
 from upsell.domain.accounts import Account
 from upsell.domain.events import Event, default_message_id
 from upsell.domain.money import INTERVALS, Interval, is_currency, to_decimal
 from upsell.domain.subscriptions import STATUSES, Status
-from upsell.ingest.tables import Column
-
-Kind = Literal["accounts", "subscriptions", "events"]
-
-COLUMNS: Mapping[Kind, tuple[Column, ...]] = {
-    "accounts": (
-        Column("account_id", "string", required=True),
-        Column("created_at", "timestamp", required=True),
-        Column("name", "string"),
-        Column("industry", "string"),
-        Column("employees", "integer"),
-        Column("country", "string"),
-        Column("currency", "string"),
-        Column("language", "string"),
-        Column("email", "string"),
-        Column("traits", "json"),
-    ),
-    "subscriptions": (
-        Column("account_id", "string", required=True),
-        Column("item_id", "string", required=True),
-        Column("started_at", "timestamp", required=True),
-        Column("ended_at", "timestamp"),
-        Column("quantity", "integer"),
-        Column("interval", "string"),
-        Column("unit_price", "decimal"),
-        Column("currency", "string"),
-        Column("status", "string"),
-    ),
-    "events": (
-        Column("account_id", "string", required=True),
-        Column("user_id", "string"),
-        Column("event", "string", required=True),
-        Column("timestamp", "timestamp", required=True),
-        Column("properties", "json"),
-        Column("message_id", "string"),
-    ),
-}
-
 
 MAX_INTEGER = 2**31 - 1  # whole-number columns are 32-bit on PostgreSQL
 
@@ -249,7 +212,7 @@ def choice(values: Mapping[str, Any], column: Column, options: tuple[str, ...]) 
     return value.lower()
 
 
-def _col(kind: Kind, name: str) -> Column:
+def _col(kind: InputTable, name: str) -> Column:
     return next(c for c in COLUMNS[kind] if c.name == name)
 
 

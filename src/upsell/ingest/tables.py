@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from upsell.columns import Column, ColumnType
 from upsell.errors import ImportRejected
 
-ColumnType = Literal["string", "timestamp", "integer", "decimal", "json"]
 Format = Literal["csv", "jsonl", "parquet"]
 
 MAX_RECORD_BYTES = 1 << 20
@@ -36,13 +36,6 @@ _EXTENSIONS: Mapping[str, Format] = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type: ColumnType
-    required: bool = False
 
 
 @dataclass(frozen=True)

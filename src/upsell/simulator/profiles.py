@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Literal
 
-Model = Literal["saas", "freemium", "game", "software"]
-MODELS: tuple[Model, ...] = ("saas", "freemium", "game", "software")
+from upsell.domain.catalog import BusinessModel
+from upsell.domain.events import FEATURE_USED
 
 Driver = Literal["team", "work"]
 
@@ -70,7 +70,7 @@ class GoalSignal:
 
 @dataclass(frozen=True)
 class Profile:
-    model: Model
+    model: BusinessModel
     #: Share of signups starting on each plan, for small (< 20 employees) and larger companies.
     entry_small: Mapping[str, float]
     entry_large: Mapping[str, float]
@@ -105,7 +105,7 @@ class Profile:
         }
     )
     signup_event: str = "Signed Up"
-    feature_used_event: str = "Feature Used"
+    feature_used_event: str = FEATURE_USED
 
 
 SAAS = Profile(
@@ -256,7 +256,7 @@ SOFTWARE = Profile(
     user_active_day=0.35,
 )
 
-PROFILES: Mapping[Model, Profile] = {
+PROFILES: Mapping[BusinessModel, Profile] = {
     "saas": SAAS,
     "freemium": FREEMIUM,
     "game": GAME,
@@ -264,6 +264,6 @@ PROFILES: Mapping[Model, Profile] = {
 }
 
 
-def catalog_text(model: Model) -> str:
+def catalog_text(model: BusinessModel) -> str:
     """The YAML catalog of the simulated company for `model`."""
     return (resources.files("upsell.simulator") / "catalogs" / f"{model}.yaml").read_text("utf-8")

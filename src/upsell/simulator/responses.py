@@ -21,11 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from upsell.domain.events import EMAIL_OPENED, OFFER_CLICKED, OFFER_DISMISSED, OFFER_VIEWED
+from upsell.domain.offers import CHANNELS, KINDS
+
 if TYPE_CHECKING:
     from upsell.simulator.world import World
 
-KINDS = ("upsell", "cross_sell", "add_on", "save")
-CHANNELS = ("in_app", "email", "csm_task", "webhook", "checkout")
+#: The channels a simulated customer can be reached through: upsell's, and a checkout page.
+SIMULATED_CHANNELS = (*CHANNELS, "checkout")
 
 BASE = {"upsell": -2.8, "add_on": -2.0, "cross_sell": -2.6, "save": -0.4}
 TYPE_EFFECT = {"sure_thing": 2.0, "persuadable": 0.5, "lost_cause": -2.5, "sleeping_dog": -3.0}
@@ -80,8 +83,10 @@ class Offer:
         elif kind != "save":
             raise _error(position, f"a {kind} offer needs an item_id")
         channel = decision.get("channel")
-        if channel not in CHANNELS:
-            raise _error(position, f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
+        if channel not in SIMULATED_CHANNELS:
+            raise _error(
+                position, f"channel must be one of {', '.join(SIMULATED_CHANNELS)}, got {channel!r}"
+            )
         trial = decision.get("trial_days") or 0
         if not isinstance(trial, int) or trial < 0:
             raise _error(position, f"trial_days must be a whole number of days, got {trial!r}")
@@ -239,9 +244,9 @@ def respond(world: World, offer: Offer, *, repeats: int, nth: int, day: int) -> 
         world.offer_log.append((day, a, offer.offer_id, 0.0, False))
         return 0
     if offer.channel == "in_app":
-        world._emit(acct, "Offer Viewed", properties=props, user=np.zeros(1, np.int64), nth=n)
+        world._emit(acct, OFFER_VIEWED, properties=props, user=np.zeros(1, np.int64), nth=n)
     elif offer.channel == "email":
-        world._emit(acct, "Email Opened", properties=props, nth=n)
+        world._emit(acct, EMAIL_OPENED, properties=props, nth=n)
     if RESPONSE_TYPES[int(world.pop.response_type[a])][0] == "sleeping_dog":
         world.pushed_until[a] = day + 30
     p_accept, p_convert = probability(world, offer, repeats=repeats)
@@ -249,10 +254,10 @@ def respond(world: World, offer: Offer, *, repeats: int, nth: int, day: int) -> 
     applied = accepted and _apply(world, offer, p_convert, n)
     world.offer_log.append((day, a, offer.offer_id, p_accept, bool(applied)))
     if applied:
-        world._emit(acct, "Offer Clicked", properties=props, user=np.zeros(1, np.int64), nth=n)
+        world._emit(acct, OFFER_CLICKED, properties=props, user=np.zeros(1, np.int64), nth=n)
         return 1
     if offer.channel == "in_app":
-        world._emit(acct, "Offer Dismissed", properties=props, user=np.zeros(1, np.int64), nth=n)
+        world._emit(acct, OFFER_DISMISSED, properties=props, user=np.zeros(1, np.int64), nth=n)
     return 0
 
 

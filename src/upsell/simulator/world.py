@@ -12,7 +12,6 @@ docs/simulator.md; `responses.py` holds the hidden model of how customers answer
 
 from __future__ import annotations
 
-import calendar
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,14 +23,27 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from upsell.columns import TIMESTAMP, input_schema
 from upsell.config.catalog import parse_catalog
-from upsell.domain.catalog import AddOn, Catalog, Condition, Plan, Product
-from upsell.domain.money import Interval
+from upsell.domain.calendar import add_months
+from upsell.domain.catalog import AddOn, BusinessModel, Catalog, Condition, Plan, Product
+from upsell.domain.events import (
+    CANCEL_REQUESTED,
+    DOWNGRADE_REQUESTED,
+    FEATURE_BLOCKED,
+    LIMIT_REACHED,
+    PAYMENT_FAILED,
+    SUPPORT_TICKET_CLOSED,
+    SUPPORT_TICKET_OPENED,
+    SURVEY_ANSWERED,
+)
+from upsell.domain.money import INTERVALS
+from upsell.domain.subscriptions import STATUSES, row_mrr
 from upsell.errors import UpsellError
 from upsell.simulator import _random as rnd
 from upsell.simulator import responses
 from upsell.simulator.population import COUNTRIES, INDUSTRIES, RESPONSE_TYPES, Population
-from upsell.simulator.profiles import PROFILES, Model, Profile, catalog_text
+from upsell.simulator.profiles import PROFILES, Profile, catalog_text
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -40,9 +52,10 @@ B = npt.NDArray[np.bool_]
 NEVER = -(10**6)
 #: Share of would-be uses of a locked feature that are actually attempted (and blocked).
 LOCKED_TRY = 0.3
-INTERVALS: tuple[Interval, Interval] = ("month", "year")
-STATUS = ("trialing", "active", "past_due", "canceled")
-TRIALING, ACTIVE, PAST_DUE, CANCELED = range(4)
+#: Statuses by number, in `STATUSES`' order: what the world's row arrays hold.
+TRIALING, ACTIVE, PAST_DUE, CANCELED = (
+    STATUSES.index(s) for s in ("trialing", "active", "past_due", "canceled")
+)
 _DAY_US = 86_400_000_000
 _SATISFACTION_REASONS = {
     "detractor": ("too expensive", "missing features", "hard to use", "slow support"),
@@ -51,53 +64,13 @@ _SATISFACTION_REASONS = {
 }
 _CANCEL_REASONS = ("too expensive", "not using it enough", "switching tool", "company closed")
 
-EVENT_SCHEMA = pa.schema(
-    [
-        ("account_id", pa.string()),
-        ("user_id", pa.string()),
-        ("event", pa.string()),
-        ("timestamp", pa.timestamp("us", tz="UTC")),
-        ("properties", pa.string()),
-        ("message_id", pa.string()),
-    ]
-)
-SUBSCRIPTION_SCHEMA = pa.schema(
-    [
-        ("account_id", pa.string()),
-        ("item_id", pa.string()),
-        ("started_at", pa.timestamp("us", tz="UTC")),
-        ("ended_at", pa.timestamp("us", tz="UTC")),
-        ("quantity", pa.int64()),
-        ("interval", pa.string()),
-        ("unit_price", pa.string()),
-        ("currency", pa.string()),
-        ("status", pa.string()),
-    ]
-)
-ACCOUNT_SCHEMA = pa.schema(
-    [
-        ("account_id", pa.string()),
-        ("created_at", pa.timestamp("us", tz="UTC")),
-        ("name", pa.string()),
-        ("industry", pa.string()),
-        ("employees", pa.int64()),
-        ("country", pa.string()),
-        ("currency", pa.string()),
-        ("language", pa.string()),
-        ("email", pa.string()),
-        ("traits", pa.string()),
-    ]
-)
+EVENT_SCHEMA = input_schema("events")
+SUBSCRIPTION_SCHEMA = input_schema("subscriptions")
+ACCOUNT_SCHEMA = input_schema("accounts")
 
 
 class SimulationError(UpsellError, ValueError):
     """A simulation was asked for something impossible (bad size, unknown model, bad decision)."""
-
-
-def add_months(start: date, months: int) -> date:
-    month = start.month - 1 + months
-    year, month = start.year + month // 12, month % 12 + 1
-    return date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
 
 
 @dataclass(frozen=True)
@@ -106,7 +79,7 @@ class SimConfig:
 
     accounts: int = 5000
     months: int = 12
-    model: Model = "saas"
+    model: BusinessModel = "saas"
     seed: int = 0
     start: date = date(2025, 11, 1)
 
@@ -282,10 +255,8 @@ class World:
                     money = cat.price(item, interval, self._currency(cur))
                     row.append(f"{money.amount:.2f}" if money else None)
                     if money:
-                        base = cat.fx.to_base(money).amount
-                        self.price_value[self.item_index[item], v, c] = float(base) / (
-                            12 if interval == "year" else 1
-                        )
+                        mrr = row_mrr(money, 1, interval, "active", cat.fx)
+                        self.price_value[self.item_index[item], v, c] = float(mrr.amount)
                 per_interval.append(row)
             self.price_text.append(per_interval)
 
@@ -453,30 +424,31 @@ class World:
         return self._subscription_table(np.arange(self.rows.n))
 
     def mrr(self) -> F64:
-        """Each account's MRR now, in the catalog's base currency (metrics.md; trialing counts 0)."""
+        """Each account's MRR now, in the catalog's base currency (metrics.md)."""
         out = np.zeros(self.config.accounts)
-        r = self.rows
-        held = np.flatnonzero((r.end[: r.n] < 0) & (r.status[: r.n] != TRIALING))
-        acct = r.account[held]
-        value = self.price_value[r.item[held], r.interval[held], self.currency_index[acct]]
-        np.add.at(out, acct, value)
+        held = np.arange(self.rows.n)
+        np.add.at(out, self.rows.account[held], self._row_mrr(held))
         return out
 
     def mrr_of(self, account: int) -> float:
-        """One account's MRR now, in the base currency."""
+        """One account's MRR now, in the base currency: `mrr` of one account, from its own rows."""
         rows = [
             int(self.plan_row[account]),
             *self.addon_row[account].tolist(),
             *self.product_row[account].tolist(),
         ]
+        return float(sum(self._row_mrr(np.array([row for row in rows if row >= 0], np.int64))))
+
+    def _row_mrr(self, rows: I64) -> F64:
+        """The MRR of rows now: the value a month of their item, interval and currency
+        (`upsell.domain.subscriptions.row_mrr` of the catalog's price), 0 for a row that ended or
+        is in its trial."""
         r = self.rows
-        total = 0.0
-        for row in rows:
-            if row >= 0 and r.end[row] < 0 and r.status[row] != TRIALING:
-                total += self.price_value[
-                    r.item[row], r.interval[row], self.currency_index[account]
-                ]
-        return total
+        held = (r.end[rows] < 0) & (r.status[rows] != TRIALING)
+        value = self.price_value[
+            r.item[rows], r.interval[rows], self.currency_index[r.account[rows]]
+        ]
+        return np.where(held, value, 0.0)
 
     def account_index(self, account_id: str) -> int:
         try:
@@ -660,9 +632,7 @@ class World:
         if len(fresh):
             last[fresh] = d
             props = json.dumps({"metric": metric})
-            self._emit(
-                fresh, "Limit Reached", properties=props, user=np.zeros(len(fresh), np.int64)
-            )
+            self._emit(fresh, LIMIT_REACHED, properties=props, user=np.zeros(len(fresh), np.int64))
 
     # ----------------------------------------------------------------- usage
 
@@ -798,7 +768,7 @@ class World:
                 b_acct = acct[blocked]
                 self._emit(
                     b_acct,
-                    "Feature Blocked",
+                    FEATURE_BLOCKED,
                     properties=table.take(feature[blocked]),
                     user=user[blocked],
                     nth=nth[blocked],
@@ -853,7 +823,7 @@ class World:
             props = pc.binary_join_element_wise('{"ticket_id": "', ids, '"}', "")
             self._emit(
                 opening,
-                "Support Ticket Opened",
+                SUPPORT_TICKET_OPENED,
                 properties=props,
                 user=np.zeros(len(opening), np.int64),
             )
@@ -873,7 +843,7 @@ class World:
             props = pc.binary_join_element_wise(
                 '{"ticket_id": "', ids, verdict.take(bad.astype(np.int64)), ""
             )
-            self._emit(closing, "Support Ticket Closed", properties=props)
+            self._emit(closing, SUPPORT_TICKET_CLOSED, properties=props)
 
         # Surveys: NPS after 30 days and every 90 days after that, answered by some.
         asked = act[(tenure >= 30) & ((tenure - 30) % 90 == 0)]
@@ -907,7 +877,7 @@ class World:
                 )
             self._emit(
                 answer,
-                "Survey Answered",
+                SURVEY_ANSWERED,
                 properties=pa.array(texts),
                 user=np.zeros(len(answer), np.int64),
             )
@@ -927,7 +897,7 @@ class World:
         failing = paid[self._u("payment", paid) < 0.0015]
         if len(failing):
             self.payfail_until[failing] = d + 30
-            self._emit(failing, "Payment Failed", properties='{"reason": "card_declined"}')
+            self._emit(failing, PAYMENT_FAILED, properties='{"reason": "card_declined"}')
 
         # Churn of paying accounts: likelier before activation, after payment failures and bad
         # support, for detractors, and after pushing a sleeping dog or contacting too often.
@@ -955,7 +925,7 @@ class World:
             )
             self._emit(
                 leaving,
-                "Cancel Requested",
+                CANCEL_REQUESTED,
                 properties=reasons.take(pick),
                 user=np.zeros(len(leaving), np.int64),
             )
@@ -978,7 +948,7 @@ class World:
             names = pa.array([json.dumps({"to_plan": p.id}) for p in self.plans])
             self._emit(
                 down,
-                "Downgrade Requested",
+                DOWNGRADE_REQUESTED,
                 properties=names.take(self.downgrade_to[down]),
                 user=np.zeros(len(down), np.int64),
             )
@@ -1180,7 +1150,7 @@ class World:
                 ids,
                 user_ids,
                 pa.array(names, pa.string()).take(gen),
-                pa.array(stamp, pa.timestamp("us", tz="UTC")),
+                pa.array(stamp, TIMESTAMP),
                 props.take(pa.array(order)),
                 pc.binary_join_element_wise(ids, number, "-"),
             ],
@@ -1204,13 +1174,13 @@ class World:
             [
                 self.account_ids.take(acct),
                 pa.array(self.items, pa.string()).take(item),
-                pa.array(r.start[rows], pa.timestamp("us", tz="UTC")),
-                pa.array(np.where(end < 0, 0, end), pa.timestamp("us", tz="UTC"), mask=end < 0),
+                pa.array(r.start[rows], TIMESTAMP),
+                pa.array(np.where(end < 0, 0, end), TIMESTAMP, mask=end < 0),
                 pa.array(np.ones(len(rows), np.int64)),
                 pa.array(list(INTERVALS), pa.string()).take(interval),
                 pa.array(prices, pa.string()),
                 pa.array(self.currencies, pa.string()).take(cur),
-                pa.array(list(STATUS), pa.string()).take(r.status[rows]),
+                pa.array(list(STATUSES), pa.string()).take(r.status[rows]),
             ],
             schema=SUBSCRIPTION_SCHEMA,
         )
@@ -1236,7 +1206,7 @@ class World:
         return pa.table(
             [
                 ids,
-                pa.array(created, pa.timestamp("us", tz="UTC")),
+                pa.array(created, TIMESTAMP),
                 pa.array(names, pa.string()),
                 pa.array([i for i, _ in INDUSTRIES], pa.string()).take(pop.industry[accounts]),
                 pa.array(pop.employees[accounts]),

@@ -13,46 +13,15 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import sqlalchemy as sa
 
+from upsell.columns import TIMESTAMP, input_schema
 from upsell.store.schema import accounts, contacts, events, refusals, subscription_items
 
 BATCH_ROWS = 50_000
-TIMESTAMP = pa.timestamp("us", tz="UTC")
-
-ACCOUNT_SCHEMA = pa.schema(
-    [
-        ("account_id", pa.string()),
-        ("created_at", TIMESTAMP),
-        ("industry", pa.string()),
-        ("employees", pa.int64()),
-        ("country", pa.string()),
-        ("currency", pa.string()),
-        ("language", pa.string()),
-        ("traits", pa.string()),
-    ]
-)
-SUBSCRIPTION_SCHEMA = pa.schema(
-    [
-        ("account_id", pa.string()),
-        ("item_id", pa.string()),
-        ("started_at", TIMESTAMP),
-        ("ended_at", TIMESTAMP),
-        ("quantity", pa.int64()),
-        ("interval", pa.string()),
-        ("unit_price", pa.string()),
-        ("currency", pa.string()),
-        ("status", pa.string()),
-    ]
-)
-EVENT_SCHEMA = pa.schema(
-    [
-        ("seq", pa.int64()),
-        ("account_id", pa.string()),
-        ("user_id", pa.string()),
-        ("event", pa.string()),
-        ("timestamp", TIMESTAMP),
-        ("properties", pa.string()),
-    ]
-)
+#: The store's tables in the shapes of the input files (`upsell.columns`): accounts without the
+#: name and email the engine never reads, events with their arrival number instead of message_id.
+ACCOUNT_SCHEMA = input_schema("accounts", without=("name", "email"))
+SUBSCRIPTION_SCHEMA = input_schema("subscriptions")
+EVENT_SCHEMA = pa.schema([("seq", pa.int64()), *input_schema("events", without=("message_id",))])
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -138,14 +107,7 @@ CONTACT_SCHEMA = pa.schema(
 REFUSAL_SCHEMA = pa.schema(
     [("as_of", TIMESTAMP), ("account_id", pa.string()), ("playbook", pa.string())]
 )
-RESPONSE_SCHEMA = pa.schema(
-    [
-        ("account_id", pa.string()),
-        ("event", pa.string()),
-        ("timestamp", TIMESTAMP),
-        ("properties", pa.string()),
-    ]
-)
+RESPONSE_SCHEMA = input_schema("events", without=("user_id", "message_id"))
 
 
 def contacts_arrow(*, conn: sa.Connection) -> pa.Table:

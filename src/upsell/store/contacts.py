@@ -7,23 +7,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from upsell.domain.contacts import Contact, Response, ResponseKind
+from upsell.domain.contacts import Contact, Response
 from upsell.domain.decisions import History, PastContact, PastResponse, Refusal
-from upsell.domain.events import EMAIL_OPENED, OFFER_CLICKED, OFFER_DISMISSED, OFFER_VIEWED
+from upsell.domain.events import RESPONSE_EVENTS
 from upsell.domain.money import Money
 from upsell.store.schema import contacts as contacts_table
 from upsell.store.schema import events as events_table
 from upsell.store.schema import refusals as refusals_table
 from upsell.store.schema import responses as responses_table
-
-#: Events that answer an offer (the widget and the email provider send them with ``offer_id``),
-#: and the response each stands for.
-RESPONSE_EVENTS: dict[str, ResponseKind] = {
-    OFFER_VIEWED: "shown",
-    EMAIL_OPENED: "opened",
-    OFFER_CLICKED: "clicked",
-    OFFER_DISMISSED: "dismissed",
-}
 
 _FIELDS = (
     "account_id",
@@ -205,7 +196,7 @@ def histories(*, conn: sa.Connection, before: datetime, since: datetime) -> dict
     e = events_table.c
     answered = conn.execute(
         sa.select(e.account_id, e.timestamp, e.event, e.properties).where(
-            e.event.in_(RESPONSE_EVENTS), e.timestamp >= since, e.timestamp < before
+            e.event.in_(list(RESPONSE_EVENTS)), e.timestamp >= since, e.timestamp < before
         )
     )
     for erow in answered:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from upsell.domain.contacts import CONTACT_STATUSES, KINDS, RESPONSE_KINDS
+from upsell.domain.contacts import CONTACT_STATUSES, RESPONSE_KINDS
 from upsell.domain.money import INTERVALS
+from upsell.domain.offers import KINDS
 from upsell.domain.subscriptions import STATUSES
 from upsell.store.types import JSON, DecimalText, UTCDateTime
 
