@@ -7,7 +7,7 @@ checkout) and compares, byte for byte after normalising what must differ (the re
 - the output of ``upsell demo`` (the first run: simulate, replay 8 weeks, summarise) and of a
   second ``upsell demo --json`` on the workspace it built;
 - ``upsell run --as-of 2026-11-01 --dry-run --out decisions.jsonl``;
-- ``upsell report --out report.json``.
+- ``upsell report --out report.json``, and the page ``upsell demo`` wrote (report.html).
 
 The other revision runs from a ``git worktree`` with this checkout's virtual environment (its
 ``src`` first on ``PYTHONPATH``), so both sides use the same pinned libraries. Each side also
@@ -28,6 +28,7 @@ import argparse
 import difflib
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -43,7 +44,16 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 BEFORE = "6bfefe6"
 AS_OF = "2026-11-01"
 WORKSPACE = "demo-workspace"
-OUTPUTS = ("demo.txt", "demo.json", "run.txt", "decisions.jsonl", "report.txt", "report.json")
+OUTPUTS = (
+    "demo.txt",
+    "demo.json",
+    "run.txt",
+    "decisions.jsonl",
+    "report.txt",
+    "report.json",
+    "report.html",
+)
+GENERATED = re.compile(r"generated \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 #: Changes made on purpose: (file, text before, text after, why). Applied to the other side.
 KNOWN: tuple[tuple[str, str, str, str], ...] = (
@@ -85,6 +95,8 @@ def record(side: Side) -> None:
     (side.folder / "demo.json").write_text(
         _upsell(side, "demo", "-w", WORKSPACE, "--json"), "utf-8"
     )
+    page = (side.folder / WORKSPACE / "report.html").read_text("utf-8")
+    (side.folder / "report.html").write_text(GENERATED.sub("generated (normalised)", page), "utf-8")
     for _ in range(3):
         start = time.perf_counter()
         _upsell(

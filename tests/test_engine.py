@@ -104,6 +104,29 @@ def duckdb_signals(company: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         ws.close()
 
 
+def test_the_engine_names_the_plan_the_domain_would(company: Path, tmp_path: Path) -> None:
+    """The engine's table-scale plan (the highest tier held) is `Catalog.highest_plan` of each
+    account's holdings."""
+    ws = _workspace(company, tmp_path / "ws", events=("events-early.parquet",))
+    try:
+        catalog = ws.catalog()
+        with ws.db.connect() as conn:
+            rollups, _ = pipeline.refresh_rollups(
+                ws.backend, conn=conn, catalog=catalog, folder=ws.rollups
+            )
+            tables, subs = pipeline.signal_tables(
+                ws.backend, conn=conn, catalog=catalog, rollups=rollups, as_of=AS_OF
+            )
+        checked = 0
+        for s in pipeline.account_signals(tables, subs, catalog, AS_OF):
+            plan = catalog.highest_plan(h.item_id for h in s.holdings)
+            assert (plan.id if plan else None) == s.plan_id, s.account_id
+            checked += plan is not None
+        assert checked > 300
+    finally:
+        ws.close()
+
+
 def test_signals_cover_the_company(duckdb_signals: dict[str, pa.Table]) -> None:
     accounts = duckdb_signals["accounts"]
     assert accounts.num_rows > 400

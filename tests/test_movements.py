@@ -19,7 +19,9 @@ import metrics_reference as ref
 from test_metrics_reference import FX, KINDS, histories, reference_settings
 from upsell.config.catalog import load_catalog, parse_catalog
 from upsell.domain.catalog import Catalog
-from upsell.domain.metrics import CAUSES, MOVEMENT_TYPES, MetricSettings, from_micros
+from upsell.domain.metrics import CAUSES, MOVEMENT_TYPES, MetricSettings, from_micros, to_micros
+from upsell.domain.money import Money
+from upsell.domain.subscriptions import row_mrr
 from upsell.engine.backends import Backend, spark_unavailable
 from upsell.engine.movements import changes, monthly_summary, mrr_rows, retention
 from upsell.store.arrow import SUBSCRIPTION_SCHEMA
@@ -210,6 +212,29 @@ def _arrow(rows: list[Any]) -> pa.Table:
 
 def _micros(amount: Decimal) -> int:
     return int(amount * 1_000_000)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=histories())
+def test_the_engine_prices_every_row_as_the_domain_does(rows: list[Any]) -> None:
+    """`mrr_rows` is the table-scale twin of the domain's per-row rule (`row_mrr`): every row that
+    is not in its trial gets the domain's MRR, to the micro-unit, in the same order."""
+    catalog = parse_catalog(REFERENCE_CATALOG, "reference.yaml").catalog
+    table = mrr_rows(_arrow(rows), catalog)
+    expected = [
+        to_micros(
+            row_mrr(
+                Money(Decimal(str(r.unit_price)), r.currency),
+                r.quantity,
+                r.interval,
+                r.status,
+                catalog.fx,
+            ).amount
+        )
+        for r in rows
+        if r.status != "trialing"
+    ]
+    assert table.column("mrr").to_pylist() == expected
 
 
 def assert_engine_matches_reference(

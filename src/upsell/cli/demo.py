@@ -16,12 +16,13 @@ from upsell.cli.opportunities import print_summary
 from upsell.cli.output import write_report
 from upsell.cli.report import print_report
 from upsell.cli.run import print_message, print_run
+from upsell.domain.metrics import arr
 from upsell.domain.money import Money, format_money
 from upsell.flows.offers import run_offers
 from upsell.flows.opportunities import find_all
 from upsell.flows.report import build_report
+from upsell.flows.summary import DataSummary, summarize
 from upsell.settings import Settings
-from upsell.store.summary import DataSummary, summarize
 from upsell.workspace import Workspace
 
 DEMO_WORKSPACE = Path("demo-workspace")
@@ -55,11 +56,10 @@ def demo(
 
             build_demo(workspace, SimConfig(), settings, DEMO_WEEKS)
         with Workspace.open(workspace, settings) as ws:
-            loaded = ws.loaded_catalog()
-            if loaded is None:
+            if ws.loaded_catalog() is None:
                 raise fail(f"{workspace} has no catalog; import one or rebuild the demo")
-            with ws.db.connect() as conn:
-                summary = summarize(conn=conn, catalog=loaded.catalog)
+            with err.status("Summarising the workspace"):
+                summary = summarize(ws)
             day = summary.as_of.date() + timedelta(days=1)
             with err.status("Computing signals and opportunities"):
                 run = find_all(ws, day)
@@ -108,7 +108,7 @@ def _print_summary(workspace: Path, s: DataSummary) -> None:
 
     err.print(
         f"\n[bold]{workspace}[/] as of {s.as_of:%Y-%m-%d %H:%M} UTC: {s.accounts:,} accounts, "
-        f"{s.paying_accounts:,} paying, MRR {money(s.mrr)} (ARR {money(s.mrr * 12)}), "
+        f"{s.paying_accounts:,} paying, MRR {money(s.mrr)} (ARR {money(Money(arr(s.mrr.rounded().amount), s.mrr.currency))}), "
         f"{s.events:,} events.",
         highlight=False,
         soft_wrap=True,

@@ -8,13 +8,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from upsell.domain.report import Report
 from upsell.errors import UpsellError
 
 FORMATS = (".jsonl", ".json", ".csv", ".parquet")
@@ -65,14 +65,15 @@ def write_lines(path: Path, lines: Iterable[dict[str, object]]) -> int:
     return len(rows)
 
 
-def write_report(report: Mapping[str, Any], path: Path) -> None:
+def write_report(report: Report, path: Path) -> None:
     """The report as JSON, or as the self-contained HTML page, by `path`'s extension."""
     _folder_of(path)
     if path.suffix.lower() == ".json":
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+        text = json.dumps(report.to_json(), indent=2, ensure_ascii=False)
+        tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
     else:
-        from upsell.report import write_html
+        from upsell.report.page import write_html
 
         write_html(report, path)

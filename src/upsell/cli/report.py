@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich import box
@@ -18,6 +17,7 @@ from upsell.cli.options import EngineOption, WorkspaceOption, as_of, open_worksp
 from upsell.cli.output import REPORT_FORMATS, write_report
 from upsell.domain.messages import known_locale
 from upsell.domain.money import Money, format_money
+from upsell.domain.report import Report
 from upsell.flows.report import build_report
 
 
@@ -78,29 +78,27 @@ def report(
             err.print(f"Wrote the report to {out}", highlight=False)
     print_report(err, data)
     if as_json:
-        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        typer.echo(json.dumps(data.to_json(), indent=2, ensure_ascii=False))
 
 
-def _pct(x: object) -> str:
-    return "—" if x is None else f"{float(x):.1%}"  # type: ignore[arg-type]
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"
 
 
-def print_report(console: Console, report: Mapping[str, Any]) -> None:
-    currency, locale = report["currency"], report.get("locale", "en")
+def print_report(console: Console, report: Report) -> None:
+    """The period, its settings, the headline numbers, the last six months and the holdout."""
+    currency, locale = report.currency, report.locale
 
-    def money(x: object) -> str:
-        if x is None:
-            return "—"
-        return format_money(Money(Decimal(str(x)), currency), locale)
+    def money(x: Decimal | None) -> str:
+        return "—" if x is None else format_money(Money(x, currency), locale)
 
-    s = report["summary"]
-    settings = report["settings"]
-    window = settings["reactivation_window_days"]
+    s, settings = report.summary, report.settings
+    window = settings.reactivation_window_days
     console.print(
-        f"\nRevenue from {report['from']} to {report['to']} ({currency}; churn at "
-        f"{settings['churn_at']}, reactivation "
+        f"\nRevenue from {report.first} to {report.last} ({currency}; churn at "
+        f"{settings.churn_at}, reactivation "
         f"{'any time' if window is None else f'within {window} days'}, gross margin "
-        f"{settings['gross_margin']:.0%}, attribution {settings['attribution_days']} days):",
+        f"{settings.gross_margin:.0%}, attribution {settings.attribution_days} days):",
         highlight=False,
         soft_wrap=True,
     )
@@ -109,17 +107,17 @@ def print_report(console: Console, report: Mapping[str, Any]) -> None:
     t.add_column("value", justify="right")
     t.add_column("metric")
     t.add_column("value", justify="right")
-    time = s.get("time_to_upsell_days") or {}
+    median = s.time_to_upsell_days.median
     pairs = [
-        ("MRR", money(s["mrr"])), ("ARR", money(s["arr"])),
-        ("paying accounts", f"{s['paying_accounts']:,}"), ("ARPA", money(s["arpa"])),
-        ("NDR (TTM)", _pct(s["ndr_ttm"])), ("GRR (TTM)", _pct(s["grr_ttm"])),
-        ("quick ratio", "—" if s["quick_ratio"] is None else f"{s['quick_ratio']:.2f}"),
-        ("upsell conversion", _pct(s["upsell_conversion"])),
-        ("average upgrade", money(s["average_upgrade_value"])),
-        ("time to upsell", "—" if time.get("median") is None else f"{time['median']} days"),
-        ("LTV", money(s["ltv"])), ("LTV uplift", money(s["ltv_uplift"])),
-        ("reach", _pct(s["reach"])), ("", ""),
+        ("MRR", money(s.mrr)), ("ARR", money(s.arr)),
+        ("paying accounts", f"{s.paying_accounts:,}"), ("ARPA", money(s.arpa)),
+        ("NDR (TTM)", _pct(s.ndr_ttm)), ("GRR (TTM)", _pct(s.grr_ttm)),
+        ("quick ratio", "—" if s.quick_ratio is None else f"{s.quick_ratio:.2f}"),
+        ("upsell conversion", _pct(s.upsell_conversion)),
+        ("average upgrade", money(s.average_upgrade_value)),
+        ("time to upsell", "—" if median is None else f"{median} days"),
+        ("LTV", money(s.ltv)), ("LTV uplift", money(s.ltv_uplift)),
+        ("reach", _pct(s.reach)), ("", ""),
     ]  # fmt: skip
     for k in range(0, len(pairs), 2):
         t.add_row(*pairs[k], *pairs[k + 1])
@@ -131,22 +129,16 @@ def print_report(console: Console, report: Mapping[str, Any]) -> None:
     )
     for name in ("month", "new", "react.", "expansion", "contraction", "churn", "MRR", "NDR"):
         months.add_column(name, justify="left" if name == "month" else "right", no_wrap=True)
-    for m in report["months"][-6:]:
-        months.add_row(
-            m["month"],
-            *(
-                f"{Decimal(m[k]):,.0f}"
-                for k in ("new", "reactivation", "expansion", "contraction", "churn", "mrr_end")
-            ),
-            _pct(m["ndr"]),
-        )
+    for m in report.months[-6:]:
+        amounts = (m.new, m.reactivation, m.expansion, m.contraction, m.churn, m.mrr_end)
+        months.add_row(m.month, *(f"{x:,.0f}" for x in amounts), _pct(m.ndr))
     console.print(months)
-    inc = report.get("incremental") or {}
-    if inc:
+    inc = report.incremental
+    if inc is not None:
         console.print(
-            f"Offers earned {money(inc['expansion_mrr'])} of expansion MRR over the holdout "
-            f"({inc['confidence']:.0%} interval {money(inc['ci_low'])} to {money(inc['ci_high'])}; "
-            f"{inc['treated_accounts']:,} treated, {inc['holdout_accounts']:,} held out).",
+            f"Offers earned {money(inc.expansion_mrr)} of expansion MRR over the holdout "
+            f"({inc.confidence:.0%} interval {money(inc.ci_low)} to {money(inc.ci_high)}; "
+            f"{inc.treated_accounts:,} treated, {inc.holdout_accounts:,} held out).",
             highlight=False,
             soft_wrap=True,
         )

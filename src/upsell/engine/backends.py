@@ -59,6 +59,8 @@ class Backend:
             self.con: Any = (
                 ibis.duckdb.connect(threads=threads) if threads else ibis.duckdb.connect()
             )
+            # No progress bar: DuckDB draws it on stdout, where --json output goes.
+            self.con.raw_sql("SET enable_progress_bar = false")
             self._json: Callable[..., ir.StringValue] = _duckdb_json
         else:
             self.con = ibis.pyspark.connect(_spark_session(threads))

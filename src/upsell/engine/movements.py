@@ -353,20 +353,22 @@ def monthly_summary(
     return out
 
 
+def account_mrr(changes: ir.Table, before: datetime) -> ir.Table:
+    """Each account's MRR just before `before` (micro-units): ``account_id, mrr``, for every
+    account that changed before it (an MRR of 0 included)."""
+    c = changes.filter(changes.at < before)
+    return c.group_by("account_id").aggregate(mrr=c.after.argmax(c.at))
+
+
 def retention(
     backend: Backend, changes: ir.Table, start: datetime, end: datetime
 ) -> dict[str, int]:
     """The cohort of accounts paying at `start` and its MRR at `start` and at `end` (micro-units):
     ``{"accounts", "start", "end", "kept"}`` with kept = sum of min(start, end) per account. NDR =
     end / start, GRR = kept / start (metrics.md, "Retention")."""
-
-    def mrr_before(at: datetime) -> ir.Table:
-        c = changes.filter(changes.at < at)
-        return c.group_by("account_id").aggregate(mrr=c.after.argmax(c.at))
-
-    s = mrr_before(start)
+    s = account_mrr(changes, start)
     s = s.filter(s.mrr > 0)
-    e = mrr_before(end)
+    e = account_mrr(changes, end)
     joined = s.left_join(e, "account_id").select(s.account_id, start=s.mrr, end=e.mrr.fill_null(0))
     row = backend.arrow(
         joined.aggregate(

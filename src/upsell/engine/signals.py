@@ -121,6 +121,32 @@ def _plan_features(catalog: Catalog) -> pa.Table:
     )
 
 
+def catalog_items(backend: Backend, catalog: Catalog) -> ir.Table:
+    """The catalog's plans, add-ons and products as a table: ``item_id, item_kind, tier``."""
+    return backend.table(_catalog_items(catalog), "catalog_items")
+
+
+def highest_plans(held: ir.Table, items: ir.Table) -> ir.Table:
+    """Per account, the plan of the highest tier among its `held` subscription rows (the latest
+    started when it holds that tier twice): its plan, by the domain's rule
+    (`upsell.domain.catalog.Catalog.highest_plan`), with the row's status, interval and start.
+    `items` is `catalog_items`."""
+    h = held.join(items, "item_id").filter(lambda t: t.item_kind == "plan")
+    ranked = h.mutate(
+        rank=ibis.row_number().over(
+            group_by=h.account_id, order_by=[ibis.desc(h.tier), ibis.desc(h.started_at)]
+        )
+    )
+    top = ranked.filter(ranked["rank"] == 0)
+    return top.select(
+        account_id=top.account_id,
+        plan_id=top.item_id,
+        plan_status=top.status,
+        plan_interval=top.interval,
+        plan_started_at=top.started_at,
+    )
+
+
 class _Builder:
     def __init__(
         self,
@@ -146,7 +172,7 @@ class _Builder:
         self.usage = usage.filter(usage.day < self.day)
         self._all_usage = usage  # trait moves after as_of are needed too
         self.users = users.filter(users.day < self.day)
-        self.items = backend.table(_catalog_items(catalog), "catalog_items")
+        self.items = catalog_items(backend, catalog)
         self.limits = backend.table(_catalog_limits(catalog), "catalog_limits")
         self.plan_features = backend.table(_plan_features(catalog), "catalog_plan_features")
 
@@ -170,21 +196,8 @@ class _Builder:
         return s.filter(s.ended_at.isnull() | (s.ended_at > self.instant))
 
     def plan(self) -> ir.Table:
-        """The plan held at as_of (the highest tier if the data holds two), with its row."""
-        h = self.held().join(self.items, "item_id").filter(lambda t: t.item_kind == "plan")
-        ranked = h.mutate(
-            rank=ibis.row_number().over(
-                group_by=h.account_id, order_by=[ibis.desc(h.tier), ibis.desc(h.started_at)]
-            )
-        )
-        top = ranked.filter(ranked["rank"] == 0)
-        return top.select(
-            account_id=top.account_id,
-            plan_id=top.item_id,
-            plan_status=top.status,
-            plan_interval=top.interval,
-            plan_started_at=top.started_at,
-        )
+        """The plan held at as_of, with its row."""
+        return highest_plans(self.held(), self.items)
 
     def paid_before(self) -> ir.Table:
         s = self.subs
