@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 
+from upsell.simulator.usage import limit_of
 from upsell.simulator.world import SimConfig, World
 
 
@@ -18,13 +19,13 @@ def main() -> None:
     events = [0]
     w.advance(w.config.days, lambda t: events.__setitem__(0, events[0] + t.num_rows))
     r, n = w.rows, w.rows.n
-    is_plan = r.item[:n] < w.n_plans
+    is_plan = r.item[:n] < w.items.n_plans
     paid = np.zeros(n, bool)
-    paid[is_plan] = ~w.plan_free[r.item[:n][is_plan]]
+    paid[is_plan] = ~w.items.plan_free[r.item[:n][is_plan]]
     ever_paid = np.zeros(accounts, bool)
     ever_paid[r.account[:n][paid]] = True
     mature = w.pop.signup_day < w.config.days // 2
-    started_free = w.plan_free[w.entry_plan]
+    started_free = w.items.plan_free[w.entry_plan]
     cancelled = np.zeros(accounts, bool)
     cancelled[r.account[:n][r.status[:n] == 3]] = True
     paying = ~started_free & mature
@@ -38,7 +39,7 @@ def main() -> None:
         f"paying signups (first half) cancelled, never activated: {cancelled[paying & ~w.activated].mean():.1%}"
     )
     for g in w.profile.trait_gauges:
-        limit = w._limit(g.metric, np.arange(accounts))
+        limit = limit_of(w, g.metric, np.arange(accounts))
         ok = w.using & np.isfinite(limit)
         util = w.gauge[g.metric][ok] / limit[ok]
         q = ", ".join(f"{v:.2f}" for v in np.quantile(util, [0.1, 0.25, 0.5, 0.75, 0.9]))

@@ -17,6 +17,7 @@ from upsell.domain.catalog import BUSINESS_MODELS as MODELS
 from upsell.simulator import responses
 from upsell.simulator.files import FILES, simulate
 from upsell.simulator.population import RESPONSE_TYPES
+from upsell.simulator.usage import limit_of
 from upsell.simulator.world import SimConfig, SimulationError, World
 
 
@@ -35,7 +36,7 @@ def year() -> tuple[World, pa.Table]:
 def plan_rows(world: World) -> dict[str, np.ndarray]:
     r = world.rows
     n = r.n
-    is_plan = r.item[:n] < world.n_plans
+    is_plan = r.item[:n] < world.items.n_plans
     return {
         "account": r.account[:n][is_plan],
         "item": r.item[:n][is_plan],
@@ -116,10 +117,10 @@ def test_free_to_paid_conversion_is_in_the_calibrated_range(year: tuple[World, p
     """domain.md S18: freemium-to-paid conversion is 8-20 %; the world without offers sits in it."""
     world, _ = year
     rows = plan_rows(world)
-    paid = ~world.plan_free[rows["item"]]
+    paid = ~world.items.plan_free[rows["item"]]
     ever_paid = np.zeros(world.config.accounts, bool)
     ever_paid[rows["account"][paid]] = True
-    started_free = world.plan_free[world.entry_plan]
+    started_free = world.items.plan_free[world.entry_plan]
     mature = world.pop.signup_day < world.config.days // 2
     rate = ever_paid[started_free & mature].mean()
     assert 0.08 <= rate <= 0.20
@@ -130,7 +131,9 @@ def test_churn_is_higher_before_activation(year: tuple[World, pa.Table]) -> None
     r = world.rows
     cancelled = np.zeros(world.config.accounts, bool)
     cancelled[r.account[: r.n][r.status[: r.n] == 3]] = True
-    paying = ~world.plan_free[world.entry_plan] & (world.pop.signup_day < world.config.days // 2)
+    paying = ~world.items.plan_free[world.entry_plan] & (
+        world.pop.signup_day < world.config.days // 2
+    )
     before = cancelled[paying & ~world.activated].mean()
     after = cancelled[paying & world.activated].mean()
     assert before > 1.5 * after
@@ -142,7 +145,7 @@ def test_utilisation_never_exceeds_the_limit_and_binds_for_a_minority(
     world, _ = year
     everyone = np.arange(world.config.accounts)
     for metric in ("seats", "projects"):
-        limit = world._limit(metric, everyone)
+        limit = limit_of(world, metric, everyone)
         limited = world.using & np.isfinite(limit)
         utilisation = world.gauge[metric][limited] / limit[limited]
         assert utilisation.max() <= 1.0
@@ -183,14 +186,14 @@ def offers_for(world: World, accounts: list[int], **extra: Any) -> list[dict[str
     out = []
     for a in accounts:
         plan = int(world.plan[a])
-        target = world.plans[min(plan + 1, world.top_self_serve)].id
+        target = world.items.plans[min(plan + 1, world.items.top_self_serve)].id
         out.append(
             {
                 "account_id": world.account_ids[a].as_py(),
                 "kind": "upsell",
-                "offer_id": f"upsell:{world.plans[plan].id}->{target}",
+                "offer_id": f"upsell:{world.items.plans[plan].id}->{target}",
                 "item_id": target,
-                "from_item_id": world.plans[plan].id,
+                "from_item_id": world.items.plans[plan].id,
                 "channel": "in_app",
                 "placement": "modal",
                 **extra,
@@ -222,7 +225,7 @@ def test_the_counterfactual_differs_only_through_offers() -> None:
         world.using
         & (world.pressure > 0.5)
         & (world.plan >= 0)
-        & (world.plan < world.top_self_serve)
+        & (world.plan < world.items.top_self_serve)
     )
     offered = [int(a) for a in candidates[:150]]
     assert len(offered) > 50
@@ -312,7 +315,7 @@ def _account(world: World, rtype: str, *, need: bool) -> int:
         & world.activated
         & (world.pop.response_type == code)
         & (world.plan >= 0)
-        & (world.plan < world.top_self_serve)
+        & (world.plan < world.items.top_self_serve)
         & ((world.pressure > 0.1) if need else (world.pressure == 0))
     )
     return int(np.flatnonzero(ok)[0])
@@ -355,7 +358,7 @@ def test_response_types_order_acceptance(mid_year: World) -> None:
 
 def test_a_cross_sell_above_the_price_anchor_converts_far_worse(mid_year: World) -> None:
     w = mid_year
-    product = w.products[0]
+    product = w.items.products[0]
     fits = int(np.flatnonzero(w.using & w.activated & (w.plan == 1) & (w.pop.goal == 0))[0])
     rich = int(np.flatnonzero(w.using & w.activated & (w.plan == 2) & (w.pop.goal == 0))[0])
     offer = {"kind": "cross_sell", "item_id": product.id, "offer_id": f"cross_sell:{product.id}"}

@@ -2,7 +2,8 @@
 
 The catalog (``catalogs/<model>.yaml``) says what the company sells; a `Profile` says how its customers
 use it: which event grows each trait gauge, how fast teams and usage grow, who starts on which plan,
-how often people churn. The world's rules (world.py) are the same for every model.
+how often people churn. The world's rules (usage.py, lifecycle.py, responses.py) are the same for
+every model.
 """
 
 from __future__ import annotations

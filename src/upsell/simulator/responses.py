@@ -23,6 +23,10 @@ import numpy as np
 
 from upsell.domain.events import EMAIL_OPENED, OFFER_CLICKED, OFFER_DISMISSED, OFFER_VIEWED
 from upsell.domain.offers import CHANNELS, KINDS
+from upsell.simulator.config import SimulationError
+from upsell.simulator.lifecycle import add_item, start_plan
+from upsell.simulator.population import RESPONSE_TYPES
+from upsell.simulator.rows import TRIALING
 
 if TYPE_CHECKING:
     from upsell.simulator.world import World
@@ -40,8 +44,6 @@ SEEN = {"in_app": 0.8, "email": 0.45, "csm_task": 1.0, "webhook": 1.0, "checkout
 
 
 def _error(position: int, message: str) -> Exception:
-    from upsell.simulator.world import SimulationError
-
     return SimulationError(f"decision {position + 1}: {message}")
 
 
@@ -52,7 +54,7 @@ class Offer:
     account: int
     kind: str
     offer_id: str
-    item: int  # index into world.items, -1 for a save offer without an item
+    item: int  # index into world.items.ids, -1 for a save offer without an item
     channel: str
     placement: str | None
     trial_days: int
@@ -77,9 +79,9 @@ class Offer:
         item_id = decision.get("item_id")
         item = -1
         if item_id is not None:
-            if item_id not in world.item_index:
+            if item_id not in world.items.index:
                 raise _error(position, f"item_id {item_id!r} is not in the catalog")
-            item = world.item_index[item_id]
+            item = world.items.index[item_id]
         elif kind != "save":
             raise _error(position, f"a {kind} offer needs an item_id")
         channel = decision.get("channel")
@@ -124,27 +126,26 @@ def _fixes_need(world: World, offer: Offer, a: int) -> bool:
         return False
     plan = int(world.plan[a])
     bound = int(world.bound_metric[a])
-    metric = world.metrics[bound] if bound >= 0 else None
-    if offer.item < world.n_plans:
+    metric = world.items.metrics[bound] if bound >= 0 else None
+    if offer.item < world.items.n_plans:
         if offer.item <= plan:
             return False
         lifts = (
             metric is not None
-            and world.plan_limit[metric][offer.item] > world.plan_limit[metric][max(plan, 0)]
+            and world.items.plan_limit[metric][offer.item]
+            > world.items.plan_limit[metric][max(plan, 0)]
         )
         return bool(lifts or world.need_tier[a] > plan)
-    if world.addon_base <= offer.item < world.product_base:
-        k = offer.item - world.addon_base
-        lifts = metric is not None and world.addon_grant[metric][k] > 0
-        unlocks = bool((world.addon_has[k] & world.wants[a]).any())
+    if world.items.addon_base <= offer.item < world.items.product_base:
+        k = offer.item - world.items.addon_base
+        lifts = metric is not None and world.items.addon_grant[metric][k] > 0
+        unlocks = bool((world.items.addon_has[k] & world.wants[a]).any())
         return bool(lifts or unlocks)
     return False
 
 
 def probability(world: World, offer: Offer, *, repeats: int) -> tuple[float, float]:
     """(P(accept), P(pay after a trial)) for `offer` made today; the hidden truth."""
-    from upsell.simulator.population import RESPONSE_TYPES
-
     a, d = offer.account, world.day
     pop = world.pop
     rtype = RESPONSE_TYPES[int(pop.response_type[a])][0]
@@ -155,7 +156,7 @@ def probability(world: World, offer: Offer, *, repeats: int) -> tuple[float, flo
     if offer.kind == "save":
         x += SAVE_EFFECT[rtype] + (0.5 if world.activated[a] else 0.0)
         x -= 0.8 * bool(world.detractor[a]) + 0.6 * bool(world.bad_support_until[a] > d)
-        if 0 <= offer.item < world.n_plans and offer.item < world.plan[a]:
+        if 0 <= offer.item < world.items.n_plans and offer.item < world.plan[a]:
             x += 0.6  # a better-fitting plan instead of leaving
     else:
         x += TYPE_EFFECT[rtype]
@@ -180,12 +181,14 @@ def probability(world: World, offer: Offer, *, repeats: int) -> tuple[float, flo
         x += 0.5
     if offer.kind in ("cross_sell", "add_on") and offer.item >= 0:
         spend = float(world.mrr_of(a))
-        price = float(world.price_value[offer.item, world.interval[a], world.currency_index[a]])
+        price = float(
+            world.items.price_value[offer.item, world.interval[a], world.currency_index[a]]
+        )
         ratio = price / max(spend, 1.0)
         if ratio > PRICE_ANCHOR:
             x -= 1.5 + 3.0 * (ratio - PRICE_ANCHOR)
     if offer.kind == "upsell" and pop.employees[a] < 3 and offer.item >= 0:
-        step = world.price_value[offer.item, 0, world.currency_index[a]] - world.mrr_of(a)
+        step = world.items.price_value[offer.item, 0, world.currency_index[a]] - world.mrr_of(a)
         if step > 50:
             x -= 1.0
     # Channel and placement: contextual in-app beats cold email; a CSM suits large accounts.
@@ -214,7 +217,7 @@ def probability(world: World, offer: Offer, *, repeats: int) -> tuple[float, flo
 def _goals(world: World, item: int) -> frozenset[str]:
     if item < 0:
         return frozenset()
-    found = world.catalog.item(world.items[item])
+    found = world.catalog.item(world.items.ids[item])
     return getattr(found, "goals", frozenset())
 
 
@@ -225,8 +228,6 @@ def _goal_of(world: World, a: int) -> str | None:
 
 def respond(world: World, offer: Offer, *, repeats: int, nth: int, day: int) -> int:
     """Apply one offer: the customer sees it (or not), accepts (or not); returns 1 if accepted."""
-    from upsell.simulator.population import RESPONSE_TYPES
-
     a = offer.account
     acct = np.array([a], np.int64)
     n = np.array([10_000 + nth], np.int64)
@@ -270,36 +271,34 @@ def _apply(world: World, offer: Offer, p_convert: float, n: Any) -> bool:
     if offer.kind == "save":
         saved = bool(world.cancel_day[a] >= 0 or world.downgrade_day[a] >= 0)
         world.cancel_day[a] = world.downgrade_day[a] = -1
-        if 0 <= offer.item < world.n_plans and offer.item != plan:
-            world._start_plan(acct, np.array([offer.item]), at, d)
+        if 0 <= offer.item < world.items.n_plans and offer.item != plan:
+            start_plan(world, acct, np.array([offer.item]), at, d)
             return True
         return saved
     item = offer.item
-    if item < world.n_plans:
+    if item < world.items.n_plans:
         if item <= plan or plan < 0:
             return False
-    elif item < world.product_base:
-        k = item - world.addon_base
-        a_on = world.add_ons[k]
+    elif item < world.items.product_base:
+        k = item - world.items.addon_base
+        a_on = world.items.add_ons[k]
         if world.addon_row[a, k] >= 0:
             return False
-        if a_on.requires and world.items[plan] not in a_on.requires:
+        if a_on.requires and world.items.ids[plan] not in a_on.requires:
             return False
-    elif world.product_row[a, item - world.product_base] >= 0:
+    elif world.product_row[a, item - world.items.product_base] >= 0:
         return False
     if world.trial_item[a] >= 0:
         return False
     if offer.trial_days > 0:
-        from upsell.simulator.world import TRIALING
-
         row = world.rows.add(acct, item, at, world.interval[acct], TRIALING, d)
         world.trial_item[a], world.trial_row[a] = item, row[0]
         world.trial_end[a] = d + offer.trial_days
         world.trial_converts[a] = world._u("trial_convert", acct, n)[0] < p_convert
         return True
-    if item < world.n_plans:
-        world._start_plan(acct, np.array([item]), at, d)
+    if item < world.items.n_plans:
+        start_plan(world, acct, np.array([item]), at, d)
         world.pressure[a] = 0.0
     else:
-        world._add_item(acct, item, at, d)
+        add_item(world, acct, item, at, d)
     return True
