@@ -38,7 +38,7 @@ from upsell.domain.decisions import (
 )
 from upsell.domain.money import Money
 from upsell.domain.offers import KINDS, Kind
-from upsell.domain.opportunities import Opportunity, Reason
+from upsell.domain.opportunities import Opportunity, Policy, Reason
 from upsell.domain.playbooks import (
     Cap,
     Condition,
@@ -868,6 +868,18 @@ def test_a_csm_helps_a_large_account_and_hurts_a_small_one() -> None:
     # An unknown company size counts as small.
     assert p_of(o, signals(employees=None), CSM) == pytest.approx(csm_small)
     assert p_of(o, signals(employees=50), CSM) == pytest.approx(csm_large)
+
+
+def test_the_csm_term_follows_the_policys_large_company_rule() -> None:
+    """config.yaml's csm_min_employees says which company is large, for the acceptance model as for
+    the opportunity rules' routes; `decide` gives its policy to the default model."""
+    o, s = opp(delta="500"), signals(employees=20)
+    small, large = p_of(o, s, CSM), p_of(o, signals(employees=60), CSM)
+    assert small < large
+    policy = Policy(csm_min_employees=20)
+    assert acceptance(o, s, CSM, History(), AS_OF, None, policy=policy) == pytest.approx(large)
+    assert decision_of(decide(s, [o], books(CSM))).p_accept == pytest.approx(small)
+    assert decision_of(decide(s, [o], books(CSM), policy=policy)).p_accept == pytest.approx(large)
 
 
 def test_each_recent_contact_lowers_acceptance() -> None:

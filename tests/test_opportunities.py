@@ -500,6 +500,16 @@ def test_a_sales_assisted_plan_is_gated_for_small_accounts_and_routed_to_a_csm_f
     )
     big = offers(account("pro", "99", features=sso, employees=400))["upsell:pro->enterprise"]
     assert big.qualified and big.route == "csm"
+    # csm_min_employees says which company is large: a smaller one qualifies when it is lowered.
+    mid = account("pro", "99", features=sso, employees=20)
+    assert gates(mid, "upsell:pro->enterprise") == ("sales_assisted",)
+    lowered = offers(mid, policy=Policy(csm_min_employees=20))["upsell:pro->enterprise"]
+    assert lowered.qualified and lowered.route == "csm"
+
+
+def test_a_large_company_has_at_least_csm_min_employees_and_an_unknown_size_is_not_large() -> None:
+    assert Policy().large(50) and not Policy().large(49) and not Policy().large(None)
+    assert Policy(csm_min_employees=10).large(10) and not Policy(csm_min_employees=10).large(9)
 
 
 def test_save_offers_ignore_timing_and_affordability_gates() -> None:

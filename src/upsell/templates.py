@@ -44,7 +44,7 @@ from upsell.domain.calendar import iso
 from upsell.domain.catalog import Catalog
 from upsell.domain.messages import DEFAULT_LANGUAGE, LANGUAGES, language_of
 from upsell.domain.money import Money, format_money
-from upsell.domain.opportunities import feature_name, metric_name
+from upsell.domain.wording import feature_name, metric_name
 from upsell.errors import Problem, TemplatesError
 
 DEFAULTS = Path(__file__).parent / "defaults"

@@ -1,6 +1,6 @@
 """Decisions: the one offer worth making to an account now, or why none is (S5-S7, S9-S12, S14).
 
-`decide` takes one account's signals, its opportunities (opportunities.py), the workspace's
+`decide` takes one account's signals, its opportunities (opportunities/), the workspace's
 playbooks and what upsell already did with the account, and returns a `Choice`: at most one
 `Decision`, and a `Refusal` for every option a guardrail stopped, each named.
 
@@ -23,11 +23,12 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Literal, get_args
 
 from upsell.domain.contacts import ResponseKind
 from upsell.domain.offers import Kind
-from upsell.domain.opportunities import Opportunity
+from upsell.domain.opportunities import Opportunity, Policy
 from upsell.domain.playbooks import (
     Experiment,
     Playbook,
@@ -56,7 +57,7 @@ REFUSALS: tuple[RefusalCode, ...] = get_args(RefusalCode)
 BASE: dict[Kind, float] = {"upsell": -2.5, "add_on": -2.0, "cross_sell": -2.5, "save": -0.5}
 PLACEMENT_TERM = {"modal": 0.4, "tooltip": 0.2, "banner": 0.0}
 EMAIL_TERM = -0.4
-CSM_LARGE_TERM, CSM_SMALL_TERM, CSM_MIN_EMPLOYEES = 1.0, -0.7, 50
+CSM_LARGE_TERM, CSM_SMALL_TERM = 1.0, -0.7  # a large company (Policy.large), a smaller one
 CONTEXTUAL_REASONS = frozenset({"limit_reached", "blocked_feature"})
 CONTEXTUAL_TERM = 0.4
 TRIAL_TERM, TRIAL_CONVERSION, TRIAL_MIN_DAYS = 1.0, 0.6, 7
@@ -216,17 +217,20 @@ def acceptance(
     history: History,
     at: datetime,
     deadline: date | None,
+    *,
+    policy: Policy = Policy(),  # noqa: B008 - frozen: a shared default is safe
 ) -> float:
     """The heuristic P(accept) of an offer: P(the account sees it) x logistic(sum of terms).
 
     The terms, from the seeds' tactics (docs/decisions.md): a base rate by kind; the evidence
     (2 x (score - 0.5)); the placement (a modal beats a tooltip beats a banner, S10), email -0.4,
-    a CSM +1.0 for companies of 50+ employees and -0.7 below; +0.4 for an in-app offer while a
-    limit or a locked feature is in the way (S9's contextual moment); a trial of 7+ days +1.0, but
-    only 60 % of trials convert (S7); a discount 1.5 x its share; a deadline within 21 days +0.3
-    (S14); -0.3 per contact in the last 28 days and per earlier showing of the same offer; -0.5 for
-    declining activity. An in-app offer is seen as often as the account comes by (all of it at 8
-    active days a month); an email is opened 45 % of the time, a CSM reaches 90 %.
+    a CSM +1.0 for a large company (`policy.large`: at least `csm_min_employees` employees, 50 by
+    default) and -0.7 below; +0.4 for an in-app offer while a limit or a locked feature is in the
+    way (S9's contextual moment); a trial of 7+ days +1.0, but only 60 % of trials convert (S7); a
+    discount 1.5 x its share; a deadline within 21 days +0.3 (S14); -0.3 per contact in the last
+    28 days and per earlier showing of the same offer; -0.5 for declining activity. An in-app offer
+    is seen as often as the account comes by (all of it at 8 active days a month); an email is
+    opened 45 % of the time, a CSM reaches 90 %.
     """
     x = BASE[o.kind] + 2.0 * (o.score - 0.5)
     if arm.channel == "in_app":
@@ -239,8 +243,7 @@ def acceptance(
         if arm.channel == "email":
             x += EMAIL_TERM
         elif arm.channel == "csm_task":
-            large = s.employees is not None and s.employees >= CSM_MIN_EMPLOYEES
-            x += CSM_LARGE_TERM if large else CSM_SMALL_TERM
+            x += CSM_LARGE_TERM if policy.large(s.employees) else CSM_SMALL_TERM
     offer = arm.offer
     trial = offer.trial_days >= TRIAL_MIN_DAYS and o.kind != "save"
     if trial:
@@ -265,15 +268,18 @@ def decide(
     history: History = History(),
     *,
     email: str | None = None,
-    model: AcceptanceModel = acceptance,
+    model: AcceptanceModel | None = None,
+    policy: Policy = Policy(),  # noqa: B008 - frozen: a shared default is safe
 ) -> Choice:
     """The one offer worth making to this account at `signals.as_of`, or none (module docstring).
 
     `history` must hold only what happened before `signals.as_of`: a run repeated for the same
     instant then decides the same way. `email` is the account's address (an email offer to an
     account without one is refused). Opportunities with gates never become offers; they are the
-    opportunity step's refusals and are not repeated here.
+    opportunity step's refusals and are not repeated here. `model` estimates P(accept); by default
+    it is `acceptance` with `policy`, the workspace's opportunity policy (which company is large).
     """
+    accept = model if model is not None else partial(acceptance, policy=policy)
     account_id, at = signals.account_id, signals.as_of
     qualified = [o for o in opportunities if o.qualified]
     if not qualified:
@@ -315,7 +321,7 @@ def decide(
             if refusal is not None:
                 refusals.append(refusal)
                 continue
-            p = model(o, signals, arm, history, at, deadline)
+            p = accept(o, signals, arm, history, at, deadline)
             ev = _expected_value(o, arm, promotion, playbooks, p)
             if ev <= 0:
                 refusals.append(

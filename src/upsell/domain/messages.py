@@ -20,8 +20,8 @@ from babel import Locale, UnknownLocaleError
 from upsell.domain.catalog import AddOn, Catalog, Plan, Product
 from upsell.domain.decisions import Decision
 from upsell.domain.money import MONTHS_IN_INTERVAL, Interval, Money
-from upsell.domain.opportunities import feature_name, metric_name
 from upsell.domain.signals import AccountSignals
+from upsell.domain.wording import feature_name, metric_name
 
 #: The languages upsell ships message catalogs for; any other falls back to English.
 LANGUAGES = ("en", "nl", "it", "nb", "de", "fr")

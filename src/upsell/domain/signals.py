@@ -3,7 +3,7 @@
 The engine (upsell/engine/signals.py) computes these over whole tables; this module holds the per-
 account values it hands to the opportunity rules, and the statistics over all accounts
 ("customers like you also bought", features that preceded upgrades). Every field is a number read
-off the data, never a judgement: the judgements (qualification, the offer) are in opportunities.py.
+off the data, never a judgement: the judgements (qualification, the offer) are in opportunities/.
 
 Windows end at `as_of` (exclusive) and are counted in whole UTC days: "30d" is the 30 days before
 the as-of day.

@@ -1,12 +1,12 @@
 """Strategy by business model (domain.md S3): which kinds of offer to consider, and which first.
 
-A strategy does not qualify an account (that is the gates' job in opportunities.py); it says which
+A strategy does not qualify an account (that is the gates' job in opportunities/); it says which
 kinds of offer a business model makes at all, at what stage of the customer's life, and how much it
 prefers one kind to another. The opportunity rules rank candidates by expected value x the
 strategy's weight for the candidate's kind.
 
 The stages are read off the account: *paying* (it holds a paid item or has paid before) and *large*
-(at least `Policy.csm_min_employees` employees). S3, as encoded in `STRATEGIES`:
+(`Policy.large`: at least `csm_min_employees` employees). S3, as encoded in `STRATEGIES`:
 
 - **saas**: upsell to higher tiers first; cross-sell complementary modules to the bigger (enterprise)
   accounts, whose cross-sell weight rises to that of an upsell.

@@ -141,7 +141,12 @@ def run_offers(
         name, email = people.get(account_id, (None, None))
         history = past.get(account_id)
         choice: Choice = decide(
-            signals, opportunities, playbooks, history or History(), email=email
+            signals,
+            opportunities,
+            playbooks,
+            history or History(),
+            email=email,
+            policy=ws.config.opportunities,
         )
         result.refusals.extend(choice.refusals)
         d = choice.decision
