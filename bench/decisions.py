@@ -19,21 +19,23 @@ workspace (SQLite, in a temporary folder under bench/.data/):
 3. at the end: `world.mrr()` against `world.counterfactual().mrr()` (the same seed replayed with no
    offers, so the difference is exactly what the offers caused).
 
-Policies: "default" is `upsell.flows.offers.run_offers` with the default playbooks, guardrails and holdout
-(the real in-app channel; email, CSM task and webhook are bench-local channels that report "sent":
-the bench measures decisions, not SMTP). "naive" computes every account's signals with the same
-pipeline and emails an upsell to the next plan of the catalog to every account on a plan below the
-top with any metric at 80 % or more of its limit, every week, with the same 10 % holdout.
+Policies: "default" is `upsell.flows.offers.run_offers` on the workspace, with the default
+playbooks, guardrails and holdout (the real in-app channel; email, CSM task and webhook are the
+simulator's channels that report "sent", `upsell.simulator.replay.simulated_channels`: the bench
+measures decisions, not SMTP). "naive" computes every account's signals with the same flow
+(`upsell.flows.opportunities`: `refresh_rollups`, `signal_tables`, `account_signals`) and emails an
+upsell to the next plan of the catalog to every account on a plan below the top with any metric at
+80 % or more of its limit, every week, with the same 10 % holdout.
 
 Usage: `.venv/bin/python bench/decisions.py --accounts 5000 --weeks 26` prints the markdown
-section; `bench/run.py --only decisions` writes it into bench/RESULTS.md.
+section; `bench/run.py --only decisions` writes it into bench/RESULTS.md. upsell is imported by the
+functions that use it, so that importing this module (bench/run.py does) stays cheap.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import platform
 import shlex
 import shutil
@@ -46,33 +48,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow.parquet as pq
-from host import commit, cpu_model  # bench/host.py, next to this file
+from host import DATA, commit, cpus  # bench/host.py, next to this file
 
-from upsell.config.playbooks import load_playbooks
-from upsell.config.workspace import load_config
-from upsell.domain.catalog import Catalog
-from upsell.domain.decisions import unit_hash
-from upsell.domain.playbooks import Playbooks
-from upsell.engine.backends import Backend
-from upsell.flows.offers import run_offers
-from upsell.flows.opportunities import (
-    account_signals,
-    refresh_rollups,
-    rollups_folder,
-    signal_tables,
-)
-from upsell.simulator.population import RESPONSE_TYPES
-from upsell.simulator.replay import simulated_channels, warm_up
-from upsell.simulator.world import SimConfig, World
-from upsell.templates import MessageTemplates
-from upsell.workspace import Workspace
+if TYPE_CHECKING:
+    from upsell.domain.catalog import Catalog
+    from upsell.domain.playbooks import Playbooks
+    from upsell.simulator.world import SimConfig
+    from upsell.workspace import Workspace
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "bench" / ".data"
 HEADING = "## Decisions"
 ISSUE = (
     "On the demo company, replay 26 weekly runs through the simulator's environment interface and "
@@ -170,19 +155,21 @@ class Replay:
 
 
 def _naive(
-    engine: Backend, ws: Workspace, catalog: Catalog, playbooks: Playbooks, day: date
+    ws: Workspace, catalog: Catalog, playbooks: Playbooks, day: date
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Every account on a plan below the top with any metric at >= 80 % of its limit: an email
     upsell to the next plan (by tier), unless the account is in the holdout."""
+    from upsell.domain.decisions import unit_hash
+    from upsell.flows.opportunities import account_signals, refresh_rollups, signal_tables
+
     plans = sorted(catalog.plans, key=lambda p: p.tier)
     following = {a.id: b.id for a, b in itertools.pairwise(plans)}
     settings = playbooks.settings
-    with ws.engine.connect() as conn:
-        rollups, _ = refresh_rollups(
-            engine, conn=conn, catalog=catalog, folder=rollups_folder(ws.folder)
-        )
+    backend = ws.backend
+    with ws.db.connect() as conn:
+        rollups, _ = refresh_rollups(backend, conn=conn, catalog=catalog, folder=ws.rollups)
         tables, subscriptions = signal_tables(
-            engine, conn=conn, catalog=catalog, rollups=rollups, as_of=day
+            backend, conn=conn, catalog=catalog, rollups=rollups, as_of=day
         )
     lines: list[dict[str, Any]] = []
     held: list[str] = []
@@ -215,6 +202,16 @@ def _naive(
 
 def replay(policy: str, accounts: int, weeks: int, folder: Path, log: Log = _stderr) -> Replay:
     """Replay `weeks` weekly runs of `policy` on a fresh world and workspace in `folder`."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from upsell.flows.offers import run_offers
+    from upsell.settings import Settings
+    from upsell.simulator.population import RESPONSE_TYPES
+    from upsell.simulator.replay import simulated_channels, warm_up
+    from upsell.simulator.world import SimConfig, World
+    from upsell.workspace import Workspace
+
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}")
     started = time.perf_counter()
@@ -224,11 +221,12 @@ def replay(policy: str, accounts: int, weeks: int, folder: Path, log: Log = _std
     if warmup < 1:
         raise ValueError(f"{weeks} weeks do not fit in the {config.days} simulated days")
     data = folder / "data"
-    ws = Workspace.create(folder / "workspace", database_url=None)
-    engine = Backend("duckdb")
+    # The data in SQLite in the folder, whatever UPSELL_DATABASE_URL says; the back end is DuckDB.
+    ws = Workspace.create(folder / "workspace", Settings(database_url=None))
     out = Replay(policy=policy, config=config, accounts=0, warmup_days=warmup)
     try:
-        catalog, load = warm_up(world, warmup, ws, data)
+        load = warm_up(world, warmup, ws, data)
+        catalog = load.catalog
         events = pq.ParquetFile(data / "events-w00.parquet").metadata.num_rows
         out.warmup_events = events
         out.warmup_seconds = time.perf_counter() - started
@@ -236,9 +234,7 @@ def replay(policy: str, accounts: int, weeks: int, folder: Path, log: Log = _std
             f"  {policy}: warm-up {warmup} days, {events:,} events, imported in "
             f"{out.warmup_seconds:.1f} s"
         )
-        playbooks = load_playbooks(ws.folder, catalog=catalog).playbooks
-        policy_config = load_config(ws.folder).opportunities
-        templates = MessageTemplates(ws.folder)
+        playbooks = ws.playbooks(catalog)
         channels = simulated_channels()
         first_mrr: dict[int, float] = {}  # account -> its MRR when first decided for
         contacted: set[int] = set()
@@ -248,22 +244,12 @@ def replay(policy: str, accounts: int, weeks: int, folder: Path, log: Log = _std
             day = world.today
             t0 = time.perf_counter()
             if policy == "default":
-                result = run_offers(
-                    engine,
-                    db=ws.engine,
-                    folder=rollups_folder(ws.folder),
-                    catalog=catalog,
-                    policy=policy_config,
-                    playbooks=playbooks,
-                    templates=templates,
-                    as_of=day,
-                    channels=channels,
-                )
+                result = run_offers(ws, day, channels=channels)
                 lines = result.lines
                 held = [d.opportunity.account_id for d in result.held_out]
                 out.refusals.update(r.guardrail for r in result.refusals)
             else:
-                lines, held = _naive(engine, ws, catalog, playbooks, day)
+                lines, held = _naive(ws, catalog, playbooks, day)
             t1 = time.perf_counter()
             mrr_now = world.mrr()
             decided = [world.account_index(line["account_id"]) for line in lines]
@@ -297,8 +283,7 @@ def replay(policy: str, accounts: int, weeks: int, folder: Path, log: Log = _std
                 f"{t1 - t0:.1f} s, simulate {t2 - t1:.1f} s, import {t3 - t2:.1f} s"
             )
     finally:
-        engine.close()
-        ws.close()
+        ws.close()  # and its back end
     end = world.mrr()
     other = world.counterfactual().mrr()
     out.accounts = int(world.joined.sum())
@@ -373,6 +358,8 @@ def _counts(counter: Counter[str]) -> str:
 
 def render(results: Sequence[Replay], command: str, started: datetime, total_seconds: float) -> str:
     """The "## Decisions" section of RESULTS.md."""
+    from upsell.simulator.world import SimConfig
+
     by = {r.policy: r for r in results}
     default, naive = by["default"], by["naive"]
     passed, says = verdict(default, naive)
@@ -401,7 +388,7 @@ def render(results: Sequence[Replay], command: str, started: datetime, total_sec
         "Written by `bench/run.py` (or `bench/decisions.py`); do not edit by hand. This section was "
         f"produced by `{command}` (`--only decisions` rewrites only this section) on "
         f"{started:%Y-%m-%d %H:%M} UTC, in {total_seconds:,.0f} s, at commit {commit()}, on "
-        f"{len(os.sched_getaffinity(0))} x {cpu_model()}, Python {platform.python_version()}.",
+        f"{cpus()}, Python {platform.python_version()}.",
         "",
         f"**Target** (issue: “{ISSUE}”)",
         "",

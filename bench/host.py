@@ -1,12 +1,15 @@
-"""What the benchmark sections say about the machine and the code they ran on."""
+"""What the benchmark sections say about the machine and the code they ran on, and where they keep
+their files."""
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / ".data"  # generated inputs and work files (gitignored)
 
 
 def git(*args: str) -> str:
@@ -49,3 +52,17 @@ def memory_total() -> str:
     except OSError:
         pass
     return "unknown"
+
+
+def cpus() -> str:
+    """The CPUs this process may run on, and their model: "2 x AMD EPYC"."""
+    return f"{len(os.sched_getaffinity(0))} x {cpu_model()}"
+
+
+def about(upsell: str) -> str:
+    """The code and machine a section ran on, for its first paragraph; `upsell` is what
+    `upsell --version` printed."""
+    return (
+        f"with {upsell.strip() or 'upsell'} at commit {commit()}, on {cpus()} with "
+        f"{memory_total()} memory"
+    )

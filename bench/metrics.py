@@ -22,8 +22,10 @@ and a row of the same item with another quantity starts); an account's life may 
 (leadbooster, timetracker), until it cancels or on its own. Currencies USD, EUR, GBP, NOK.
 
 The measurements are child processes of `bench/run.py --metrics-step KIND DATA WORK BACKEND`
-(`step` below), so that each one's wall time (`os.wait4`) and peak RSS (its VmHWM; see `step`) are
-its own; `section` runs them and renders the "## Metrics" section of RESULTS.md.
+(`step` below, run by bench/child.py), so that each one's wall time (`os.wait4`) and peak RSS (its
+VmHWM; see `step`) are its own; `section` runs them and renders the "## Metrics" section of
+RESULTS.md. Run it with `bench/run.py --only metrics [--metrics-accounts N]
+[--metrics-spark-accounts N]`.
 """
 
 from __future__ import annotations
@@ -38,15 +40,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+from child import Run, run_step  # bench/child.py, next to this file
+from host import DATA, ROOT, about
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "bench" / ".data"
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+# numpy and pyarrow are imported by the functions that run in the child processes (generating the
+# data, the steps), so that bench/run.py, which imports this module, stays small: a child's
+# ru_maxrss starts at its parent's peak (see `step`).
+
 HEADING = "## Metrics"
 ISSUE = (
     "Movements and NDR for 1 million accounts with 24 months of subscription history: time and "
@@ -75,16 +81,14 @@ TRIALING, ACTIVE, CANCELED = 0, 1, 2
 CURRENCIES = ("USD", "EUR", "GBP", "NOK")
 CURRENCY_SHARES = (0.55, 0.25, 0.12, 0.08)
 START_PLAN_SHARES = (0.45, 0.32, 0.20, 0.03)  # accounts that start without a trial
-YEARLY_SHARES = np.array([0.0, 0.2, 0.3, 0.6])  # by plan
+YEARLY_SHARES = (0.0, 0.2, 0.3, 0.6)  # by plan
 TRIAL_SHARE, TRIAL_DAYS, TRIAL_CONVERTS, TRIAL_TO_FREE = 0.40, 14, 0.65, 0.40
 # Monthly hazards by plan: upgrade, downgrade, switch from monthly to yearly, cancel.
-HAZARDS = np.array(
-    [
-        [0.080, 0.0, 0.0, 0.040],  # free (its cancellation changes no MRR)
-        [0.020, 0.015, 0.012, 0.035],  # basic
-        [0.008, 0.025, 0.012, 0.025],  # pro
-        [0.0, 0.020, 0.0, 0.012],  # enterprise
-    ]
+HAZARDS = (
+    (0.080, 0.0, 0.0, 0.040),  # free (its cancellation changes no MRR)
+    (0.020, 0.015, 0.012, 0.035),  # basic
+    (0.008, 0.025, 0.012, 0.025),  # pro
+    (0.0, 0.020, 0.0, 0.012),  # enterprise
 )
 REACTIVATES = (0.15, 0.35)  # share of cancelled accounts that come back: free, paid
 REACTIVATION_DAYS = 120  # mean wait before coming back
@@ -103,6 +107,10 @@ MONTH_ENDS = [datetime(2026, m, 1, tzinfo=UTC) for m in range(2, 13)] + [END]
 # --- the data ------------------------------------------------------------------------------------
 
 
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
 def _epoch(at: datetime) -> int:
     return int(at.timestamp())
 
@@ -117,12 +125,16 @@ class _Rows:
 
     def add(self, account: np.ndarray, item: Any, start: Any, end: Any, quantity: Any,
             interval: Any, status: Any) -> None:  # fmt: skip
+        import numpy as np
+
         n = len(account)
         if n:
             values = (account, item, start, end, quantity, interval, status)
             self.parts.append(tuple(np.broadcast_to(np.asarray(v, np.int64), (n,)) for v in values))
 
     def arrays(self) -> dict[str, np.ndarray]:
+        import numpy as np
+
         return {
             name: np.concatenate([p[k] for p in self.parts]) for k, name in enumerate(self.NAMES)
         }
@@ -130,6 +142,8 @@ class _Rows:
 
 def _wait(rng: np.random.Generator, months: float, n: int) -> np.ndarray:
     """Exponential waits of mean `months`, in whole seconds (at least one)."""
+    import numpy as np
+
     return np.maximum(np.ceil(rng.exponential(months * MONTH, n)), 1).astype(np.int64)
 
 
@@ -152,8 +166,12 @@ def load_catalog() -> Any:
 
 def generate(accounts: int, seed: int = SEED) -> pa.Table:
     """The subscription history of `accounts` accounts (see the module's docstring)."""
+    import numpy as np
+    import pyarrow as pa
+
     from upsell.store.arrow import SUBSCRIPTION_SCHEMA
 
+    yearly_shares, hazards = np.array(YEARLY_SHARES), np.array(HAZARDS)
     rng = np.random.default_rng([seed, accounts])
     n = accounts
     first, end = _epoch(FIRST), _epoch(END)
@@ -190,7 +208,7 @@ def generate(accounts: int, seed: int = SEED) -> pa.Table:
     alive[paid] = alive[free] = True
     direct = np.flatnonzero(~trial)
     plan[direct] = rng.choice(len(PLANS), len(direct), p=START_PLAN_SHARES)
-    interval[direct] = rng.random(len(direct)) < YEARLY_SHARES[plan[direct]]
+    interval[direct] = rng.random(len(direct)) < yearly_shares[plan[direct]]
     at[direct] = signup[direct]
     alive[direct] = True
     life = at.copy()  # when the account's current life (first start or reactivation) began
@@ -203,7 +221,7 @@ def generate(accounts: int, seed: int = SEED) -> pa.Table:
         if not len(idx):
             break
         p = plan[idx]
-        h = HAZARDS[p].copy()
+        h = hazards[p].copy()
         h[:, 2] *= interval[idx] == MONTHLY
         total = h.sum(axis=1)
         wait = np.maximum(np.ceil(rng.exponential(1.0, len(idx)) / total * MONTH), 1)
@@ -315,10 +333,12 @@ def _manifest(accounts: int) -> dict[str, Any]:
             "first": FIRST.isoformat(), "end": END.isoformat()}  # fmt: skip
 
 
-def dataset(accounts: int, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]]:
+def dataset(accounts: int, log: Callable[[str], None] = _print) -> tuple[Path, dict[str, Any]]:
     """bench/.data/metrics-N/subscriptions.parquet, generated unless its manifest (generator
     version, seed, size, and the row count the file holds) says it is already there; the file and
     the manifest (with `rows`, and `generated_seconds` when generated now)."""
+    import pyarrow.parquet as pq
+
     folder = DATA / f"metrics-{accounts}"
     path, stamp = folder / "subscriptions.parquet", folder / "manifest.json"
     wanted = _manifest(accounts)
@@ -422,6 +442,8 @@ def _step(kind: str, data: Path, work: Path, backend: str) -> dict[str, Any]:
     - `retention`: read work/changes-BACKEND.parquet, then `retention` for the trailing twelve months
       at each of the last 12 month-ends; then once more on the lazy `changes(rows)` expression.
     """
+    import pyarrow.parquet as pq
+
     from upsell.domain.metrics import MetricSettings
     from upsell.engine.movements import changes, monthly_summary, mrr_rows, retention
 
@@ -491,6 +513,8 @@ def _step(kind: str, data: Path, work: Path, backend: str) -> dict[str, Any]:
 
 
 def _type_counts(ch: pa.Table) -> dict[str, int]:
+    import pyarrow.compute as pc
+
     from upsell.domain.metrics import MOVEMENT_TYPES
 
     counts = {
@@ -502,6 +526,8 @@ def _type_counts(ch: pa.Table) -> dict[str, int]:
 def _open_rows(rows: pa.Table) -> dict[str, int]:
     """MRR and paying accounts at the end straight from the rows still open (an independent check
     of the last month's mrr_end and paying_accounts)."""
+    import pyarrow.compute as pc
+
     still = rows.filter(pc.is_null(rows.column("ended_at")))
     paying = still.filter(pc.greater(still.column("mrr"), 0))
     return {
@@ -513,25 +539,6 @@ def _open_rows(rows: pa.Table) -> dict[str, int]:
 # --- the section (run by bench/run.py) -----------------------------------------------------------
 
 
-class Measured(Protocol):
-    """What bench/run.py's `run_cli` returns for a child process."""
-
-    returncode: int
-    wall_seconds: float
-    cpu_seconds: float
-    stdout: str
-    tree_peak_kib: int  # the summed RSS of the process and its children, polled
-
-    @property
-    def peak_rss_mib(self) -> float: ...
-
-    def failure(self) -> str: ...
-
-
-#: Runs `bench/run.py --metrics-step KIND DATA WORK BACKEND` in a child process and measures it.
-Measure = Callable[[str, Path, Path, str], Measured]
-
-
 @dataclass
 class StepRun:
     label: str
@@ -539,7 +546,7 @@ class StepRun:
     size: str
     kind: str
     backend: str = "duckdb"
-    run: Measured | None = None
+    run: Run | None = None
     load: float = 0.0  # the machine's 1-minute load average when the run started
     result: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -568,14 +575,16 @@ class Report:
 
 
 def _measure(
-    measure: Measure, log: Callable[[str], None], label: str, title: str, size: str, kind: str,
-    data: Path, work: Path, backend: str = "duckdb",
+    log: Callable[[str], None], label: str, title: str, size: str, kind: str, data: Path,
+    work: Path, backend: str = "duckdb",
 ) -> StepRun:  # fmt: skip
+    """Run `step(kind, ...)` in a child process (`bench/run.py --metrics-step`), measured like
+    the signals' steps: wall time, CPU time, and the peak RSS of it and its children (the JVM)."""
     log(f"  {label}) {title}, {size} ...")
     s = StepRun(label, title, size, kind, backend)
     work.mkdir(parents=True, exist_ok=True)
     s.load = os.getloadavg()[0]
-    s.run = measure(kind, data, work, backend)
+    s.run = run_step("--metrics-step", kind, data, work, backend)
     if s.run.returncode != 0:
         s.problems.append(s.run.failure())
         log(f"     FAILED: {s.problems[-1]}")
@@ -631,27 +640,25 @@ def summary_checks(s: StepRun) -> list[tuple[str, bool, str]]:
     ]
 
 
-def run_section(
-    accounts: int, spark_accounts: int, measure: Measure, log: Callable[[str], None] = print
-) -> Report:
+def run_section(accounts: int, spark_accounts: int, log: Callable[[str], None] = _print) -> Report:
     """The runs at `accounts` on DuckDB, then (when Java and PySpark are there) at `spark_accounts`
     on PySpark and DuckDB. Intermediate files go to bench/.data/metrics-work/, deleted at the end."""
     root = DATA / "metrics-work"
     shutil.rmtree(root, ignore_errors=True)
-    data, facts = _data(measure, log, accounts)
+    data, facts = _data(log, accounts)
     size = f"{facts['accounts']:,} accounts, {facts['rows']:,} rows"
     work = root / str(accounts)
-    steps = [_measure(measure, log, "1", "`mrr_rows` (Python)", size, "rows", data, work)]
+    steps = [_measure(log, "1", "`mrr_rows` (Python)", size, "rows", data, work)]
     checks: list[tuple[str, bool, str]] = []
     if not steps[0].problems:
-        steps.append(_measure(measure, log, "1b", "`mrr_rows`, `churn_at: period_end`", size,
+        steps.append(_measure(log, "1b", "`mrr_rows`, `churn_at: period_end`", size,
                               "rows-period-end", data, work))  # fmt: skip
-        summary = _measure(measure, log, "2", "`changes` + `monthly_summary`, DuckDB", size,
+        summary = _measure(log, "2", "`changes` + `monthly_summary`, DuckDB", size,
                            "summary", data, work)  # fmt: skip
         steps.append(summary)
         checks += summary_checks(summary)
         if not summary.problems:
-            r = _measure(measure, log, "3", "`retention` TTM x 12, DuckDB", size, "retention",
+            r = _measure(log, "3", "`retention` TTM x 12, DuckDB", size, "retention",
                          data, work)  # fmt: skip
             steps.append(r)
             if not r.problems:
@@ -665,19 +672,19 @@ def run_section(
 
         note = spark_unavailable()
         if note is None:
-            sdata, spark_facts = _data(measure, log, spark_accounts)
+            sdata, spark_facts = _data(log, spark_accounts)
             ssize = f"{spark_facts['accounts']:,} accounts, {spark_facts['rows']:,} rows"
             swork = root / str(spark_accounts)
-            rows = _measure(measure, log, "4", "`mrr_rows` (Python)", ssize, "rows", sdata, swork)
+            rows = _measure(log, "4", "`mrr_rows` (Python)", ssize, "rows", sdata, swork)
             steps.append(rows)
             if not rows.problems:
                 for backend, label in (("duckdb", "4a"), ("pyspark", "4b")):
-                    s = _measure(measure, log, label, f"`changes` + `monthly_summary`, {backend}",
+                    s = _measure(log, label, f"`changes` + `monthly_summary`, {backend}",
                                  ssize, "summary", sdata, swork, backend)  # fmt: skip
                     steps.append(s)
                     checks += summary_checks(s)
                     if not s.problems:
-                        steps.append(_measure(measure, log, label.replace("4", "5"),
+                        steps.append(_measure(log, label.replace("4", "5"),
                                               f"`retention` TTM x 12, {backend}", ssize,
                                               "retention", sdata, swork, backend))  # fmt: skip
                 checks += _same_results(steps)
@@ -685,13 +692,11 @@ def run_section(
     return Report(facts, spark_facts, steps, checks, note)
 
 
-def _data(
-    measure: Measure, log: Callable[[str], None], accounts: int
-) -> tuple[Path, dict[str, Any]]:
+def _data(log: Callable[[str], None], accounts: int) -> tuple[Path, dict[str, Any]]:
     """The input at `accounts`, generated or reused and described by a child process, so that this
     process stays small (see `step`)."""
     log(f"  input: {accounts:,} accounts (generated once into {DATA}/metrics-{accounts}/) ...")
-    run = measure("data", Path(str(accounts)), DATA, "-")
+    run = run_step("--metrics-step", "data", Path(str(accounts)), DATA, "-")
     if run.returncode != 0:
         raise SystemExit(run.failure())
     facts = json.loads(run.stdout.strip().splitlines()[-1])
@@ -908,14 +913,15 @@ def section(
     accounts: int,
     spark_accounts: int,
     command: str,
-    measure: Measure,
-    machine: str,
-    log: Callable[[str], None] = print,
+    baseline: Run,
+    log: Callable[[str], None] = _print,
 ) -> tuple[str, list[str]]:
-    """Run everything and render the section; the failures for run.py."""
+    """Run everything and render the section; the failures for run.py. `baseline` is the measured
+    `upsell --version`."""
     started_at = datetime.now(UTC)
     started = time.perf_counter()
-    report = run_section(accounts, spark_accounts, measure, log)
+    report = run_section(accounts, spark_accounts, log)
+    machine = f"{about(baseline.stdout)}, {versions()}"
     text = render(report, command, machine, started_at, time.perf_counter() - started)
     failures = [f"metrics {s.label}) {s.title}: {'; '.join(s.problems)}"
                 for s in report.steps if s.problems]  # fmt: skip

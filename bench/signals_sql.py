@@ -1,4 +1,4 @@
-"""The signal tables as hand-written DuckDB SQL: the baseline bench/run.py compares the engine with.
+"""The signal tables as hand-written DuckDB SQL: the baseline bench/signals.py compares the engine with.
 
 The issue (4, "Measure") asks for the engine's signals to run within 1.5x of the same features
 written directly as SQL. This module is that SQL, written the way one would by hand for the
@@ -17,7 +17,7 @@ Small shared pieces (the plan held, the billing periods, the metrics that the us
 are materialised once as temporary tables, as a person writing this SQL would.
 
 `differences` compares two sets of tables (the engine's and these) by their keys, doubles to a
-relative 1e-9; bench/run.py uses it to check that both compute the same numbers.
+relative 1e-9; bench/signals.py uses it to check that both compute the same numbers.
 """
 
 from __future__ import annotations
@@ -530,14 +530,14 @@ def signals(
         "users": _quote(users),
     }
     timings = {} if timings is None else timings
-    with _timed(timings, "inputs (plan, periods)"):
+    with timed(timings, "inputs (plan, periods)"):
         _catalog_tables(con, catalog)
         con.execute(INPUTS.format(**params))
-    with _timed(timings, "metrics (temp table)"):
+    with timed(timings, "metrics (temp table)"):
         con.execute(METRICS_SQL.format(**params))
     out = {}
     for name, sql in OUTPUTS.items():
-        with _timed(timings, name):
+        with timed(timings, name):
             out[name] = con.execute(sql.format(**params)).fetch_arrow_table()
     return out
 
@@ -551,7 +551,9 @@ def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
 
 
 @contextmanager
-def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+def timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """`with timed(timings, name):` records the seconds the block took (the engine's steps in
+    bench/signals.py are timed with it too)."""
     started = time.perf_counter()
     yield
     timings[name] = time.perf_counter() - started
