@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -18,12 +18,9 @@ from upsell.cli.report import print_report
 from upsell.cli.run import print_message, print_run
 from upsell.domain.metrics import arr
 from upsell.domain.money import Money, format_money
-from upsell.flows.offers import run_offers
-from upsell.flows.opportunities import find_all
-from upsell.flows.report import build_report
-from upsell.flows.summary import DataSummary, summarize
-from upsell.settings import Settings
-from upsell.workspace import Workspace
+
+if TYPE_CHECKING:
+    from upsell.flows.summary import DataSummary
 
 DEMO_WORKSPACE = Path("demo-workspace")
 #: The demo company's last weeks are replayed through weekly runs, so that its report has offers.
@@ -48,6 +45,13 @@ def demo(
     offers the playbooks would make that day (a dry run: nothing is recorded or sent), and writes
     the revenue report (report.html in the workspace folder) with its headline numbers.
     """
+    from upsell.flows.offers import run_offers
+    from upsell.flows.opportunities import find_all
+    from upsell.flows.report import build_report
+    from upsell.flows.summary import summarize
+    from upsell.settings import Settings
+    from upsell.workspace import Workspace
+
     settings = Settings()
     with errors():
         if not Workspace.exists(workspace, settings):

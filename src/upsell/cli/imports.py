@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -22,10 +22,12 @@ from rich.table import Table
 
 from upsell.cli.console import EXIT_INVALID_INPUT, err, errors, fail
 from upsell.cli.options import WorkspaceOption, open_workspace
-from upsell.columns import InputTable
 from upsell.errors import ImportRejected
-from upsell.ingest.importer import FileImport, import_catalog, import_table
-from upsell.ingest.importer import Progress as ProgressCallback
+
+if TYPE_CHECKING:
+    from upsell.columns import InputTable
+    from upsell.ingest.importer import FileImport
+    from upsell.ingest.importer import Progress as ProgressCallback
 
 #: Files smaller than this import without a progress bar.
 PROGRESS_MIN_BYTES = 4 << 20
@@ -78,6 +80,8 @@ def import_(
     new; a subscriptions or events file that grew is read on from where the last import stopped.
     Exit status 1 when any row was rejected.
     """
+    from upsell.ingest.importer import import_catalog, import_table
+
     if not any((catalog, accounts, subscriptions, events)):
         raise fail("nothing to import: give --catalog, --accounts, --subscriptions or --events")
     results: list[FileImport] = []

@@ -17,8 +17,6 @@ from upsell.cli.simulate import (
     build_demo,
     sim_config,
 )
-from upsell.settings import Settings
-from upsell.workspace import Workspace
 
 
 def init(
@@ -55,6 +53,9 @@ def init(
     last W weeks, then runs the default playbooks each week while the simulated customers answer
     (offers, responses, a holdout: what `upsell report` measures).
     """
+    from upsell.settings import Settings
+    from upsell.workspace import Workspace
+
     settings = Settings()
     if demo:
         config = sim_config(accounts, months, model, seed, start)

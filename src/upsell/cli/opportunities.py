@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -16,9 +16,11 @@ from upsell.cli.console import err, errors
 from upsell.cli.options import EngineOption, RebuildOption, WorkspaceOption, as_of, open_workspace
 from upsell.cli.output import write_lines
 from upsell.domain.money import format_money
-from upsell.domain.opportunities import Opportunity
-from upsell.domain.signals import AccountSignals
-from upsell.flows.opportunities import OpportunityRun, find_all
+
+if TYPE_CHECKING:
+    from upsell.domain.opportunities import Opportunity
+    from upsell.domain.signals import AccountSignals
+    from upsell.flows.opportunities import OpportunityRun
 
 
 def opportunities(
@@ -60,6 +62,8 @@ def opportunities(
     The daily usage rollups are brought up to date first (only events stored since the last run
     are read). A table of the top qualified candidates by expected value goes to stderr.
     """
+    from upsell.flows.opportunities import find_all
+
     day = as_of(as_of_text)
     with errors():
         with (

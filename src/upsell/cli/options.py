@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from upsell.engine.backends import BACKENDS, BackendName
-from upsell.settings import Settings
-from upsell.workspace import Workspace
+if TYPE_CHECKING:
+    from upsell.workspace import Workspace
 
 WorkspaceOption = Annotated[
     Path | None,
@@ -26,6 +25,8 @@ WorkspaceOption = Annotated[
 
 
 def _engine_name(value: str) -> str:
+    from upsell.engine.backends import BACKENDS
+
     if value not in BACKENDS:
         raise typer.BadParameter(f"must be one of {', '.join(BACKENDS)}, got {value!r}")
     return value
@@ -54,6 +55,13 @@ def as_of(value: str) -> date:
 
 
 def open_workspace(folder: Path | None, engine: str = "duckdb") -> Workspace:
-    """The workspace a command works on, with the process's settings read here, once."""
-    backend: BackendName = "pyspark" if engine == "pyspark" else "duckdb"
-    return Workspace.open(folder, Settings(), backend=backend)
+    """The workspace a command works on, with the process's settings read here, once.
+
+    Commands import the workspace and the flows when they run, not when the command line starts,
+    so that ``upsell --help`` and a mistyped option answer at once."""
+    from upsell.settings import Settings
+    from upsell.workspace import Workspace
+
+    return Workspace.open(
+        folder, Settings(), backend="pyspark" if engine == "pyspark" else "duckdb"
+    )

@@ -10,12 +10,12 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from upsell.domain.report import Report
 from upsell.errors import UpsellError
+
+if TYPE_CHECKING:
+    from upsell.domain.report import Report
 
 FORMATS = (".jsonl", ".json", ".csv", ".parquet")
 REPORT_FORMATS = (".html", ".json")
@@ -58,6 +58,9 @@ def write_lines(path: Path, lines: Iterable[dict[str, object]]) -> int:
                     writer.writeheader()
                     writer.writerows(flat)
             else:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
                 pq.write_table(pa.Table.from_pylist(flat), tmp)
         tmp.replace(path)
     finally:

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from upsell.cli.console import EXIT_USAGE, err, errors, fail
 from upsell.cli.options import WorkspaceOption, open_workspace
-from upsell.config.playbooks import playbook_warnings
 from upsell.domain.playbooks import Condition, Playbooks
-from upsell.templates import DEFAULTS, TemplateReport, sample_facts
+
+if TYPE_CHECKING:
+    from upsell.templates import TemplateReport
 
 app = typer.Typer(
     name="playbooks",
@@ -31,6 +32,9 @@ def check(workspace: WorkspaceOption = None) -> None:
     Exit status 2 when the playbooks or a template are invalid; missing translations are reported
     but do not fail the check.
     """
+    from upsell.config.playbooks import playbook_warnings
+    from upsell.templates import sample_facts
+
     with errors():
         with open_workspace(workspace) as ws:
             loaded = ws.loaded_catalog()
@@ -62,6 +66,8 @@ def copy(
     The workspace's files then take precedence: playbooks.yaml replaces the built-in one, a
     template or translation file replaces the built-in one of the same name.
     """
+    from upsell.templates import DEFAULTS
+
     with errors():
         with open_workspace(workspace) as ws:
             folder = ws.folder

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -17,8 +17,9 @@ from upsell.cli.options import EngineOption, WorkspaceOption, as_of, open_worksp
 from upsell.cli.output import REPORT_FORMATS, write_report
 from upsell.domain.messages import known_locale
 from upsell.domain.money import Money, format_money
-from upsell.domain.report import Report
-from upsell.flows.report import build_report
+
+if TYPE_CHECKING:
+    from upsell.domain.report import Report
 
 
 def report(
@@ -62,6 +63,8 @@ def report(
     The settings of config.yaml's metrics: section are used and stated in the report. The
     headline numbers go to stderr.
     """
+    from upsell.flows.report import build_report
+
     if out is not None and out.suffix.lower() not in REPORT_FORMATS:
         raise fail(f"--out must end in .html or .json, got {out.name!r}")
     if locale is not None and not known_locale(locale):

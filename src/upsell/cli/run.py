@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -16,7 +16,9 @@ from rich.table import Table
 from upsell.cli.console import err, errors
 from upsell.cli.options import EngineOption, RebuildOption, WorkspaceOption, as_of, open_workspace
 from upsell.cli.output import write_lines
-from upsell.flows.offers import RunResult, run_offers
+
+if TYPE_CHECKING:
+    from upsell.flows.offers import RunResult
 
 
 def run(
@@ -54,6 +56,8 @@ def run(
     Running the same --as-of again sends nothing twice and retries failed deliveries. A summary
     (offers by kind, channel and playbook; refusals by guardrail) goes to stderr.
     """
+    from upsell.flows.offers import run_offers
+
     day = as_of(as_of_text)
     with errors():
         with open_workspace(workspace, engine) as ws:

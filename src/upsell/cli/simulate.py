@@ -16,11 +16,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from upsell.cli.console import EXIT_INVALID_INPUT, err, errors, fail
 from upsell.cli.imports import print_results, progress_bar
 from upsell.domain.catalog import BUSINESS_MODELS
-from upsell.ingest.importer import import_catalog, import_table
-from upsell.settings import Settings
-from upsell.workspace import Workspace
 
 if TYPE_CHECKING:
+    from upsell.settings import Settings
     from upsell.simulator.files import Simulated
     from upsell.simulator.world import SimConfig
 
@@ -120,6 +118,9 @@ def write_files(config: SimConfig, folder: Path, *, force: bool = False) -> Simu
 def build_demo(directory: Path, config: SimConfig, settings: Settings, weeks: int = 0) -> None:
     """A new workspace in `directory` filled with a simulated company (files kept in data/); with
     `weeks`, its last weeks are replayed through `upsell run` (upsell.simulator.replay)."""
+    from upsell.ingest.importer import import_catalog, import_table
+    from upsell.workspace import Workspace
+
     if weeks:
         _replay(directory, config, settings, weeks)
         return
@@ -153,6 +154,7 @@ def build_demo(directory: Path, config: SimConfig, settings: Settings, weeks: in
 def _replay(directory: Path, config: SimConfig, settings: Settings, weeks: int) -> None:
     from upsell.simulator.replay import Week, replay_weeks, warm_up
     from upsell.simulator.world import World
+    from upsell.workspace import Workspace
 
     warm = config.days - weeks * 7
     if warm < 1:
