@@ -68,3 +68,31 @@ def test_every_metric_setting_is_documented() -> None:
     text = (ROOT / "docs" / "metrics.md").read_text()
     for key in METRIC_KEYS:
         assert f"| `{key}` |" in text, key
+
+
+def test_the_architecture_page_names_every_layer() -> None:
+    """docs/architecture.md's table has a row for every package and top-level module of upsell."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    src = ROOT / "src" / "upsell"
+    layers = {p.name + "/" for p in src.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    layers |= {p.name for p in src.glob("*.py") if p.stem not in ("__init__", "errors")}
+    for layer in sorted(layers - {"defaults/"}):
+        assert f"| `{layer}` |" in text, layer
+
+
+def test_every_offer_kind_channel_placement_and_response_is_documented() -> None:
+    from upsell.domain.events import RESPONSE_EVENTS
+    from upsell.domain.offers import KINDS, PLACEMENTS
+
+    decisions = (ROOT / "docs" / "decisions.md").read_text()
+    formats = (ROOT / "docs" / "data-formats.md").read_text()
+    kinds = next(line for line in decisions.splitlines() if line.startswith("| `kind` |"))
+    assert all(kind in kinds for kind in KINDS), kinds
+    placements = next(line for line in decisions.splitlines() if line.startswith("| `placement` |"))
+    for channel, names in PLACEMENTS.items():
+        assert f"{channel}: " + ", ".join(f"`{n}`" for n in names) in placements.replace(
+            " and ", ", "
+        ), channel
+    for event, response in RESPONSE_EVENTS.items():
+        row = next(line for line in formats.splitlines() if line.startswith(f"| `{event}` |"))
+        assert f"response `{response}`" in row, event
