@@ -1,6 +1,6 @@
 """A summary of what a workspace holds: accounts, MRR, plan mix and the most used events.
 
-MRR and plans come from the engine (`upsell.engine.movements`, `upsell.engine.signals`), the
+MRR and plans come from the engine (`upsell.engine.movements`, `upsell.engine.holdings`), the
 same rules and the same micro-units as the report, so every MRR the user sees agrees to the cent;
 the counts come from the store (`upsell.store.summary`).
 """
@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 from upsell.domain.metrics import from_micros
 from upsell.domain.money import Money
+from upsell.engine.catalog_tables import catalog_items
+from upsell.engine.holdings import highest_plans
 from upsell.engine.movements import account_mrr, materialised_changes, mrr_rows
-from upsell.engine.signals import catalog_items, highest_plans
 from upsell.store.accounts import count_accounts
 from upsell.store.arrow import subscriptions_table
 from upsell.store.events import count_events

@@ -1,0 +1,55 @@
+"""Engagement per account over the last 30 days against the 30 before: events, active days, the
+breadth of features used, active and power users, days per user and DAU/MAU (domain/signals.py's
+`Engagement`), for the accounts table."""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+
+from upsell.domain.events import FEATURE_USED
+from upsell.engine._as_of import WINDOW, AsOf, attach, float64
+
+#: A power user is in the top decile of all users' events in the 30 days (percent rank >= this).
+POWER_USER_RANK = 0.9
+
+
+def engagement(at: AsOf) -> ir.Table:
+    """One row per account: counts are 0 without activity; `days_per_user` and `dau_mau` null
+    without active users."""
+    u = at.usage
+    recent = u.filter(u.day >= at.d30)
+    prev = u.filter((u.day >= at.d60) & (u.day < at.d30))
+    ev = recent.group_by("account_id").aggregate(
+        events_30d=recent.n.sum(), active_days_30d=recent.day.nunique()
+    )
+    pv = prev.group_by("account_id").aggregate(events_prev_30d=prev.n.sum())
+    fu = recent.filter((recent.event == FEATURE_USED) & (recent.key != ""))
+    br = fu.group_by("account_id").aggregate(breadth_30d=fu.key.nunique())
+    us = at.users.filter(at.users.day >= at.d30)
+    per_user = us.group_by("account_id", "user_id").aggregate(n=us.n.sum(), days=us.count())
+    ranked = per_user.mutate(rank=ibis.percent_rank().over(order_by=per_user.n))
+    ua = ranked.group_by("account_id").aggregate(
+        active_users_30d=ranked.count(),
+        user_days=ranked.days.sum(),
+        power_users=ibis.ifelse(ranked["rank"] >= POWER_USER_RANK, 1, 0).sum(),
+    )
+    t = attach(at.accounts.select("account_id"), ev, pv, br, ua)
+    users = t.active_users_30d.fill_null(0)
+    return t.select(
+        account_id=t.account_id,
+        events_30d=t.events_30d.fill_null(0).cast("int64"),
+        events_prev_30d=t.events_prev_30d.fill_null(0).cast("int64"),
+        active_days_30d=t.active_days_30d.fill_null(0).cast("int64"),
+        breadth_30d=t.breadth_30d.fill_null(0).cast("int64"),
+        active_users_30d=users.cast("int64"),
+        power_users=t.power_users.fill_null(0).cast("int64"),
+        days_per_user=ibis.ifelse(
+            users > 0, t.user_days / users.cast("float64"), ibis.null("float64")
+        ),
+        dau_mau=ibis.ifelse(
+            users > 0,
+            t.user_days.cast("float64") / float64(WINDOW) / users.cast("float64"),
+            ibis.null("float64"),
+        ),
+    )
