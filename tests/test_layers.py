@@ -120,3 +120,16 @@ def test_the_layer_rule_catches_a_forbidden_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import sqlalchemy\nfrom upsell.store import db\n")
     assert {"sqlalchemy", "upsell.store"} <= imports(bad)
+
+
+#: A module past this many lines holds several nouns and wants splitting by them (conventions.md).
+MAX_LINES = 600
+
+
+def test_no_module_is_over_600_lines() -> None:
+    long = {
+        str(path.relative_to(SRC)): n
+        for path in SRC.rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}, f"split these by noun: {long}"

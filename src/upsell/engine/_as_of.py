@@ -16,7 +16,7 @@ import ibis.expr.types as ir
 from upsell.domain.calendar import day_start
 from upsell.domain.catalog import Catalog
 from upsell.engine.backends import Backend
-from upsell.engine.catalog_tables import catalog_items, catalog_limits, plan_features
+from upsell.engine.catalog_tables import catalog_items, catalog_limits
 
 WINDOW = 30
 
@@ -41,7 +41,6 @@ class AsOf:
     users: ir.Table  # user rollup rows of the days before `day`
     items: ir.Table  # catalog_tables.catalog_items
     limits: ir.Table  # catalog_tables.catalog_limits
-    plan_features: ir.Table  # catalog_tables.plan_features (no signal table reads it yet)
 
     @classmethod
     def at(
@@ -73,7 +72,6 @@ class AsOf:
             users=users.filter(users.day < day),
             items=catalog_items(backend, catalog),
             limits=catalog_limits(backend, catalog),
-            plan_features=plan_features(backend, catalog),
         )
 
     def events(self, event: str, key: str | None = None) -> ir.Table:
@@ -82,10 +80,9 @@ class AsOf:
         return u if key is None else u.filter(u.key == key)
 
 
-def window(table: ir.Table, start: ir.DateValue, end: ir.DateValue | None = None) -> ir.Table:
-    """The rows of `table` whose ``day`` is on or after `start` (and before `end`)."""
-    t = table.filter(table.day >= start)
-    return t if end is None else t.filter(t.day < end)
+def window(table: ir.Table, start: ir.DateValue) -> ir.Table:
+    """The rows of `table` whose ``day`` is on or after `start`."""
+    return table.filter(table.day >= start)
 
 
 def float64(x: float) -> ir.FloatingScalar:

@@ -1,5 +1,5 @@
 """The catalog as tables of the back end, for the signal tables to join: its items with their kind
-and tier, the limits plans set and add-ons grant, and the features of each plan."""
+and tier, and the limits plans set and add-ons grant."""
 
 from __future__ import annotations
 
@@ -46,16 +46,6 @@ def _catalog_limits(catalog: Catalog) -> pa.Table:
     )
 
 
-def _plan_features(catalog: Catalog) -> pa.Table:
-    pairs = [(p.id, f) for p in catalog.plans for f in sorted(p.features)]
-    return pa.table(
-        {
-            "plan_id": pa.array([p for p, _ in pairs], pa.string()),
-            "feature": pa.array([f for _, f in pairs], pa.string()),
-        }
-    )
-
-
 def catalog_items(backend: Backend, catalog: Catalog) -> ir.Table:
     """The catalog's plans, add-ons and products as a table: ``item_id, item_kind, tier``."""
     return backend.table(_catalog_items(catalog), "catalog_items")
@@ -65,8 +55,3 @@ def catalog_limits(backend: Backend, catalog: Catalog) -> ir.Table:
     """Each plan's limits (``grant`` false) and each add-on's grants (``grant`` true) as a table:
     ``item_id, metric, amount, grant``."""
     return backend.table(_catalog_limits(catalog), "catalog_limits")
-
-
-def plan_features(backend: Backend, catalog: Catalog) -> ir.Table:
-    """Each plan's features as a table: ``plan_id, feature``."""
-    return backend.table(_plan_features(catalog), "catalog_plan_features")
