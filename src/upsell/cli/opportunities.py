@@ -151,7 +151,7 @@ def print_account(console: Console, run: OpportunityRun, account_id: str) -> Non
 
 def _facts(s: AccountSignals) -> list[str]:
     plan = s.plan_id or "no plan"
-    if s.plan_status == "trialing":
+    if s.trialing:
         plan += " (trial)"
     lines = [
         f"plan {plan}, MRR {format_money(s.mrr.rounded(), 'en')}, tenure {s.tenure_days} days, "
