@@ -49,7 +49,7 @@ def test_readme_quick_start_is_exactly_two_commands() -> None:
 
 
 def test_every_decision_setting_fact_and_refusal_is_documented() -> None:
-    from upsell.config.playbooks import GUARDRAILS_KEYS, SETTINGS_KEYS
+    from upsell.config._playbooks_reader import GUARDRAILS_KEYS, SETTINGS_KEYS
     from upsell.domain.decisions import REFUSALS
     from upsell.domain.playbooks import FACTS
 

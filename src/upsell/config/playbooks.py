@@ -35,45 +35,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from upsell.config._playbooks_reader import (
-    GUARDRAILS_KEYS,
-    HOLDOUT_KEYS,
-    OFFER_KEYS,
-    PLAYBOOK_KEYS,
-    PROMOTION_KEYS,
-    QUIET_KEYS,
-    SECTIONS,
-    SETTINGS_KEYS,
-    TEMPLATE_NAME,
-    VARIANT_KEYS,
-    PlaybooksReader,
-)
+from upsell.config._playbooks_reader import PlaybooksReader
 from upsell.config._yaml import INDEX, line_of, parse_yaml, read_utf8
 from upsell.domain.catalog import Catalog
 from upsell.domain.offers import CHANNELS, PLACEMENTS
 from upsell.domain.opportunities import REASON_CODES
 from upsell.domain.playbooks import Playbooks, Value
 from upsell.errors import PlaybooksError, Problem
-
-__all__ = [
-    "DEFAULT_PLAYBOOKS",
-    "GUARDRAILS_KEYS",
-    "HOLDOUT_KEYS",
-    "ITEM_FACTS",
-    "OFFER_KEYS",
-    "PLAYBOOKS_FILE",
-    "PLAYBOOK_KEYS",
-    "PROMOTION_KEYS",
-    "QUIET_KEYS",
-    "SECTIONS",
-    "SETTINGS_KEYS",
-    "TEMPLATE_NAME",
-    "VARIANT_KEYS",
-    "LoadedPlaybooks",
-    "load_playbooks",
-    "parse_playbooks",
-    "playbook_warnings",
-]
 
 PLAYBOOKS_FILE = "playbooks.yaml"
 #: The built-in playbooks, used by a workspace without a playbooks.yaml of its own.
