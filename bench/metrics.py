@@ -37,7 +37,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -488,7 +488,7 @@ def _step(kind: str, data: Path, work: Path, backend: str) -> dict[str, Any]:
         clock = time.perf_counter()
         months = monthly_summary(engine, rows, first=FIRST, last=LAST)
         lap("monthly_summary")
-        result |= {"months": months, "open": _open_rows(rows)}
+        result |= {"months": [asdict(m) for m in months], "open": _open_rows(rows)}
         return result
     if kind == "retention":
         ch = engine.read_parquet([work / f"changes-{backend}.parquet"], "changes")
@@ -498,7 +498,7 @@ def _step(kind: str, data: Path, work: Path, backend: str) -> dict[str, Any]:
             start = month_end.replace(year=month_end.year - 1)
             t0 = time.perf_counter()
             r = retention(engine, ch, start, month_end)
-            windows.append(r | {"start_at": start.isoformat(), "end_at": month_end.isoformat(),
+            windows.append(asdict(r) | {"start_at": start.isoformat(), "end_at": month_end.isoformat(),
                                 "seconds": time.perf_counter() - t0})  # fmt: skip
         lap("retention x12")
         rows = pq.read_table(work / "rows.parquet")
@@ -507,7 +507,10 @@ def _step(kind: str, data: Path, work: Path, backend: str) -> dict[str, Any]:
         last = windows[-1]
         again = retention(engine, lazy, datetime.fromisoformat(last["start_at"]), END)
         lap("retention on lazy changes x1")
-        result |= {"windows": windows, "lazy_same": all(again[k] == last[k] for k in again)}
+        result |= {
+            "windows": windows,
+            "lazy_same": all(v == last[k] for k, v in asdict(again).items()),
+        }
         return result
     raise ValueError(f"unknown metrics step {kind!r}")
 

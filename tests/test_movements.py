@@ -19,11 +19,18 @@ import metrics_reference as ref
 from test_metrics_reference import FX, KINDS, histories, reference_settings
 from upsell.config.catalog import load_catalog, parse_catalog
 from upsell.domain.catalog import Catalog
-from upsell.domain.metrics import CAUSES, MOVEMENT_TYPES, MetricSettings, from_micros, to_micros
+from upsell.domain.metrics import (
+    CAUSES,
+    MOVEMENT_TYPES,
+    MetricSettings,
+    MovementType,
+    from_micros,
+    to_micros,
+)
 from upsell.domain.money import Money
 from upsell.domain.subscriptions import row_mrr
 from upsell.engine.backends import Backend, spark_unavailable
-from upsell.engine.movements import changes, monthly_summary, mrr_rows, retention
+from upsell.engine.movements import Retention, changes, monthly_summary, mrr_rows, retention
 from upsell.store.arrow import SUBSCRIPTION_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,32 +119,32 @@ def test_the_worked_example_adds_up_from_january_to_august(
         first=datetime(2026, 1, 1, tzinfo=UTC),
         last=datetime(2026, 8, 31, tzinfo=UTC),
     )
-    assert [m["month"] for m in months] == [f"2026-0{k}" for k in range(1, 9)]
+    assert [m.month for m in months] == [f"2026-0{k}" for k in range(1, 9)]
 
-    def total(key: str) -> Decimal:
-        return money(sum(int(m[key]) for m in months))  # type: ignore[call-overload]
+    def total(kind: MovementType) -> Decimal:
+        return money(sum(m.movement(kind) for m in months))
 
     assert (total("new"), total("expansion"), total("contraction")) == (29, 90, Decimal("16.5"))
     assert (total("churn"), total("reactivation")) == (Decimal("102.5"), 29)
-    assert money(int(months[-1]["mrr_end"])) - money(int(months[0]["mrr_start"])) == 29  # type: ignore[call-overload]
-    causes = {c: sum(m["expansion_by_cause"][c] for m in months) for c in CAUSES}  # type: ignore[index]
+    assert money(months[-1].mrr_end) - money(months[0].mrr_start) == 29
+    causes = {c: sum(m.expansion_by_cause[c] for m in months) for c in CAUSES}
     assert causes == {
         "upsell": 70_000_000, "add_on": 20_000_000, "cross_sell": 0, "quantity": 0, "price": 0
     }  # fmt: skip
-    assert [m["paying_accounts"] for m in months] == [1, 1, 1, 1, 0, 0, 0, 1]
-    assert months[0]["ndr"] is None and months[5]["ndr"] is None
-    assert months[4]["ndr"] == 0 and months[4]["grr"] == 0
+    assert [m.paying_accounts for m in months] == [1, 1, 1, 1, 0, 0, 0, 1]
+    assert months[0].ndr is None and months[5].ndr is None
+    assert months[4].ndr == 0 and months[4].grr == 0
 
 
 def test_the_worked_example_retention_windows(backend: Backend, worked_catalog: Catalog) -> None:
     rows = mrr_rows(worked_subscriptions(), worked_catalog)
     ch = changes(backend.table(rows, "worked_retention"))
     feb_may = retention(backend, ch, utc("2026-02-01T00:00:00Z"), utc("2026-05-01T00:00:00Z"))
-    assert feb_may == {"accounts": 1, "start": 29_000_000, "end": 102_500_000, "kept": 29_000_000}
-    ndr = Decimal(feb_may["end"]) / Decimal(feb_may["start"])
+    assert feb_may == Retention(accounts=1, start=29_000_000, end=102_500_000, kept=29_000_000)
+    ndr = Decimal(feb_may.end) / Decimal(feb_may.start)
     assert round(ndr * 100, 1) == Decimal("353.4")
     mar_jun = retention(backend, ch, utc("2026-03-02T00:00:00Z"), utc("2026-06-01T00:00:00Z"))
-    assert mar_jun == {"accounts": 1, "start": 119_000_000, "end": 0, "kept": 0}
+    assert mar_jun == Retention(accounts=1, start=119_000_000, end=0, kept=0)
 
 
 def test_a_reactivation_window_turns_a_late_return_into_new(
@@ -278,17 +285,17 @@ def assert_engine_matches_reference(
     )
     assert len(months) == len(reference) == 24
     for mine, theirs in zip(months, reference, strict=True):
-        assert mine["month"] == theirs["month"]
+        assert mine.month == theirs["month"]
         for key in ("mrr_start", "mrr_end", *MOVEMENT_TYPES):
-            assert mine[key] == _micros(theirs[key]), (mine["month"], key)  # type: ignore[arg-type]
+            assert getattr(mine, key) == _micros(theirs[key]), (mine.month, key)  # type: ignore[arg-type]
         causes = theirs["expansion_by_cause"]
-        assert mine["expansion_by_cause"] == {c: _micros(causes[c]) for c in CAUSES}  # type: ignore[index]
-        assert mine["paying_accounts"] == theirs["paying_accounts"]
+        assert mine.expansion_by_cause == {c: _micros(causes[c]) for c in CAUSES}  # type: ignore[index]
+        assert mine.paying_accounts == theirs["paying_accounts"]
         for key in ("ndr", "grr"):
             if theirs[key] is None:
-                assert mine[key] is None
+                assert getattr(mine, key) is None
             else:
-                assert mine[key] == pytest.approx(float(theirs[key]), abs=1e-9)  # type: ignore[arg-type]
+                assert getattr(mine, key) == pytest.approx(float(theirs[key]), abs=1e-9)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -358,14 +365,13 @@ def test_every_month_adds_up_on_a_simulated_company(
         last=datetime(2026, 4, 30, tzinfo=UTC),
     )
     for m in months:
-        change = int(m["mrr_end"]) - int(m["mrr_start"])  # type: ignore[call-overload]
-        movement = sum(int(m[t]) for t in ("new", "reactivation", "expansion"))  # type: ignore[call-overload]
-        movement -= sum(int(m[t]) for t in ("contraction", "churn"))  # type: ignore[call-overload]
-        assert change == movement, m["month"]
-        net = sum(v for (_, month), v in by_account_month.items() if month == m["month"])
+        change = m.mrr_end - m.mrr_start
+        movement = m.new + m.reactivation + m.expansion - m.contraction - m.churn
+        assert change == movement, m.month
+        net = sum(v for (_, month), v in by_account_month.items() if month == m.month)
         assert net == change
-    assert int(months[-1]["mrr_end"]) > 0  # type: ignore[call-overload]
-    assert months[-1]["ndr"] is not None
+    assert months[-1].mrr_end > 0
+    assert months[-1].ndr is not None
 
 
 def test_the_engine_gives_the_reference_on_a_simulated_company(

@@ -15,6 +15,8 @@ and end if it changed during the month, so the cohort sums come from its first a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -29,7 +31,9 @@ from upsell.domain.catalog import Catalog
 from upsell.domain.metrics import (
     CAUSES,
     DEFAULT_SETTINGS,
+    Cause,
     MetricSettings,
+    MovementType,
     period_end,
     to_micros,
 )
@@ -292,6 +296,31 @@ def materialised_changes(
     )
 
 
+@dataclass(frozen=True)
+class MonthTotals:
+    """One calendar month (``YYYY-MM``) over the changes, money in micro-units: MRR at its start and
+    end, each movement type and the expansion split by cause, the accounts paying at its end and at
+    its start, and NDR and GRR of the accounts paying at its start (None when none did)."""
+
+    month: str
+    mrr_start: int
+    mrr_end: int
+    new: int
+    reactivation: int
+    expansion: int
+    contraction: int
+    churn: int
+    expansion_by_cause: Mapping[Cause, int]
+    paying_accounts: int
+    paying_accounts_start: int
+    ndr: float | None
+    grr: float | None
+
+    def movement(self, kind: MovementType) -> int:
+        """The month's total of one movement type."""
+        return int(getattr(self, kind))
+
+
 def monthly_summary(
     backend: Backend,
     rows: pa.Table | None = None,
@@ -300,10 +329,9 @@ def monthly_summary(
     last: datetime,
     settings: MetricSettings = DEFAULT_SETTINGS,
     changes_table: ir.Table | None = None,
-) -> list[dict[str, object]]:
-    """Each month from `first` to `last`: MRR at start and end, movements, causes, paying accounts
-    (at the end and at the start), NDR and GRR (None when the starting cohort is empty), money as
-    micro-units. Give the `rows` of `mrr_rows`, or `changes_table` already computed.
+) -> list[MonthTotals]:
+    """Each month from `first` to `last`. Give the `rows` of `mrr_rows`, or `changes_table`
+    already computed.
 
     MRR before `first` is carried in: the first month's start is the sum of every change before it.
     """
@@ -327,7 +355,7 @@ def monthly_summary(
     m = backend.arrow(months(ch.filter(ch.at >= boundary), first, last).order_by("month"))
     mrr = int(carried["mrr"] or 0)
     paying = int(carried["paying"] or 0)
-    out: list[dict[str, object]] = []
+    out: list[MonthTotals] = []
     for row in m.to_pylist():
         start, paying_start = mrr, paying
         mrr = start + int(row["net"])
@@ -335,20 +363,21 @@ def monthly_summary(
         cohort_end = start + int(row["gained"])
         kept = start - int(row["lost"])
         out.append(
-            {
-                "month": row["month"].strftime("%Y-%m"),
-                "mrr_start": start,
-                "mrr_end": mrr,
-                **{
-                    t: int(row[t])
-                    for t in ("new", "reactivation", "expansion", "contraction", "churn")
-                },
-                "expansion_by_cause": {cause: int(row[cause]) for cause in CAUSES},
-                "paying_accounts": paying,
-                "paying_accounts_start": paying_start,
-                "ndr": None if start == 0 else cohort_end / start,
-                "grr": None if start == 0 else kept / start,
-            }
+            MonthTotals(
+                month=row["month"].strftime("%Y-%m"),
+                mrr_start=start,
+                mrr_end=mrr,
+                new=int(row["new"]),
+                reactivation=int(row["reactivation"]),
+                expansion=int(row["expansion"]),
+                contraction=int(row["contraction"]),
+                churn=int(row["churn"]),
+                expansion_by_cause={cause: int(row[cause]) for cause in CAUSES},
+                paying_accounts=paying,
+                paying_accounts_start=paying_start,
+                ndr=None if start == 0 else cohort_end / start,
+                grr=None if start == 0 else kept / start,
+            )
         )
     return out
 
@@ -360,12 +389,20 @@ def account_mrr(changes: ir.Table, before: datetime) -> ir.Table:
     return c.group_by("account_id").aggregate(mrr=c.after.argmax(c.at))
 
 
-def retention(
-    backend: Backend, changes: ir.Table, start: datetime, end: datetime
-) -> dict[str, int]:
-    """The cohort of accounts paying at `start` and its MRR at `start` and at `end` (micro-units):
-    ``{"accounts", "start", "end", "kept"}`` with kept = sum of min(start, end) per account. NDR =
-    end / start, GRR = kept / start (metrics.md, "Retention")."""
+@dataclass(frozen=True)
+class Retention:
+    """The accounts paying at a window's start and their MRR at its start and at its end
+    (micro-units); `kept` is the sum of min(start, end) per account. NDR = end / start, GRR =
+    kept / start (metrics.md, "Retention")."""
+
+    accounts: int
+    start: int
+    end: int
+    kept: int
+
+
+def retention(backend: Backend, changes: ir.Table, start: datetime, end: datetime) -> Retention:
+    """Retention of the cohort paying at `start`, from `start` to `end`."""
     s = account_mrr(changes, start)
     s = s.filter(s.mrr > 0)
     e = account_mrr(changes, end)
@@ -378,4 +415,4 @@ def retention(
             kept=ibis.least(joined.start, joined.end).sum(),
         )
     ).to_pylist()[0]
-    return {k: int(v or 0) for k, v in row.items()}
+    return Retention(**{k: int(v or 0) for k, v in row.items()})

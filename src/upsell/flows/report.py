@@ -49,7 +49,14 @@ from upsell.domain.report import (
 )
 from upsell.engine.backends import Backend
 from upsell.engine.funnel import funnels, reach
-from upsell.engine.movements import materialised_changes, monthly_summary, mrr_rows, retention
+from upsell.engine.movements import (
+    MonthTotals,
+    Retention,
+    materialised_changes,
+    monthly_summary,
+    mrr_rows,
+    retention,
+)
 from upsell.engine.outcomes import (
     cohorts,
     expansion_since_first_decision,
@@ -68,9 +75,6 @@ from upsell.store.arrow import (
 )
 from upsell.store.summary import data_span
 from upsell.workspace import Workspace
-
-#: An engine month as `monthly_summary` gives it (money in micro-units).
-EngineMonth = Mapping[str, Any]
 
 
 def build_report(
@@ -101,8 +105,7 @@ def build_report(
         )
         upgrades = upgrades_by_month(backend, ch)
         months = tuple(
-            _month(m, _ttm(backend, ch, str(m["month"])), upgrades.get(str(m["month"]), 0))
-            for m in engine_months
+            _month(m, _ttm(backend, ch, m.month), upgrades.get(m.month, 0)) for m in engine_months
         )
         contacts = _within(contacts_arrow(conn=conn), start, end)
         refused = _within(refusals_arrow(conn=conn), start, end)
@@ -140,42 +143,39 @@ def _within(table: pa.Table, start: datetime, end: datetime) -> pa.Table:
     )
 
 
-def _ttm(backend: Backend, ch: Any, month: str) -> Mapping[str, int]:
+def _ttm(backend: Backend, ch: Any, month: str) -> Retention:
     """Retention over the twelve months that end with `month` (YYYY-MM)."""
     end = next_month(date.fromisoformat(f"{month}-01"))
     return retention(backend, ch, add_months(end, -12), end)
 
 
-def _month(m: EngineMonth, ttm: Mapping[str, int], upgrades: int) -> Month:
-    gained = sum(int(m[t]) for t in ("new", "reactivation", "expansion"))
-    lost = sum(int(m[t]) for t in ("contraction", "churn"))
-    paying = int(m["paying_accounts"])
-    average = arpa(int(m["mrr_end"]), paying)
+def _month(m: MonthTotals, ttm: Retention, upgrades: int) -> Month:
+    average = arpa(m.mrr_end, m.paying_accounts)
     return Month(
-        month=str(m["month"]),
-        mrr_start=cents(int(m["mrr_start"])),
-        mrr_end=cents(int(m["mrr_end"])),
-        new=cents(int(m["new"])),
-        reactivation=cents(int(m["reactivation"])),
-        expansion=cents(int(m["expansion"])),
-        expansion_by_cause={c: cents(int(m["expansion_by_cause"][c])) for c in CAUSES},
-        contraction=cents(int(m["contraction"])),
-        churn=cents(int(m["churn"])),
-        paying_accounts=paying,
-        ndr=m["ndr"],
-        grr=m["grr"],
-        arr=arr(cents(int(m["mrr_end"]))),
+        month=m.month,
+        mrr_start=cents(m.mrr_start),
+        mrr_end=cents(m.mrr_end),
+        new=cents(m.new),
+        reactivation=cents(m.reactivation),
+        expansion=cents(m.expansion),
+        expansion_by_cause={c: cents(m.expansion_by_cause[c]) for c in CAUSES},
+        contraction=cents(m.contraction),
+        churn=cents(m.churn),
+        paying_accounts=m.paying_accounts,
+        ndr=m.ndr,
+        grr=m.grr,
+        arr=arr(cents(m.mrr_end)),
         arpa=None if average is None else cents(average),
-        quick_ratio=quick_ratio(gained, lost),
-        ndr_ttm=ratio(ttm["end"], ttm["start"]),
-        grr_ttm=ratio(ttm["kept"], ttm["start"]),
+        quick_ratio=quick_ratio(m.new + m.reactivation + m.expansion, m.contraction + m.churn),
+        ndr_ttm=ratio(ttm.end, ttm.start),
+        grr_ttm=ratio(ttm.kept, ttm.start),
         upgrades=upgrades,
-        upsell_conversion=ratio(upgrades, int(m["paying_accounts_start"])),
+        upsell_conversion=ratio(upgrades, m.paying_accounts_start),
     )
 
 
 def _summary(
-    engine_months: Sequence[EngineMonth],
+    engine_months: Sequence[MonthTotals],
     months: Sequence[Month],
     backend: Backend,
     ch: Any,
@@ -185,11 +185,11 @@ def _summary(
     seen: float | None,
 ) -> Summary:
     last = engine_months[-1] if engine_months else None
-    mrr = int(last["mrr_end"]) if last else 0
-    paying = int(last["paying_accounts"]) if last else 0
+    mrr = last.mrr_end if last else 0
+    paying = last.paying_accounts if last else 0
     average = arpa(mrr, paying) or 0.0
-    totals = {t: sum(int(m[t]) for m in engine_months) for t in MOVEMENT_TYPES}
-    starts = sum(int(m["mrr_start"]) for m in engine_months)
+    totals = {t: sum(m.movement(t) for m in engine_months) for t in MOVEMENT_TYPES}
+    starts = sum(m.mrr_start for m in engine_months)
     lost = totals["churn"] + totals["contraction"]
     without = ltv(average, settings.gross_margin, revenue_churn(lost, starts))
     with_expansion = ltv(
