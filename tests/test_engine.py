@@ -1,7 +1,8 @@
 """The engine: rollups and signals, on DuckDB and PySpark, full and incremental.
 
-The simulated company is the shared demo company's files (tests/conftest.py: the demo's simulator,
-fewer accounts, so the Spark run stays short); hand-built tables check the numbers of each signal against values worked out by hand.
+The simulated company is the files of the session's demo company (tests/conftest.py: the demo's
+simulator, fewer accounts, so the Spark run stays short); hand-built tables check the numbers of each
+signal against values worked out by hand.
 """
 
 from __future__ import annotations

@@ -392,7 +392,9 @@ def test_init_demo_builds_and_demo_summarises_a_workspace(
     assert summary.exit_code == 0, summary.output
     data = json.loads(summary.stdout)
     accounts = manifest["config"]["accounts"]  # what init --demo was asked for
-    assert data["accounts"] == accounts
+    assert (
+        data["accounts"] == accounts == pq.read_metadata(ws / "data" / "accounts.parquet").num_rows
+    )
     assert data["events"] == manifest["rows"]["events"]
     assert sum(p["accounts"] for p in data["plans"]) + data["no_plan"] == accounts
     assert float(data["mrr"]) > 0 and data["top_events_30d"]
