@@ -1,4 +1,5 @@
-"""Shared fixtures: a database on SQLite and, when UPSELL_TEST_DATABASE_URL is set, on PostgreSQL.
+"""Shared fixtures: a database on SQLite and, when UPSELL_TEST_DATABASE_URL is set, on PostgreSQL;
+and the simulated company, built once a session and copied for every test that writes to it.
 
 Each PostgreSQL test gets a schema of its own (``t_<random>``), selected through libpq's
 ``options=-csearch_path=...``, and dropped with everything in it afterwards.
@@ -8,15 +9,20 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from cli_runner import run
 from upsell.store.db import connect, migrate, sqlite_url
 
 POSTGRESQL_ENV = "UPSELL_TEST_DATABASE_URL"
+#: The simulated company of the command-line and engine tests: 500 accounts over 6 months (from
+#: 2025-11-01, the simulator's default start), seed 2.
+DEMO_OPTIONS = ("--accounts", 500, "--months", 6, "--seed", 2)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -51,3 +57,50 @@ def db(database_url: str) -> Iterator[sa.Engine]:
         yield db
     finally:
         db.dispose()
+
+
+# -- the simulated company ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def demo_company(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`upsell init WS --demo` with DEMO_OPTIONS, built once a session on SQLite (without
+    UPSELL_DATABASE_URL): the workspace, and in WS/data the simulator's files (catalog.yaml and the
+    accounts, subscriptions and events as Parquet), `simulate(SimConfig(500, 6, seed=2))`'s.
+
+    Every test asking for it shares it: read its files, never write to it, nor run a command on it
+    (commands write rollups and SQLite's WAL files); `demo_workspace` is a copy of a test's own.
+    `_the_demo_company_stays_as_built` fails a test that changed it.
+    """
+    ws = tmp_path_factory.mktemp("demo-company") / "ws"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("UPSELL_DATABASE_URL", raising=False)
+        result = run("init", ws, "--demo", *DEMO_OPTIONS)
+    assert result.exit_code == 0, result.output
+    return ws
+
+
+@pytest.fixture
+def demo_workspace(demo_company: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo company for one test to run commands on and change (in a folder of its
+    own, so that the test's tmp_path starts empty)."""
+    return Path(shutil.copytree(demo_company, tmp_path_factory.mktemp("demo-workspace") / "ws"))
+
+
+def _files(folder: Path) -> list[tuple[str, int, int]]:
+    return sorted(
+        (str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+    )
+
+
+@pytest.fixture(autouse=True)
+def _the_demo_company_stays_as_built(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that uses the shared demo company (itself or through a fixture) leaves it as it was."""
+    if "demo_company" not in request.fixturenames:
+        yield
+        return
+    company: Path = request.getfixturevalue("demo_company")
+    before = _files(company)
+    yield
+    assert _files(company) == before, "a test wrote to the shared demo company: use a copy"

@@ -7,10 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from cli_runner import run
 from upsell import __version__
-from upsell.cli.app import app
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -24,10 +23,6 @@ def _no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def examples(tmp_path: Path) -> Path:
     return Path(shutil.copytree(EXAMPLES, tmp_path / "examples"))
-
-
-def run(*args: str):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def test_version() -> None:

@@ -1,4 +1,5 @@
-"""`upsell opportunities` on a small simulated company: the file, the terminal, the errors."""
+"""`upsell opportunities` on a small simulated company (a copy of the shared demo company for each
+test): the file, the terminal, the errors."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
-from upsell.cli.app import app
+from cli_runner import run
 
 AS_OF = "2026-04-15"
 CONTRACT_KEYS = {
@@ -18,19 +18,10 @@ CONTRACT_KEYS = {
 }  # fmt: skip
 
 
-def run(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    mp = pytest.MonkeyPatch()
-    mp.delenv("UPSELL_DATABASE_URL", raising=False)
-    ws = tmp_path_factory.mktemp("cli") / "ws"
-    result = run("init", ws, "--demo", "--accounts", 500, "--months", 6, "--seed", 2)
-    mp.undo()
-    assert result.exit_code == 0, result.output
-    return ws
+@pytest.fixture
+def workspace(demo_workspace: Path) -> Path:
+    """A copy of the shared demo company (tests/conftest.py) of the test's own."""
+    return demo_workspace
 
 
 @pytest.fixture(autouse=True)
@@ -101,11 +92,7 @@ def test_a_bad_date_or_output_format_is_a_usage_error_and_writes_nothing(
 
 
 def test_a_config_error_names_the_file_line_and_key(workspace: Path, tmp_path: Path) -> None:
-    config = workspace / "config.yaml"
-    config.write_text("opportunities:\n  min_tenure_days: -3\n")
-    try:
-        result = run("opportunities", "-w", workspace, "--as-of", AS_OF)
-    finally:
-        config.unlink()
+    (workspace / "config.yaml").write_text("opportunities:\n  min_tenure_days: -3\n")
+    result = run("opportunities", "-w", workspace, "--as-of", AS_OF)
     assert result.exit_code == 2
     assert "config.yaml:2" in result.stderr and "min_tenure_days" in result.stderr

@@ -9,12 +9,10 @@ import shutil
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from upsell.cli.app import app
+from cli_runner import run
 
 PLAYBOOKS = """\
 settings:
@@ -32,10 +30,6 @@ CONTRACT_MONTH_KEYS = {
 }  # fmt: skip
 
 
-def run(*args: object) -> Any:
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
 @pytest.fixture(autouse=True)
 def _no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("UPSELL_DATABASE_URL", raising=False)
@@ -43,20 +37,16 @@ def _no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def company(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    mp = pytest.MonkeyPatch()
-    mp.delenv("UPSELL_DATABASE_URL", raising=False)
-    ws = tmp_path_factory.mktemp("report") / "ws"
-    try:
-        assert (
-            run("init", ws, "--demo", "--accounts", 500, "--months", 6, "--seed", 3).exit_code == 0
-        )
-        (ws / "playbooks.yaml").write_text(PLAYBOOKS)
+def company(demo_company: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the shared demo company (tests/conftest.py) after two runs of the in-app
+    playbooks, built once for the module; each test reports on a copy of it (`workspace`)."""
+    ws = Path(shutil.copytree(demo_company, tmp_path_factory.mktemp("report") / "ws"))
+    (ws / "playbooks.yaml").write_text(PLAYBOOKS)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("UPSELL_DATABASE_URL", raising=False)
         for day in ("2026-03-15", "2026-04-01"):
             result = run("run", "-w", ws, "--as-of", day)
             assert result.exit_code == 0, result.output
-    finally:
-        mp.undo()
     return ws
 
 

@@ -67,12 +67,42 @@ def test_values_are_read_with_the_type_of_their_default(tmp_path: Path) -> None:
     assert isinstance(policy.price_anchor_share, Decimal)
 
 
-def test_every_policy_field_is_a_config_key() -> None:
-    assert tuple(f.name for f in fields(Policy)) == POLICY_KEYS
-    text = "opportunities:\n" + "".join(
-        f"  {name}: {str(getattr(Policy(), name)).lower()}\n" for name in POLICY_KEYS
-    )
-    assert parse_config(text).opportunities == Policy()
+def _changed(default: object, taken: list[object]) -> object:
+    """A valid value other than `default` and than every value in `taken`: a bool flipped, a count
+    one or more above, a number or Decimal amount halved (so shares stay between 0 and 1)."""
+    if isinstance(default, bool):
+        return not default
+    value = default
+    while value == default or value in taken:
+        if isinstance(default, int):
+            value += 1  # type: ignore[operator]
+        else:
+            value = value / 2 if value else type(default)("0.5")  # type: ignore[operator]
+    return value
+
+
+def test_config_yaml_sets_every_policy_field() -> None:
+    """Each of Policy's fields, written into config.yaml with a value of its own (unlike its default
+    and unlike every other field's), is read back into that field with its default's type: a field
+    config.yaml cannot set, or a key read into another field, fails."""
+    defaults = Policy()
+    changed: dict[str, object] = {}
+    for f in fields(Policy):
+        changed[f.name] = _changed(getattr(defaults, f.name), list(changed.values()))
+    expected = Policy(**changed)  # type: ignore[arg-type]
+    assert expected.check() == [], "every changed value is in its range"
+
+    def yaml(value: object) -> str:
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    text = "opportunities:\n" + "".join(f"  {k}: {yaml(v)}\n" for k, v in changed.items())
+    policy = parse_config(text).opportunities
+    for f in fields(Policy):
+        read, default = getattr(policy, f.name), getattr(defaults, f.name)
+        assert read != default, f"{f.name} kept its default"
+        assert read == changed[f.name], f.name
+        assert type(read) is type(default), f.name
+    assert policy == expected
 
 
 def test_an_unknown_key_is_named_with_its_line_and_a_suggestion() -> None:

@@ -1009,6 +1009,93 @@ def test_a_promotion_discount_raises_acceptance_like_the_same_discount_on_the_of
     assert promoted.expected_value == pytest.approx(direct.expected_value)
 
 
+# -- acceptance, term by term (docs/decisions.md) ----------------------------------------------------
+
+
+def assert_p_accept(p: float, expected: float) -> None:
+    assert math.isclose(p, expected, rel_tol=0, abs_tol=1e-12), (p, expected)
+
+
+def test_p_accept_of_an_in_app_modal_upsell_with_a_limit_reached_and_a_trial() -> None:
+    s = signals(active_days=4)  # on the product 4 days of the last 30
+    o = opp(score=0.8, reasons=(Reason("limit_reached", "5 of 5 seats used"),))
+    arm = book("trial", "in_app", "modal", offer=Offer(trial_days=14))
+    x = (
+        -2.5  # the base rate of an upsell
+        + 2 * (0.8 - 0.5)  # the evidence: score 0.8
+        + 0.4  # a modal
+        + 0.4  # in-app while a limit is in the way (limit_reached)
+        + 1.0  # a trial of 7 days or more (14)
+    )  # no discount, no deadline, no contact before, activity not declining (a new account)
+    seen = 4 / 8  # in-app: seen all the time at 8 active days a month, half of it at 4
+    trial_conversion = 0.6  # only 60 % of trials convert
+    assert_p_accept(p_of(o, s, arm), seen * logistic(x) * trial_conversion)
+
+
+def test_p_accept_of_an_email_cross_sell_with_a_discount_and_a_near_deadline_after_two_contacts() -> (
+    None
+):
+    s, o = signals(), opp("cross_sell:forms", score=0.6, delta="15")
+    arm = book(
+        "mail", "email", "email", offer=Offer(discount_percent=Decimal("20"), deadline_days=10)
+    )
+    history = History(contacts=(contact(3), contact(12, "in_app", "banner")))  # other offers
+    x = (
+        -2.5  # the base rate of a cross-sell
+        + 2 * (0.6 - 0.5)  # the evidence: score 0.6
+        - 0.4  # an email
+        + 1.5 * 0.20  # a 20 % discount
+        + 0.3  # a deadline within 21 days (10)
+        - 0.3 * 2  # two contacts in the last 28 days (3 and 12 days ago)
+    )  # no trial; the contacts were other offers; no contextual term outside the product
+    seen = 0.45  # an email is opened 45 % of the time
+    deadline = TODAY + timedelta(days=10)
+    assert_p_accept(p_of(o, s, arm, history, deadline), seen * logistic(x))
+
+
+def test_p_accept_of_a_csm_task_for_a_large_account_with_declining_activity() -> None:
+    declining = Engagement(
+        active_users_30d=5, active_days_30d=20, events_30d=40, events_prev_30d=100, tenure_days=150
+    )
+    s = signals(employees=120, engagement=declining)
+    o = opp("upsell:pro->enterprise", score=0.7, delta="200")
+    x = (
+        -2.5  # the base rate of an upsell
+        + 2 * (0.7 - 0.5)  # the evidence: score 0.7
+        + 1.0  # a CSM, for a company of at least 50 employees (120)
+        - 0.5  # declining activity (40 events in 30 days after 100)
+    )  # no trial, discount, deadline or contact before
+    seen = 0.9  # a CSM reaches 90 %
+    assert_p_accept(p_of(o, s, CSM), seen * logistic(x))
+    # With csm_min_employees 150 the same company is small: -0.7 instead of +1.0.
+    small = acceptance(o, s, CSM, History(), AS_OF, None, policy=Policy(csm_min_employees=150))
+    assert_p_accept(small, seen * logistic(x - 1.0 - 0.7))
+
+
+def test_p_accept_of_an_in_app_save_shown_before_counts_each_showing_and_the_recent_contact() -> (
+    None
+):
+    s = signals(active_days=12)
+    o = opp("save:pro", kind="save", score=0.9, reasons=(Reason("cancel_requested", "asked"),))
+    arm = book("tip", "in_app", "tooltip", offer=Offer(trial_days=30))
+    history = History(
+        contacts=(
+            contact(10, "in_app", "tooltip", offer_id="save:pro"),  # recent, and this offer
+            contact(100, "email", offer_id="save:pro"),  # this offer, long ago
+            contact(5, held_out=True),  # held out: never reached the account
+        )
+    )
+    x = (
+        -0.5  # the base rate of a save
+        + 2 * (0.9 - 0.5)  # the evidence: score 0.9
+        + 0.2  # a tooltip
+        - 0.3  # one reached contact in the last 28 days (10 days ago)
+        - 0.3 * 2  # two earlier showings of the same offer (10 and 100 days ago)
+    )  # a save takes no trial term; no limit in the way; no discount or deadline
+    seen = 1.0  # 12 active days a month: past the 8 that see every in-app offer
+    assert_p_accept(p_of(o, s, arm, history), seen * logistic(x))  # no trial conversion either
+
+
 # -- holdout ------------------------------------------------------------------------------------------
 
 IDS = [f"acct-{i:05d}" for i in range(10_000)]

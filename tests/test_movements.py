@@ -332,14 +332,11 @@ def test_a_split_too_large_for_floats_is_exact(backend: Backend) -> None:
 
 
 @pytest.fixture(scope="module")
-def company(tmp_path_factory: pytest.TempPathFactory) -> tuple[pa.Table, Catalog]:
-    from upsell.simulator.files import simulate
-    from upsell.simulator.world import SimConfig
-
-    folder = tmp_path_factory.mktemp("movements")
-    data = simulate(SimConfig(accounts=600, months=6, seed=4), folder)
-    catalog = load_catalog(folder / "catalog.yaml").catalog
-    subscriptions = pq.read_table(data.subscriptions_file)
+def company(demo_company: Path) -> tuple[pa.Table, Catalog]:
+    """The shared demo company's simulated subscriptions and catalog (tests/conftest.py)."""
+    data = demo_company / "data"
+    catalog = load_catalog(data / "catalog.yaml").catalog
+    subscriptions = pq.read_table(data / "subscriptions.parquet")
     return subscriptions.cast(SUBSCRIPTION_SCHEMA), catalog
 
 

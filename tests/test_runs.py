@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import re
-import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -24,9 +23,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
-from typer.testing import CliRunner
 
-from upsell.cli.app import app
+from cli_runner import run
 from upsell.store.schema import contacts, refusals
 
 AS_OF = "2026-04-15"
@@ -56,28 +54,11 @@ playbooks:
 """
 
 
-def run(*args: object) -> Any:
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def company(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    mp = pytest.MonkeyPatch()
-    mp.delenv("UPSELL_DATABASE_URL", raising=False)
-    ws = tmp_path_factory.mktemp("runs") / "ws"
-    result = run("init", ws, "--demo", "--accounts", 500, "--months", 6, "--seed", 2)
-    mp.undo()
-    assert result.exit_code == 0, result.output
-    return ws
-
-
 @pytest.fixture
-def workspace(company: Path, tmp_path: Path) -> Path:
-    """A fresh copy of the company, with the test playbooks."""
-    ws = tmp_path / "ws"
-    shutil.copytree(company, ws)
-    (ws / "playbooks.yaml").write_text(PLAYBOOKS)
-    return ws
+def workspace(demo_workspace: Path) -> Path:
+    """A fresh copy of the shared demo company (tests/conftest.py), with the test playbooks."""
+    (demo_workspace / "playbooks.yaml").write_text(PLAYBOOKS)
+    return demo_workspace
 
 
 class _Mailbox:

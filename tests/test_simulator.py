@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from cli_runner import run
 from upsell.config.catalog import parse_catalog
 from upsell.domain.catalog import BUSINESS_MODELS as MODELS
 from upsell.simulator import responses
@@ -21,16 +22,15 @@ from upsell.simulator.usage import limit_of
 from upsell.simulator.world import SimConfig, SimulationError, World
 
 
-def run(world: World) -> pa.Table:
-    tables: list[pa.Table] = []
-    world.advance(world.config.days - world.day, tables.append)
-    return pa.concat_tables(tables)
+def to_the_end(world: World) -> pa.Table:
+    """Advance `world` to its last day; the events of the days it went through."""
+    return pa.concat_tables(_collect(world))
 
 
 @pytest.fixture(scope="module")
 def year() -> tuple[World, pa.Table]:
     world = World(SimConfig(accounts=3000, months=12, seed=7))
-    return world, run(world)
+    return world, to_the_end(world)
 
 
 def plan_rows(world: World) -> dict[str, np.ndarray]:
@@ -380,46 +380,32 @@ def test_every_business_model_simulates_with_a_clean_catalog(model: str, tmp_pat
 
 
 def test_init_demo_builds_and_demo_summarises_a_workspace(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    demo_workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from typer.testing import CliRunner
-
-    from upsell.cli.app import app
-
+    """`upsell init WS --demo` (the shared demo company of tests/conftest.py, copied) keeps the
+    simulated files in WS/data, and `upsell demo` summarises every account and event it imported."""
     monkeypatch.delenv("UPSELL_DATABASE_URL", raising=False)
-    runner = CliRunner()
-    ws = tmp_path / "co"
-    done = runner.invoke(app, ["init", str(ws), "--demo", "--accounts", "150", "--months", "2"])
-    assert done.exit_code == 0, done.output
+    ws = demo_workspace
     assert (ws / "data" / "events.parquet").exists()
-    summary = runner.invoke(app, ["demo", "-w", str(ws), "--json"])
+    manifest = json.loads((ws / "data" / "simulation.json").read_text())
+    summary = run("demo", "-w", ws, "--json")
     assert summary.exit_code == 0, summary.output
     data = json.loads(summary.stdout)
-    assert data["accounts"] == 150
+    accounts = manifest["config"]["accounts"]  # what init --demo was asked for
     assert (
-        data["events"]
-        == json.loads((ws / "data" / "simulation.json").read_text())["rows"]["events"]
+        data["accounts"] == accounts == pq.read_metadata(ws / "data" / "accounts.parquet").num_rows
     )
-    assert sum(p["accounts"] for p in data["plans"]) + data["no_plan"] == 150
+    assert data["events"] == manifest["rows"]["events"]
+    assert sum(p["accounts"] for p in data["plans"]) + data["no_plan"] == accounts
     assert float(data["mrr"]) > 0 and data["top_events_30d"]
 
 
 def test_simulate_command_reports_bad_options_and_existing_files(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from upsell.cli.app import app
-
-    runner = CliRunner()
     out = tmp_path / "sim"
-    assert (
-        runner.invoke(
-            app, ["simulate", "--out", str(out), "--accounts", "40", "--months", "1"]
-        ).exit_code
-        == 0
-    )
-    again = runner.invoke(app, ["simulate", "--out", str(out), "--accounts", "40", "--months", "1"])
+    assert run("simulate", "--out", out, "--accounts", 40, "--months", 1).exit_code == 0
+    again = run("simulate", "--out", out, "--accounts", 40, "--months", 1)
     assert again.exit_code == 2 and "--force" in again.output
-    bad = runner.invoke(app, ["simulate", "--out", str(out), "--model", "casino"])
+    bad = run("simulate", "--out", out, "--model", "casino")
     assert bad.exit_code == 2 and "--model must be one of" in bad.output
-    date = runner.invoke(app, ["simulate", "--out", str(out), "--start", "2026-13-01"])
+    date = run("simulate", "--out", out, "--start", "2026-13-01")
     assert date.exit_code == 2 and "--start must be a date" in date.output
