@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from backends import BOTH
 from cli_runner import run
+from upsell.engine.backends import Backend
 from upsell.store.db import connect, migrate, sqlite_url
 
 POSTGRESQL_ENV = "UPSELL_TEST_DATABASE_URL"
@@ -104,3 +106,13 @@ def _the_demo_company_stays_as_built(request: pytest.FixtureRequest) -> Iterator
     before = _files(company)
     yield
     assert _files(company) == before, "a test wrote to the shared demo company: use a copy"
+
+
+@pytest.fixture(scope="module", params=BOTH)
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """Each analytics back end in turn (tests/backends.py), one per test module."""
+    b = Backend(request.param)
+    try:
+        yield b
+    finally:
+        b.close()

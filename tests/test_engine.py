@@ -8,7 +8,6 @@ signal against values worked out by hand.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -17,9 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from backends import SPARK
 from upsell.config.catalog import parse_catalog
 from upsell.domain.catalog import Catalog
-from upsell.engine.backends import Backend, EngineError, spark_unavailable
+from upsell.engine.backends import Backend, EngineError
 from upsell.engine.rollups import Rollups, RollupSpec
 from upsell.engine.signals import build_signals, execute
 from upsell.flows import opportunities as pipeline
@@ -28,14 +28,6 @@ from upsell.store.arrow import ACCOUNT_SCHEMA, EVENT_SCHEMA, SUBSCRIPTION_SCHEMA
 from upsell.workspace import Workspace
 
 AS_OF = date(2026, 4, 15)
-# CI sets UPSELL_REQUIRE_SPARK so that a missing Java fails the run instead of skipping.
-SPARK = pytest.param(
-    "pyspark",
-    marks=pytest.mark.skipif(
-        spark_unavailable() is not None and not os.environ.get("UPSELL_REQUIRE_SPARK"),
-        reason=f"PySpark cannot run here: {spark_unavailable()}",
-    ),
-)
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,10 @@ worked out by hand, on DuckDB and PySpark."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pyarrow as pa
-import pytest
 
-from test_movements import SPARK
 from upsell.columns import TIMESTAMP
 from upsell.engine.backends import Backend
 from upsell.engine.funnel import funnels, reach
@@ -49,13 +46,6 @@ CONTACTS = [
     contact("a", JULY, "upsell", "in_app", "limits", opened=True, experiment="trial", variant="B"),
 ]
 REFUSALS = [{"as_of": JUNE, "account_id": "e", "playbook": "limits"}]
-
-
-@pytest.fixture(scope="module", params=["duckdb", SPARK])
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    b = Backend(request.param)
-    yield b
-    b.close()
 
 
 def tables() -> tuple[pa.Table, pa.Table]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import metrics_reference as ref
+from backends import SPARK
 from test_metrics_reference import FX, KINDS, histories, reference_settings
 from upsell.config.catalog import load_catalog, parse_catalog
 from upsell.domain.catalog import Catalog
@@ -29,7 +29,7 @@ from upsell.domain.metrics import (
 )
 from upsell.domain.money import Money
 from upsell.domain.subscriptions import row_mrr
-from upsell.engine.backends import Backend, spark_unavailable
+from upsell.engine.backends import Backend
 from upsell.engine.movements import Retention, changes, monthly_summary, mrr_rows, retention
 from upsell.store.arrow import SUBSCRIPTION_SCHEMA
 
@@ -37,13 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKED = ROOT / "examples" / "worked-example"
 PRICES = {("basic", "month"): "29", ("pro", "month"): "99", ("pro", "year"): "990"}
 PRICES[("extra_seats_5", "month")] = "20"
-SPARK = pytest.param(
-    "pyspark",
-    marks=pytest.mark.skipif(
-        spark_unavailable() is not None and not os.environ.get("UPSELL_REQUIRE_SPARK"),
-        reason=f"PySpark cannot run here: {spark_unavailable()}",
-    ),
-)
 
 
 def utc(text: str) -> datetime:
@@ -75,15 +68,6 @@ def worked_subscriptions() -> pa.Table:
 @pytest.fixture(scope="module")
 def worked_catalog() -> Catalog:
     return load_catalog(WORKED / "catalog.yaml").catalog
-
-
-@pytest.fixture(scope="module", params=["duckdb", SPARK])
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    e = Backend(request.param)
-    try:
-        yield e
-    finally:
-        e.close()
 
 
 def money(micros: int) -> Decimal:

@@ -3,14 +3,11 @@ PySpark give the same answers)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pyarrow as pa
-import pytest
 
-from test_movements import SPARK
 from upsell.config.catalog import parse_catalog
 from upsell.engine.backends import Backend
 from upsell.engine.movements import changes, mrr_rows
@@ -53,15 +50,6 @@ def contact(account: str, day: str, kind: str, offer: str, item: str, **kw: obje
         "channel": "in_app", "placement": "modal", "playbook": "p", "experiment": None,
         "variant": None, "held_out": False, "status": "queued", "decision": None, **kw,
     }  # fmt: skip
-
-
-@pytest.fixture(scope="module", params=["duckdb", SPARK])
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    e = Backend(request.param)
-    try:
-        yield e
-    finally:
-        e.close()
 
 
 SUBSCRIPTIONS = pa.Table.from_pylist(
