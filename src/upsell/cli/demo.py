@@ -13,6 +13,7 @@ from rich.table import Table
 
 from upsell.cli.console import err, errors, fail
 from upsell.cli.opportunities import print_summary
+from upsell.cli.options import json_option
 from upsell.cli.output import write_report
 from upsell.cli.report import print_report
 from upsell.cli.run import print_message, print_run
@@ -32,9 +33,7 @@ def demo(
         Path,
         typer.Option("--workspace", "-w", metavar="DIR", help="The demo workspace folder."),
     ] = DEMO_WORKSPACE,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the summary as JSON on stdout.")
-    ] = False,
+    as_json: Annotated[bool, json_option("Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Run the main job on the demo company, building the demo workspace first if it is missing.
 

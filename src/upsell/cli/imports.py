@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from upsell.cli.console import EXIT_INVALID_INPUT, err, errors, fail
-from upsell.cli.options import WorkspaceOption, open_workspace
+from upsell.cli.options import WorkspaceOption, json_option, open_workspace
 from upsell.errors import ImportRejected
 
 if TYPE_CHECKING:
@@ -33,45 +33,28 @@ if TYPE_CHECKING:
 PROGRESS_MIN_BYTES = 4 << 20
 
 
+def _file(help: str) -> Any:
+    """An option naming one file to import (no default shown: none is imported by default)."""
+    return typer.Option(metavar="FILE", help=help, show_default=False)
+
+
 def import_(
     workspace: WorkspaceOption = None,
     catalog: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="catalog.yaml: plans, add-ons, products, metrics, prices.",
-            show_default=False,
-        ),
+        Path | None, _file("catalog.yaml: plans, add-ons, products, metrics, prices.")
     ] = None,
-    accounts: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE", help="Accounts file (.csv, .jsonl or .parquet).", show_default=False
-        ),
-    ] = None,
+    accounts: Annotated[Path | None, _file("Accounts file (.csv, .jsonl or .parquet).")] = None,
     subscriptions: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="Subscriptions file: one row per period an item was held.",
-            show_default=False,
-        ),
+        Path | None, _file("Subscriptions file: one row per period an item was held.")
     ] = None,
-    events: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE", help="Usage events file, in Segment's track shape.", show_default=False
-        ),
-    ] = None,
+    events: Annotated[Path | None, _file("Usage events file, in Segment's track shape.")] = None,
     strict: Annotated[
         bool,
         typer.Option(
             "--strict", help="Store nothing from a file that has any invalid row (and stop there)."
         ),
     ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print what was imported as JSON on stdout.")
-    ] = False,
+    as_json: Annotated[bool, json_option("Print what was imported as JSON on stdout.")] = False,
 ) -> None:
     """Import the catalog and data files into the workspace, in that order.
 

@@ -13,7 +13,16 @@ from rich.console import Console
 from rich.table import Table
 
 from upsell.cli.console import err, errors
-from upsell.cli.options import EngineOption, RebuildOption, WorkspaceOption, as_of, open_workspace
+from upsell.cli.options import (
+    EngineOption,
+    RebuildOption,
+    WorkspaceOption,
+    as_of,
+    as_of_option,
+    json_option,
+    open_workspace,
+    out_option,
+)
 from upsell.cli.output import write_lines
 from upsell.domain.money import format_money
 
@@ -26,20 +35,14 @@ if TYPE_CHECKING:
 def opportunities(
     as_of_text: Annotated[
         str,
-        typer.Option(
-            "--as-of",
-            metavar="DATE",
-            help="The date to look from (YYYY-MM-DD): the signals see the whole days before it.",
+        as_of_option(
+            "The date to look from (YYYY-MM-DD): the signals see the whole days before it."
         ),
     ],
     workspace: WorkspaceOption = None,
     out: Annotated[
         Path | None,
-        typer.Option(
-            "--out",
-            metavar="F",
-            help="Write every candidate, qualified or not (.jsonl, .csv or .parquet).",
-        ),
+        out_option("Write every candidate, qualified or not (.jsonl, .csv or .parquet)."),
     ] = None,
     account: Annotated[
         str | None,
@@ -52,9 +55,7 @@ def opportunities(
     ] = 20,
     engine: EngineOption = "duckdb",
     rebuild: RebuildOption = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the candidate lines (JSONL) on stdout.")
-    ] = False,
+    as_json: Annotated[bool, json_option("Print the candidate lines (JSONL) on stdout.")] = False,
 ) -> None:
     """Find every account's expansion and retention opportunities as of a date, qualify them and
     explain them (docs/opportunities.md).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -44,6 +44,21 @@ EngineOption = Annotated[
 RebuildOption = Annotated[
     bool, typer.Option("--rebuild", help="Rebuild the daily rollups from all events.")
 ]
+
+
+def as_of_option(help: str) -> Any:
+    """``--as-of DATE``, required; parse it with `as_of`."""
+    return typer.Option("--as-of", metavar="DATE", help=help)
+
+
+def out_option(help: str) -> Any:
+    """``--out F``: the file a command writes."""
+    return typer.Option("--out", metavar="F", help=help)
+
+
+def json_option(help: str) -> Any:
+    """``--json``: machine-readable output on stdout."""
+    return typer.Option("--json", help=help)
 
 
 def as_of(value: str) -> date:

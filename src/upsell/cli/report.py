@@ -13,7 +13,14 @@ from rich.console import Console
 from rich.table import Table
 
 from upsell.cli.console import err, errors, fail
-from upsell.cli.options import EngineOption, WorkspaceOption, as_of, open_workspace
+from upsell.cli.options import (
+    EngineOption,
+    WorkspaceOption,
+    as_of,
+    json_option,
+    open_workspace,
+    out_option,
+)
 from upsell.cli.output import REPORT_FORMATS, write_report
 from upsell.domain.messages import known_locale
 from upsell.domain.money import Money, format_money
@@ -36,11 +43,7 @@ def report(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(
-            "--out",
-            metavar="F",
-            help="Write the report: .html (a self-contained page with charts) or .json.",
-        ),
+        out_option("Write the report: .html (a self-contained page with charts) or .json."),
     ] = None,
     locale: Annotated[
         str | None,
@@ -52,9 +55,7 @@ def report(
         ),
     ] = None,
     engine: EngineOption = "duckdb",
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the report as JSON on stdout.")
-    ] = False,
+    as_json: Annotated[bool, json_option("Print the report as JSON on stdout.")] = False,
 ) -> None:
     """Report revenue and expansion (docs/metrics.md): MRR movements by month with expansion by
     cause, NDR/GRR, quick ratio, ARPA, LTV, upsell conversion, the offer funnel, incremental revenue

@@ -14,7 +14,16 @@ from rich.console import Console
 from rich.table import Table
 
 from upsell.cli.console import err, errors
-from upsell.cli.options import EngineOption, RebuildOption, WorkspaceOption, as_of, open_workspace
+from upsell.cli.options import (
+    EngineOption,
+    RebuildOption,
+    WorkspaceOption,
+    as_of,
+    as_of_option,
+    json_option,
+    open_workspace,
+    out_option,
+)
 from upsell.cli.output import write_lines
 
 if TYPE_CHECKING:
@@ -24,18 +33,13 @@ if TYPE_CHECKING:
 def run(
     as_of_text: Annotated[
         str,
-        typer.Option(
-            "--as-of",
-            metavar="DATE",
-            help="The date to decide at (YYYY-MM-DD): the signals see the whole days before it.",
+        as_of_option(
+            "The date to decide at (YYYY-MM-DD): the signals see the whole days before it."
         ),
     ],
     workspace: WorkspaceOption = None,
     out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out", metavar="F", help="Write the decision lines (.jsonl, .csv or .parquet)."
-        ),
+        Path | None, out_option("Write the decision lines (.jsonl, .csv or .parquet).")
     ] = None,
     dry_run: Annotated[
         bool,
@@ -43,9 +47,7 @@ def run(
     ] = False,
     engine: EngineOption = "duckdb",
     rebuild: RebuildOption = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the decision lines (JSONL) on stdout.")
-    ] = False,
+    as_json: Annotated[bool, json_option("Print the decision lines (JSONL) on stdout.")] = False,
 ) -> None:
     """Decide the one offer worth making to each account now, record it and deliver it
     (docs/decisions.md).

@@ -8,12 +8,12 @@ rules turn each account's signals into qualified and disqualified opportunities.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -49,6 +49,7 @@ from upsell.workspace import Workspace
 
 #: Events rolled up per part: bounds the memory of one incremental step.
 PART_EVENTS = 5_000_000
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,13 @@ def _holdings(subscriptions: pa.Table, at: datetime) -> dict[str, list[Subscript
     return out
 
 
+def _value(kind: type[V], row: Mapping[str, Any], **given: Any) -> V:
+    """A signal value from a row of the engine's tables, whose columns are named after its fields
+    (engine/signals.py); columns it has no field for are left out, `given` fields win."""
+    names = {f.name for f in fields(kind)}  # type: ignore[arg-type]
+    return kind(**{k: v for k, v in row.items() if k in names} | given)
+
+
 def population(tables: dict[str, pa.Table]) -> Population:
     return Population(
         co_adoption=tuple(CoAdoption(**r) for r in tables["co_adoption"].to_pylist()),
@@ -199,55 +207,14 @@ def account_signals(
             activated_on=a["activated_on"],
             holdings=held,
             metrics={
-                m["metric"]: MetricUsage(
-                    metric=m["metric"],
-                    kind=m["kind"],
-                    value=m["value"] or 0.0,
-                    limit=m["limit"],
-                    slope_per_day=m["slope_per_day"],
-                    days_to_limit=m["days_to_limit"],
-                    limit_reached_30d=m["limit_reached_30d"],
-                )
+                m["metric"]: _value(MetricUsage, m, value=m["value"] or 0.0)
                 for m in metrics.get(account_id, ())
             },
-            features={
-                f["feature"]: FeatureUse(
-                    feature=f["feature"],
-                    used_30d=f["used_30d"],
-                    blocked_7d=f["blocked_7d"],
-                    blocked_30d=f["blocked_30d"],
-                    used_in_trial=f["used_in_trial"],
-                )
-                for f in features.get(account_id, ())
-            },
+            features={f["feature"]: _value(FeatureUse, f) for f in features.get(account_id, ())},
             signals=frozenset(s["signal"] for s in named.get(account_id, ())),
-            engagement=Engagement(
-                active_users_30d=a["active_users_30d"],
-                active_days_30d=a["active_days_30d"],
-                events_30d=a["events_30d"],
-                events_prev_30d=a["events_prev_30d"],
-                dau_mau=a["dau_mau"],
-                days_per_user=a["days_per_user"],
-                breadth_30d=a["breadth_30d"],
-                power_users=a["power_users"],
-                tenure_days=a["tenure_days"],
-            ),
-            risk=Risk(
-                payment_failures_30d=a["payment_failures_30d"],
-                open_tickets=a["open_tickets"],
-                nps_score=a["nps_score"],
-                downgrade_requested_to=a["downgrade_requested_to"],
-                cancel_requested=a["cancel_requested"],
-            ),
-            usage=tuple(
-                UsageSpend(
-                    item_id=u["item_id"],
-                    metric=u["metric"],
-                    units_current=u["units_current"],
-                    units_last=u["units_last"],
-                )
-                for u in usage.get(account_id, ())
-            ),
+            engagement=_value(Engagement, a),
+            risk=_value(Risk, a),
+            usage=tuple(_value(UsageSpend, u) for u in usage.get(account_id, ())),
         )
 
 
