@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo-workspace
 
-.PHONY: demo test lint format bench docs clean
+.PHONY: demo serve test lint format bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 # The demo company is simulated and imported on first use; `make clean` removes it.
 demo: $(STAMP)
 	$(BIN)/upsell demo -w $(DEMO)
+
+# The service on the demo company (docs/service.md), on http://127.0.0.1:8000 until Ctrl-C.
+serve: $(STAMP)
+	[ -e $(DEMO)/upsell.db ] || $(BIN)/upsell init $(DEMO) --demo
+	$(BIN)/upsell serve -w $(DEMO)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ import sqlalchemy as sa
 
 from backends import BOTH
 from cli_runner import run
+from live_server import BIN, LiveServer, child_env, live_server
 from upsell.engine.backends import Backend
 from upsell.store.db import connect, migrate, sqlite_url
 
@@ -116,3 +119,48 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         yield b
     finally:
         b.close()
+
+
+# -- the service ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Served:
+    """A live `upsell serve` on a new workspace, with one key of each kind."""
+
+    server: LiveServer
+    folder: Path
+    database_url: str
+    write_key: str
+    publishable_key: str
+    admin_key: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+def _make_key(folder: Path, kind: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [str(BIN / "upsell"), "keys", "create", "-w", str(folder), "--kind", kind],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def served(database_url: str, tmp_path: Path) -> Iterator[Served]:
+    """`upsell serve` on a new, empty workspace on each database in turn (SQLite, PostgreSQL)."""
+    folder = tmp_path / "ws"
+    env = child_env(database_url)
+    subprocess.run(
+        [str(BIN / "upsell"), "init", str(folder)], env=env, check=True, capture_output=True
+    )
+    keys = {kind: _make_key(folder, kind, env) for kind in ("write", "publishable", "admin")}
+    with live_server(folder, env) as server:
+        yield Served(
+            server, folder, database_url, keys["write"], keys["publishable"], keys["admin"]
+        )

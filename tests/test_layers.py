@@ -39,7 +39,8 @@ LAYERS = {
     "flows": BELOW_FLOWS | {"workspace"},
     "report": {"domain"},
     "simulator": BELOW_FLOWS | {"workspace", "flows"},
-    "cli": BELOW_FLOWS | {"workspace", "flows", "report", "simulator"},
+    "service": BELOW_FLOWS | {"workspace", "flows"},
+    "cli": BELOW_FLOWS | {"workspace", "flows", "report", "simulator", "service"},
 }
 SHARED = {
     "errors",

@@ -12,7 +12,18 @@ from typing import Annotated
 import typer
 
 from upsell import __version__
-from upsell.cli import demo, imports, init, opportunities, playbooks, report, run, simulate
+from upsell.cli import (
+    demo,
+    imports,
+    init,
+    keys,
+    opportunities,
+    playbooks,
+    report,
+    run,
+    serve,
+    simulate,
+)
 from upsell.cli.console import err
 
 app = typer.Typer(
@@ -56,6 +67,8 @@ app.command("run")(run.run)
 app.add_typer(playbooks.app)
 app.command("report")(report.report)
 app.command("import")(imports.import_)
+app.add_typer(keys.app)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

@@ -15,6 +15,13 @@ from upsell.domain.offers import KINDS
 from upsell.domain.subscriptions import STATUSES
 from upsell.store.types import JSON, DecimalText, UTCDateTime
 
+#: The kinds of API key (docs/service.md): a write key sends data, a publishable key is the
+#: browser's (the in-app widget), an admin token reads and triggers.
+KEY_KINDS = ("write", "publishable", "admin")
+#: The states of a run of the daily job, from the scheduler, the admin API or the CLI.
+RUN_STATUSES = ("queued", "running", "succeeded", "failed")
+RUN_TRIGGERS = ("schedule", "api", "cli")
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -178,4 +185,90 @@ import_watermarks = sa.Table(
     sa.Column("rows_done", sa.BigInteger, nullable=False),
     sa.Column("prefix_sha256", sa.String, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String, primary_key=True),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("name", sa.String),
+    sa.Column("secret_sha256", sa.String, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.CheckConstraint(_one_of("kind", KEY_KINDS), name="kind"),
+)
+
+# Who a user is, from Segment's identify and group calls and PostHog's $identify and
+# $groupidentify: the account of the user's latest group call, and the user's own traits.
+identities = sa.Table(
+    "identities",
+    metadata,
+    sa.Column("user_id", sa.String, primary_key=True),
+    sa.Column("account_id", sa.String),
+    sa.Column("email", sa.String),
+    sa.Column("language", sa.String),
+    sa.Column("traits", JSON, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(None, "account_id"),
+)
+
+# alias calls: an earlier id (an anonymousId, a previousId) that now means `user_id`.
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("alias", sa.String, primary_key=True),
+    sa.Column("user_id", sa.String, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "user_id"),
+)
+
+# Events whose account is not known yet: kept until the user's group call names it, then moved to
+# `events`. A message_id is in at most one of the two tables.
+pending_events = sa.Table(
+    "pending_events",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("message_id", sa.String, nullable=False, unique=True),
+    sa.Column("user_id", sa.String),
+    sa.Column("anonymous_id", sa.String),
+    sa.Column("event", sa.String, nullable=False),
+    sa.Column("timestamp", UTCDateTime, nullable=False),
+    sa.Column("properties", JSON, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Index(None, "user_id"),
+    sa.Index(None, "anonymous_id"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("as_of", UTCDateTime, nullable=False),
+    sa.Column("trigger", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("summary", JSON),
+    sa.Column("error", sa.String),
+    sa.CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
+    sa.CheckConstraint(_one_of("trigger", RUN_TRIGGERS), name="trigger"),
+    sa.Index(None, "as_of"),
+)
+
+# The lock row that keeps two servers on one SQLite file from running the same job at once
+# (PostgreSQL uses an advisory lock instead). A lock past `expires_at` is free.
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("holder", sa.String, nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
 )

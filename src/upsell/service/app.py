@@ -1,0 +1,28 @@
+"""The service's application: one FastAPI app over one open `Workspace`.
+
+`create_app` wires the routers; each router module is one door (Segment, PostHog, Stripe, the
+admin API, operations) and calls the store functions and flows the CLI calls.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from upsell import __version__
+from upsell.service import errors, health
+from upsell.service.auth import Keys
+from upsell.workspace import Workspace
+
+DESCRIPTION = """upsell's HTTP service (docs/service.md): Segment- and PostHog-compatible ingestion,
+Stripe webhooks, and the admin API. Write keys as HTTP Basic user names (Segment) or in the body;
+admin tokens as `Authorization: Bearer`. Every error is JSON `{"code", "message"}`."""
+
+
+def create_app(ws: Workspace) -> FastAPI:
+    """The app serving `ws`; the caller opens and closes the workspace."""
+    app = FastAPI(title="upsell", version=__version__, description=DESCRIPTION)
+    app.state.workspace = ws
+    app.state.keys = Keys(ws.db)
+    errors.install(app)
+    app.include_router(health.router)
+    return app
