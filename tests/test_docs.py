@@ -25,11 +25,18 @@ def test_every_command_is_in_the_cli_reference_and_the_readme_tour() -> None:
 
 
 def test_every_setting_is_documented() -> None:
-    """The workspace's variables in data-formats.md, the channels' in decisions.md."""
+    """The workspace's variables in data-formats.md, the channels' in decisions.md, the service's
+    (``UPSELL_SERVICE_*``, ``UPSELL_STRIPE_*``) in service.md."""
     formats = (ROOT / "docs" / "data-formats.md").read_text()
     decisions = (ROOT / "docs" / "decisions.md").read_text()
+    service = (ROOT / "docs" / "service.md").read_text()
     for name in Settings.model_fields:
-        text = decisions if name.startswith(("smtp_", "webhook_", "csm_")) else formats
+        if name.startswith(("smtp_", "webhook_", "csm_")):
+            text = decisions
+        elif name.startswith(("service_", "stripe_")):
+            text = service
+        else:
+            text = formats
         assert f"UPSELL_{name.upper()}" in text, name
 
 
