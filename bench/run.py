@@ -18,15 +18,19 @@ whose docstring says what it measures and why:
   (`--decisions-accounts`, `--decisions-weeks`);
 - metrics (bench/metrics.py): MRR movements, the monthly summary and NDR/GRR over a synthetic
   24-month subscription history of 1,000,000 accounts (`--metrics-accounts`,
-  `--metrics-spark-accounts`).
+  `--metrics-spark-accounts`);
+- service (bench/service.py, with bench/service_load.py): Segment batches into a live `upsell
+  serve` from a second process, on SQLite and PostgreSQL: events per second, track latency and the
+  server's peak RSS against the issue's targets.
 
 Every measurement is a child process (bench/child.py) with its own wall time and peak RSS: the
 installed `upsell` command line, or this script again with `--signals-step` or `--metrics-step` for
 one step of the signals or metrics section (bench/signals.py's and bench/metrics.py's `step`). The
 decisions section runs in this process, after the others have measured their children.
 
-`--only import`, `--only simulate`, `--only signals`, `--only decisions` or `--only metrics` runs one
-section; the other sections of the existing results file are kept as they are (the import results
+`--only import`, `--only simulate`, `--only signals`, `--only decisions`, `--only metrics` or
+`--only service` runs one section; the other sections of the existing results file are kept as
+they are (the import results
 are everything before the "## Simulator" heading, the other sections run from their heading to the
 next). The exit status is 1 when a run fails its check or misses its target.
 
@@ -52,6 +56,7 @@ from pathlib import Path
 import decisions
 import imports
 import metrics
+import service
 import signals
 import simulator
 from child import UPSELL, child_env, run_cli
@@ -63,6 +68,7 @@ SECTIONS = {  # the sections after the import results, in the file's order
     "signals": signals.HEADING,
     "decisions": decisions.HEADING,
     "metrics": metrics.HEADING,
+    "service": service.HEADING,
 }
 NO_IMPORT_RESULTS = """# Benchmark: importing events
 
@@ -253,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parts["metrics"], found = metrics.section(
             options.metrics_accounts, options.metrics_spark_accounts, command, baseline
         )
+        failures += found
+    if wanted("service"):
+        print("Service:")
+        parts["service"], found = service.section(command)
         failures += found
 
     total = time.perf_counter() - started
