@@ -210,6 +210,7 @@ def test_metrics_count_requests_by_route_and_read_the_store(served: Served) -> N
         httpx.get(f"{served.url}/readyz")
     httpx.get(f"{served.url}/no/such/{time.time()}")
     httpx.post(f"{served.url}/healthz")
+    httpx.get(f"{served.url}/openapi.json")
     page = samples(httpx.get(f"{served.url}/metrics").text)
 
     def get(name: str, **labels: str) -> float:
@@ -218,6 +219,7 @@ def test_metrics_count_requests_by_route_and_read_the_store(served: Served) -> N
     assert get("upsell_http_requests_total", route="/readyz", method="GET", status="200") == 2
     assert get("upsell_http_requests_total", route="<unmatched>", method="GET", status="404") == 1
     assert get("upsell_http_requests_total", route="/healthz", method="POST", status="405") == 1
+    assert get("upsell_http_requests_total", route="/openapi.json", method="GET", status="200") == 1
     assert get("upsell_http_request_duration_seconds_count", route="/readyz", method="GET") == 2
     assert get("upsell_events_ingested_total", source="segment") == 0
     assert get("upsell_database_up") == 1

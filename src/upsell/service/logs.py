@@ -135,9 +135,9 @@ class RequestLog:
             raise
         finally:
             seconds = time.perf_counter() - start
-            template = getattr(scope.get("route"), "path", None) or UNMATCHED
             method, path = scope["method"], scope["path"]
             status = status or 499  # as nginx: the client left before an answer was started
+            template = _template(scope, status)
             self.observe(template, method, status, seconds)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
@@ -153,6 +153,16 @@ class RequestLog:
                         "duration_ms": round(seconds * 1000, 3),
                     },
                 )
+
+
+def _template(scope: Scope, status: int) -> str:
+    """The route's template (``/admin/runs/{run_id}``); for the few plain Starlette routes (FastAPI's
+    /openapi.json and /docs), which name no route in the scope, their path when they answered."""
+    route = scope.get("route")
+    if route is not None:
+        path: str = route.path
+        return path
+    return scope["path"] if "endpoint" in scope and status < 400 else UNMATCHED
 
 
 def _incoming_id(scope: Scope) -> str | None:
