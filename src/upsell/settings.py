@@ -7,6 +7,7 @@ One `Settings` per process, built where the process starts and passed explicitly
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,13 @@ class Settings(BaseSettings):
       HTTP 429 and 5xx (default 4).
     - ``UPSELL_WEBHOOK_BACKOFF_SECONDS``: the wait before the first retry, doubled at each retry
       after it (default 1.0).
+
+    The service, ``upsell serve`` (docs/service.md, "Operations"):
+
+    - ``UPSELL_SERVICE_LOG_LEVEL``: debug, info (default: one line a request), warning or error.
+    - ``UPSELL_SERVICE_SHUTDOWN_SECONDS``: on SIGTERM, how long requests in flight may take to
+      finish before they are cancelled (default 30).
+    - ``UPSELL_SERVICE_METRICS_AUTH``: ``/metrics`` needs an admin token (default false).
     """
 
     model_config = SettingsConfigDict(env_prefix="UPSELL_", extra="ignore")
@@ -65,3 +73,7 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=10, gt=0)
     webhook_retries: int = Field(default=4, ge=0)
     webhook_backoff_seconds: float = Field(default=1.0, ge=0)
+
+    service_log_level: Literal["debug", "info", "warning", "error"] = "info"
+    service_shutdown_seconds: int = Field(default=30, ge=0)
+    service_metrics_auth: bool = False

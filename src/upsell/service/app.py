@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from upsell import __version__
-from upsell.service import errors, health
+from upsell.service import errors, health, logs, metrics
 from upsell.service.auth import Keys
 from upsell.workspace import Workspace
 
@@ -23,6 +23,9 @@ def create_app(ws: Workspace) -> FastAPI:
     app = FastAPI(title="upsell", version=__version__, description=DESCRIPTION)
     app.state.workspace = ws
     app.state.keys = Keys(ws.db)
+    app.state.metrics = metrics.Metrics(ws.db)
+    app.add_middleware(logs.RequestLog, observe=app.state.metrics.observe_request)
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app

@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from upsell.service.logs import request_id
+
 log = logging.getLogger("upsell.service")
 
 _CODES = {
@@ -79,4 +81,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal", "internal error; the server log has the details")
+        # Outside the request-id middleware (`logs.RequestLog`): repeat its header here.
+        rid = request_id.get()
+        headers = {"X-Request-ID": rid} if rid else None
+        return error_response(
+            500, "internal", "internal error; the server log has the details", headers
+        )
