@@ -58,11 +58,13 @@ def admin(
 ) -> Iterator[Admin]:
     """One live server a module on the demo company, on each database."""
     where = tmp_path_factory.mktemp(f"admin-{request.param}")
-    with demo_company_on(request.param, demo_company, where) as company:
-        with live_server(company.folder, company.env) as server:
-            client = Admin(company, server)
-            yield client
-            client.http.close()
+    with (
+        demo_company_on(request.param, demo_company, where) as company,
+        live_server(company.folder, company.env) as server,
+    ):
+        client = Admin(company, server)
+        yield client
+        client.http.close()
 
 
 @pytest.fixture
