@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from companies import PLAYBOOKS, demo_company_on
 from live_server import LiveServer
-from upsell.config.workspace import Schedule, parse_config
+from upsell.config.workspace import SCHEDULE_KEYS, Schedule, parse_config
 from upsell.errors import ConfigError
 from upsell.flows.runs import INTERRUPTED, run_job
 from upsell.service.scheduler import Jobs, Scheduler, due, next_time
@@ -31,6 +31,12 @@ def test_config_yaml_schedules_the_daily_job() -> None:
     off = parse_config('schedule: {time: "23:59:30", enabled: false}\n').schedule
     assert off is not None and (off.at.second, off.timezone, off.enabled) == (30, "UTC", False)
     assert parse_config("opportunities: {}\n").schedule is None, "no section, no scheduled job"
+
+
+def test_every_schedule_key_is_documented() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "service.md").read_text()
+    for key in SCHEDULE_KEYS:
+        assert f"| `{key}` |" in text, key
 
 
 @pytest.mark.parametrize(
