@@ -116,7 +116,7 @@ def test_an_unknown_section_names_the_allowed_ones() -> None:
     p = only_problem("opportunities: {}\nguardrails:\n  max_offers: 2\n")
     assert (p.line, p.key) == (2, "guardrails")
     assert "expected opportunities" in p.message
-    assert SECTIONS == ("opportunities", "metrics", "report")
+    assert SECTIONS == ("opportunities", "metrics", "report", "schedule")
 
 
 @pytest.mark.parametrize(

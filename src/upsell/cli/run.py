@@ -56,18 +56,17 @@ def run(
     guardrails; each offer gets its message in the account's language and goes out through its
     channel (in-app queue, email over SMTP, CSM task or webhook, set up with UPSELL_* variables).
     Running the same --as-of again sends nothing twice and retries failed deliveries. A summary
-    (offers by kind, channel and playbook; refusals by guardrail) goes to stderr.
+    (offers by kind, channel and playbook; refusals by guardrail) goes to stderr. Every run is
+    recorded (see the admin API's runs); while another run is in progress (a server's scheduler),
+    the command stops with exit status 2.
     """
-    from upsell.flows.offers import run_offers
+    from upsell.flows.runs import run_job
 
     day = as_of(as_of_text)
     with errors():
-        with open_workspace(workspace, engine) as ws:
-            playbooks = ws.playbooks(ws.catalog())
-            ws.templates.require(playbooks.templates)
-            channels = None if dry_run else ws.channels(playbooks)
-            with err.status("Deciding offers"):
-                result = run_offers(ws, day, channels=channels, rebuild=rebuild)
+        with open_workspace(workspace, engine) as ws, err.status("Deciding offers"):
+            # Recorded as a run (trigger cli), under the lock that keeps servers from running too.
+            _, result = run_job(ws, day, trigger="cli", dry_run=dry_run, rebuild=rebuild)
         if out is not None:
             n = write_lines(out, result.lines)
             err.print(f"Wrote {n:,} decisions to {out}", highlight=False)

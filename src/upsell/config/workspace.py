@@ -2,8 +2,9 @@
 
 The file holds one section per part of the engine that can be tuned without code (S19):
 ``opportunities:``, whose keys are `upsell.domain.opportunities.Policy`'s fields, ``metrics:``,
-metrics.md's settings (`upsell.domain.metrics.MetricSettings`), and ``report:`` (its ``locale``). A missing file, an empty file and an
-empty section all mean the defaults. Unknown sections and keys, values of the wrong type and values out of range
+metrics.md's settings (`upsell.domain.metrics.MetricSettings`), ``report:`` (its ``locale``) and
+``schedule:`` (when `upsell serve` runs the daily job; none by default). A missing file, an empty
+file and an empty section all mean the defaults. Unknown sections and keys, values of the wrong type and values out of range
 raise `ConfigError` listing every problem at once, like catalog.yaml's loader, whose YAML and
 line-finding helpers this module shares.
 """
@@ -11,10 +12,13 @@ line-finding helpers this module shares.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
+from datetime import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from upsell.config._yaml import At, Reader, is_int, line_of, parse_yaml, read_utf8, show
 from upsell.domain.messages import known_locale
@@ -25,13 +29,32 @@ from upsell.errors import ConfigError
 CONFIG_FILE = "config.yaml"
 
 #: The sections config.yaml may hold, in the order the docs list them.
-SECTIONS = ("opportunities", "metrics", "report")
+SECTIONS = ("opportunities", "metrics", "report", "schedule")
 
 #: metrics' keys: MetricSettings' fields.
 METRIC_KEYS = tuple(f.name for f in fields(MetricSettings))
 
 #: opportunities' keys: Policy's fields, in declaration order.
 POLICY_KEYS = tuple(f.name for f in fields(Policy))
+
+
+#: schedule's keys.
+SCHEDULE_KEYS = ("time", "timezone", "enabled")
+_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When `upsell serve` runs the daily job: every day at `at` (a time of day) in `timezone`
+    (IANA), with as-of that day; `enabled` false keeps the section but runs nothing."""
+
+    at: time
+    timezone: str = "UTC"
+    enabled: bool = True
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
 
 @dataclass(frozen=True)
@@ -42,6 +65,8 @@ class WorkspaceConfig:
     metrics: MetricSettings = field(default_factory=MetricSettings)
     #: The locale the report formats money and numbers for (``report: {locale: de}``).
     locale: str = "en"
+    #: The daily job's schedule (``schedule: {time: "06:00"}``); None: the server runs no job.
+    schedule: Schedule | None = None
 
 
 def load_config(folder: str | os.PathLike[str]) -> WorkspaceConfig:
@@ -79,10 +104,47 @@ def parse_config(text: str, file: str = CONFIG_FILE) -> WorkspaceConfig:
     locale = "en"
     if top is not None and "report" in top:
         locale = _locale(reader, *top["report"])
+    schedule = _schedule(reader, *top["schedule"]) if top and "schedule" in top else None
     problems = [*reader.errors, *ranges]
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
-    return WorkspaceConfig(opportunities=policy, metrics=metrics, locale=locale)
+    return WorkspaceConfig(opportunities=policy, metrics=metrics, locale=locale, schedule=schedule)
+
+
+def _schedule(reader: Reader, value: Any, at: At) -> Schedule | None:
+    """The schedule section: ``time`` (HH:MM or HH:MM:SS, required), ``timezone``, ``enabled``."""
+    if value is None:
+        return None
+    found = reader.fields(value, at, "schedule", ("time",), SCHEDULE_KEYS)
+    if found is None or "time" not in found:
+        return None
+    text, time_at = found["time"]
+    when = None
+    if isinstance(text, str) and _TIME.match(text):
+        when = time.fromisoformat(text)
+    else:
+        reader.fail(
+            time_at.key,
+            time_at.line,
+            f'must be a time of day HH:MM in quotes, such as "06:00", got {show(text)}',
+        )
+    zone = "UTC"
+    if "timezone" in found:
+        name, zone_at = found["timezone"]
+        try:
+            zone = str(ZoneInfo(name).key) if isinstance(name, str) and name else ""
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = ""
+        if not zone:
+            reader.fail(
+                zone_at.key,
+                zone_at.line,
+                f"must be a time zone such as UTC or Europe/Paris, got {show(name)}",
+            )
+    enabled = reader.flag(*found["enabled"]) if "enabled" in found else True
+    if when is None or not zone:
+        return None
+    return Schedule(at=when, timezone=zone, enabled=enabled)
 
 
 def _locale(reader: Reader, value: Any, at: At) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from upsell import __version__
-from upsell.service import errors, health, logs, metrics
+from upsell.service import admin, errors, health, logs, metrics, scheduler
 from upsell.service.auth import Keys
 from upsell.workspace import Workspace
 
@@ -20,12 +20,16 @@ admin tokens as `Authorization: Bearer`. Every error is JSON `{"code", "message"
 
 def create_app(ws: Workspace) -> FastAPI:
     """The app serving `ws`; the caller opens and closes the workspace."""
-    app = FastAPI(title="upsell", version=__version__, description=DESCRIPTION)
+    app = FastAPI(
+        title="upsell", version=__version__, description=DESCRIPTION, lifespan=scheduler.lifespan
+    )
     app.state.workspace = ws
+    app.state.jobs = scheduler.Jobs(ws)
     app.state.keys = Keys(ws.db)
     app.state.metrics = metrics.Metrics(ws.db)
     app.add_middleware(logs.RequestLog, observe=app.state.metrics.observe_request)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(admin.router)
     return app

@@ -251,3 +251,30 @@ def refusals_at(*, conn: sa.Connection, as_of: datetime) -> list[Refusal]:
         )
         for row in conn.execute(query)
     ]
+
+
+def find_contacts(
+    *,
+    conn: sa.Connection,
+    account_id: str | None = None,
+    status: str | None = None,
+    channel: str | None = None,
+    as_of: datetime | None = None,
+    after: int | None = None,
+    limit: int = 100,
+) -> list[Contact]:
+    """Contacts matching every filter given, by contact id, from just after the id `after`; at
+    most `limit` (the admin API's pages)."""
+    c = contacts_table.c
+    query = sa.select(contacts_table).order_by(c.contact_id).limit(limit)
+    for column, value in (
+        (c.account_id, account_id),
+        (c.status, status),
+        (c.channel, channel),
+        (c.as_of, as_of),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if after is not None:
+        query = query.where(c.contact_id > after)
+    return [_contact(row) for row in conn.execute(query)]
