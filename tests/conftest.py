@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import sqlalchemy as sa
 
 from backends import BOTH
 from cli_runner import run
-from live_server import BIN, LiveServer, child_env, live_server
+from live_server import LiveServer, child_env, live_server
 from upsell.engine.backends import Backend
 from upsell.store.db import connect, migrate, sqlite_url
 
@@ -140,15 +139,18 @@ class Served:
         return self.server.url
 
 
-def _make_key(folder: Path, kind: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [str(BIN / "upsell"), "keys", "create", "-w", str(folder), "--kind", kind],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
+def new_workspace(folder: Path, database_url: str) -> dict[str, str]:
+    """A new, empty workspace at `folder` on `database_url`, made in this process (as `upsell
+    init` makes it), with one key of each kind; returns the keys' text by kind."""
+    from upsell.settings import Settings
+    from upsell.store.keys import create_key
+    from upsell.workspace import Workspace
+
+    url = None if database_url.startswith("sqlite") else database_url
+    with Workspace.create(folder, Settings(database_url=url)) as ws, ws.db.begin() as conn:
+        return {
+            kind: create_key(conn=conn, kind=kind)[1] for kind in ("write", "publishable", "admin")
+        }
 
 
 @pytest.fixture
@@ -156,10 +158,7 @@ def served(database_url: str, tmp_path: Path) -> Iterator[Served]:
     """`upsell serve` on a new, empty workspace on each database in turn (SQLite, PostgreSQL)."""
     folder = tmp_path / "ws"
     env = child_env(database_url)
-    subprocess.run(
-        [str(BIN / "upsell"), "init", str(folder)], env=env, check=True, capture_output=True
-    )
-    keys = {kind: _make_key(folder, kind, env) for kind in ("write", "publishable", "admin")}
+    keys = new_workspace(folder, database_url)
     with live_server(folder, env) as server:
         yield Served(
             server, folder, database_url, keys["write"], keys["publishable"], keys["admin"]
