@@ -3,6 +3,7 @@ which account an event belongs to, events waiting for their account, aliases, de
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -134,3 +135,55 @@ def test_a_message_id_is_stored_once_across_events_and_pending_events(db) -> Non
     assert ingest(db=db, messages=[track("e1", "u1", group_id="acme")]) == Stored(duplicates=1)
     assert ingest(db=db, messages=[track("e1", "u9")]) == Stored(duplicates=1)
     assert pending(db) == []
+
+
+def test_an_events_file_in_segments_shape_imports_as_it_is(db, tmp_path) -> None:
+    from upsell.ingest.importer import import_table, rejects_path
+
+    lines = [
+        {
+            "type": "track",
+            "userId": "u1",
+            "event": "Feature Used",
+            "messageId": "s1",
+            "timestamp": "2026-05-01T09:00:00Z",
+            "properties": {"feature": "api"},
+            "anonymousId": None,
+            "integrations": {},
+        },
+        {
+            "userId": "u2",
+            "event": "Feature Used",
+            "context": {"groupId": "beta"},
+            "timestamp": "2026-05-01T09:05:00Z",
+            "messageId": "s2",
+        },
+        {
+            "type": "group",
+            "userId": "u1",
+            "groupId": "acme",
+            "traits": {"seats": 3},
+            "timestamp": "2026-05-01T09:10:00Z",
+        },
+        {"type": "track", "userId": 7, "event": ["not", "text"], "messageId": "s3"},
+        {"type": "bogus", "userId": "u1"},
+        {
+            "account_id": "beta",
+            "event": "Feature Used",
+            "timestamp": "2026-05-01T10:00:00Z",
+            "message_id": "f1",
+        },
+    ]
+    path = tmp_path / "segment.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = import_table(db=db, kind="events", path=path)
+    assert (done.read, done.new, done.rejected, done.pending) == (6, 3, 2, 0)
+    assert events(db) == [("f1", "beta", None), ("s1", "acme", "u1"), ("s2", "beta", "u2")]
+    reasons = [json.loads(line)["reason"] for line in rejects_path(path).read_text().splitlines()]
+    assert reasons == [
+        "message.event: expected a string, got an array ['not', 'text']",
+        "message.type: unknown type 'bogus': expected one of identify, track, page, screen, "
+        "group, alias",
+    ]
+    again = import_table(db=db, kind="events", path=path)
+    assert again.new == 0

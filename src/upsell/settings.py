@@ -43,6 +43,9 @@ class Settings(BaseSettings):
       HTTP 429 and 5xx (default 4).
     - ``UPSELL_WEBHOOK_BACKOFF_SECONDS``: the wait before the first retry, doubled at each retry
       after it (default 1.0).
+
+    The service's settings (``UPSELL_SERVICE_*``, ``UPSELL_STRIPE_*``) are documented in
+    docs/service.md.
     """
 
     model_config = SettingsConfigDict(env_prefix="UPSELL_", extra="ignore")
@@ -65,3 +68,8 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=10, gt=0)
     webhook_retries: int = Field(default=4, ge=0)
     webhook_backoff_seconds: float = Field(default=1.0, ge=0)
+
+    # Segment and PostHog ingestion (docs/service.md): how far ahead of the server's clock a
+    # timestamp (or a request's sentAt, either way) may be; the PostHog group type of accounts.
+    service_max_clock_skew_hours: float = Field(default=24, gt=0)
+    service_posthog_group_type: str | None = None
