@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     - ``UPSELL_SERVICE_SHUTDOWN_SECONDS``: on SIGTERM, how long requests in flight may take to
       finish before they are cancelled (default 30).
     - ``UPSELL_SERVICE_METRICS_AUTH``: ``/metrics`` needs an admin token (default false).
+
+    The other settings of the service (``UPSELL_SERVICE_*``, ``UPSELL_STRIPE_*``) are documented in
+    docs/service.md.
     """
 
     model_config = SettingsConfigDict(env_prefix="UPSELL_", extra="ignore")
@@ -77,3 +80,8 @@ class Settings(BaseSettings):
     service_log_level: Literal["debug", "info", "warning", "error"] = "info"
     service_shutdown_seconds: int = Field(default=30, ge=0)
     service_metrics_auth: bool = False
+
+    # Segment and PostHog ingestion (docs/service.md): how far ahead of the server's clock a
+    # timestamp (or a request's sentAt, either way) may be; the PostHog group type of accounts.
+    service_max_clock_skew_hours: float = Field(default=24, gt=0)
+    service_posthog_group_type: str | None = None

@@ -24,7 +24,7 @@ from typing import Any, Protocol, TextIO
 
 import sqlalchemy as sa
 
-from upsell.columns import COLUMNS, InputTable
+from upsell.columns import COLUMNS, Column, InputTable
 from upsell.config.catalog import LoadedCatalog, load_catalog
 from upsell.domain.accounts import Account, User
 from upsell.domain.catalog import Catalog, UsagePricedItem
@@ -32,9 +32,13 @@ from upsell.domain.events import Event
 from upsell.domain.money import Money
 from upsell.domain.subscriptions import SubscriptionItem
 from upsell.errors import ImportRejected, WorkspaceError
+from upsell.ingest import segment
+from upsell.ingest.live import store_messages
+from upsell.ingest.messages import Message, MessageError, no_clock
 from upsell.ingest.rows import (
     RowError,
     SubscriptionRow,
+    json_object,
     parse_account,
     parse_event,
     parse_subscription,
@@ -63,6 +67,7 @@ class FileImport:
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
+    pending: int = 0
     stored: bool = True
     resumed_after_row: int = 0
     rejects_file: Path | None = None
@@ -77,6 +82,7 @@ class FileImport:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "rejected": self.rejected,
+            "pending": self.pending,
             "stored": self.stored,
             "resumed_after_row": self.resumed_after_row,
             "rejects_file": str(self.rejects_file) if self.rejects_file else None,
@@ -287,7 +293,7 @@ def _run(
     parse: Callable[[Any], Any] = {
         "accounts": parse_account,
         "subscriptions": parse_subscription,
-        "events": parse_event,
+        "events": _parse_event_row,
     }[kind]
     store: _Batch = {
         "accounts": _AccountBatches(result),
@@ -448,6 +454,20 @@ class _SubscriptionBatches:
         )
 
 
+def _parse_event_row(values: dict[str, Any]) -> Event | Message:
+    """A row of upsell's flat events table, or a message in Segment's own shape (camelCase
+    ``userId``, ``context.groupId``, ``messageId``, ``type``), read by the service's mapping."""
+    if not segment.is_segment_row(values):
+        return parse_event(values)
+    try:
+        message = segment.parse_message(values, "message", no_clock(), default="track")
+    except MessageError as exc:
+        raise RowError(str(exc)) from None
+    for name in ("properties", "traits"):  # plain JSON only, as for the flat table
+        json_object({name: getattr(message, name)}, Column(name, "json"))
+    return message
+
+
 class _EventBatches:
     def __init__(self, result: FileImport) -> None:
         self.result = result
@@ -455,6 +475,13 @@ class _EventBatches:
     def __call__(
         self, conn: sa.Connection, rows: list[tuple[RawRow, Any, int | None]], rejects: _Rejects
     ) -> None:
+        messages = [m for _, m, _ in rows if isinstance(m, Message)]
+        if messages:
+            stored = store_messages(conn=conn, messages=messages)
+            self.result.new += stored.new + stored.attributed
+            self.result.unchanged += stored.duplicates
+            self.result.pending += stored.pending
+        rows = [row for row in rows if not isinstance(row[1], Message)]
         known = account_store.existing_account_ids(
             conn=conn, ids={event.account_id for _, event, _ in rows}
         )

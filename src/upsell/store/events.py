@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from upsell.domain.events import Event
+from upsell.store import bulk
 from upsell.store.db import in_chunks
 from upsell.store.schema import events as events_table
 
@@ -43,6 +44,50 @@ def insert_events(*, conn: sa.Connection, events: Sequence[Event]) -> tuple[int,
     if rows:
         conn.execute(sa.insert(events_table), rows)
     return len(rows), len(events) - len(rows)
+
+
+_COLUMNS = (
+    "message_id",
+    "account_id",
+    "user_id",
+    "event",
+    "timestamp",
+    "properties",
+    "received_at",
+)
+
+
+def add_events(*, conn: sa.Connection, events: Sequence[Event], now: datetime) -> int:
+    """Store events whose message_id is new, in one INSERT … ON CONFLICT DO NOTHING (safe when
+    two writers race on a message_id); returns how many were new."""
+    instant = bulk.instants(conn)
+    received = instant(now)
+    rows = [
+        (
+            e.message_id,
+            e.account_id,
+            e.user_id,
+            e.event,
+            instant(e.timestamp),
+            bulk.json_text(e.properties),
+            received,
+        )
+        for e in events
+    ]
+    return bulk.execute_many(conn, "events", _insert, _COLUMNS, rows)
+
+
+def _insert(conn: sa.Connection) -> Any:
+    return bulk.upsert(conn, events_table).on_conflict_do_nothing()
+
+
+def stored_event_ids(*, conn: sa.Connection, ids: Iterable[str]) -> set[str]:
+    """The subset of message ids `ids` that `events` holds."""
+    found: set[str] = set()
+    for chunk in in_chunks(set(ids)):
+        query = sa.select(events_table.c.message_id).where(events_table.c.message_id.in_(chunk))
+        found.update(conn.execute(query).scalars())
+    return found
 
 
 def count_events(*, conn: sa.Connection) -> int:

@@ -1,0 +1,79 @@
+"""The bulk writes of live ingestion, through the driver's executemany with values already in the
+driver's form.
+
+SQLAlchemy's per-value bind processing (a timestamp through `UTCDateTime` and the dialect's
+DATETIME, a JSON value through the serializer) costs as much as SQLite's own work on an insert of
+events; here each statement is compiled by SQLAlchemy once per dialect and its values converted
+once per row, in the same forms SQLAlchemy would give them (so reading them back through the
+tables' types is unchanged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic_core
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+
+def upsert(conn: sa.Connection, table: sa.Table) -> Any:
+    """The dialect's INSERT, which has ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's value as the driver takes it. The service's parser refuses NaN and
+    Infinity, which PostgreSQL would refuse; callers of other origins check for them first."""
+    return pydantic_core.to_json(value).decode()
+
+
+def _naive(at: datetime) -> datetime:
+    return at.replace(tzinfo=None) if at.tzinfo is UTC else at.astimezone(UTC).replace(tzinfo=None)
+
+
+def _sqlite_text(at: datetime) -> str:
+    # SQLAlchemy's SQLite DATETIME storage format, YYYY-MM-DD HH:MM:SS.ffffff (compared as text).
+    return _naive(at).isoformat(" ", "microseconds")
+
+
+def instants(conn: sa.Connection) -> Callable[[datetime], Any]:
+    """A function that turns an aware datetime into what a `UTCDateTime` column's driver takes."""
+    return _sqlite_text if conn.dialect.name == "sqlite" else _naive
+
+
+_SQL: dict[tuple[str, str], tuple[str, tuple[str, ...] | None]] = {}
+
+
+def execute_many(
+    conn: sa.Connection,
+    key: str,
+    build: Callable[[sa.Connection], Any],
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+) -> int:
+    """Run the statement `build(conn)` makes (compiled once per dialect, cached under `key`) once
+    per row of `rows`, whose values are in `columns`' order and in the driver's form; returns how
+    many rows it changed."""
+    if not rows:
+        return 0
+    entry = _SQL.get((conn.dialect.name, key))
+    if entry is None:
+        compiled = build(conn).compile(dialect=conn.dialect, column_keys=list(columns))
+        order = tuple(compiled.positiontup) if compiled.positional else None
+        entry = _SQL[(conn.dialect.name, key)] = (str(compiled), order)
+    sql, order = entry
+    params: list[Any]
+    if order is None:
+        params = [dict(zip(columns, row, strict=True)) for row in rows]
+    elif order == columns:
+        params = list(rows)
+    else:
+        index = [columns.index(name) for name in order]
+        params = [tuple(row[i] for i in index) for row in rows]
+    result = conn.exec_driver_sql(sql, params, execution_options={"preserve_rowcount": True})
+    return max(result.rowcount, 0)
