@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from upsell import __version__
-from upsell.service import errors, health, segment
+from upsell.service import errors, health, posthog, segment
 from upsell.service.auth import Keys
 from upsell.workspace import Workspace
 
@@ -26,4 +26,5 @@ def create_app(ws: Workspace) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(segment.router)
+    app.include_router(posthog.router)
     return app
