@@ -138,6 +138,12 @@ class Served:
     def url(self) -> str:
         return self.server.url
 
+    @property
+    def store_url(self) -> str:
+        """The URL of the served workspace's database (its SQLite file, or the PostgreSQL schema)."""
+        url = self.database_url
+        return sqlite_url(self.folder) if url.startswith("sqlite") else url
+
 
 def new_workspace(folder: Path, database_url: str) -> dict[str, str]:
     """A new, empty workspace at `folder` on `database_url`, made in this process (as `upsell

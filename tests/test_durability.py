@@ -53,7 +53,7 @@ def test_every_acknowledged_event_survives_a_sigkill_exactly_once(
         assert len(_acknowledged(log)) >= 20, "the load did not get going"
         served.server.stop(signal.SIGKILL)
         killed_after = len(_acknowledged(log))
-        per_batch = Counter(i.split("-")[0] for i in _stored(served.database_url))
+        per_batch = Counter(i.split("-")[0] for i in _stored(served.store_url))
         assert set(per_batch.values()) <= {SIZE}, f"a batch is half-stored: {per_batch}"
         assert len(per_batch) >= killed_after
         served.server.start()
@@ -64,7 +64,7 @@ def test_every_acknowledged_event_survives_a_sigkill_exactly_once(
     acknowledged = _acknowledged(log)
     assert killed_after < BATCHES, "the server was killed after the load had finished"
     assert sorted(acknowledged) == list(range(BATCHES))
-    stored = _stored(served.database_url)
+    stored = _stored(served.store_url)
     assert max(stored.values()) == 1
     for batch, ids in acknowledged.items():
         assert all(stored[i] == 1 for i in ids), f"batch {batch} acknowledged but not all stored"

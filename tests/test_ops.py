@@ -30,7 +30,7 @@ from upsell.service.app import create_app
 from upsell.service.metrics import count_ingested
 from upsell.settings import Settings
 from upsell.store.contacts import record_contact
-from upsell.store.db import connect, sqlite_url
+from upsell.store.db import connect
 from upsell.store.keys import create_key
 from upsell.store.schema import events, pending_events, runs
 from upsell.workspace import Workspace
@@ -58,14 +58,6 @@ def call(app: FastAPI, path: str, headers: dict[str, str] | None = None) -> http
 
 def log_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def store_url(served: Served) -> str:
-    return (
-        served.database_url
-        if served.database_url.startswith("postgresql")
-        else sqlite_url(served.folder)
-    )
 
 
 # -- logs -----------------------------------------------------------------------------------------
@@ -149,7 +141,7 @@ def test_an_unexpected_error_is_logged_with_its_traceback_and_request_id(
 
 def test_metrics_count_requests_by_route_and_read_the_store(served: Served) -> None:
     now = datetime.now(UTC)
-    db = connect(store_url(served))
+    db = connect(served.store_url)
     try:
         with db.begin() as conn:
             conn.execute(

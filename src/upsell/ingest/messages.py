@@ -180,17 +180,17 @@ class Clock:
             )
 
 
-def check_sizes(items: list[Any], body_bytes: int, where: str) -> None:
-    """Every item of a batch is at most MAX_MESSAGE_BYTES of JSON (measured only when the whole
-    body is larger than that)."""
-    if body_bytes <= MAX_MESSAGE_BYTES:
+def check_sizes(
+    items: list[Any], body_bytes: int, where: str, limit: int = MAX_MESSAGE_BYTES
+) -> None:
+    """Every item of a batch is at most `limit` bytes of JSON (measured only when the whole body
+    is larger than that)."""
+    if body_bytes <= limit:
         return
     for i, item in enumerate(items):
         size = len(pydantic_core.to_json(item))
-        if size > MAX_MESSAGE_BYTES:
-            raise TooLarge(
-                f"{where}[{i}]: {size:,} bytes; a message may be at most {MAX_MESSAGE_BYTES:,}"
-            )
+        if size > limit:
+            raise TooLarge(f"{where}[{i}]: {size:,} bytes; a message may be at most {limit:,}")
 
 
 def no_clock(now: datetime | None = None) -> Clock:
