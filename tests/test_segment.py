@@ -15,13 +15,11 @@ from segment.analytics.client import Client
 from segment.analytics.request import APIError
 
 from conftest import Served
-from upsell.store.db import sqlite_url
 
 
 def store(served: Served) -> sa.Engine:
     """The served workspace's database."""
-    url = served.database_url
-    return sa.create_engine(sqlite_url(served.folder) if url.startswith("sqlite") else url)
+    return sa.create_engine(served.store_url)
 
 
 def query(served: Served, sql: str) -> list[tuple[Any, ...]]:
@@ -90,6 +88,8 @@ def test_the_official_client_sends_calls_that_are_stored_and_attributed(served: 
         ("Acme", "Retail")
     ]
     assert query(served, "SELECT alias, user_id FROM aliases") == [("anon-7", "u1")]
+    scraped = httpx.get(f"{served.url}/metrics").text
+    assert 'upsell_events_ingested_total{source="segment"} 4.0' in scraped
 
 
 def test_gzip_batches_and_the_body_write_key_are_accepted_and_duplicates_stored_once(

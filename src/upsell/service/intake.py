@@ -21,6 +21,7 @@ from upsell.ingest.live import Stored, ingest
 from upsell.ingest.messages import MAX_BATCH_BYTES, Clock, Message, MessageError
 from upsell.service.auth import basic_user, keys
 from upsell.service.errors import ApiError
+from upsell.service.metrics import Source, count_ingested
 from upsell.workspace import Workspace
 
 WRITE: tuple[Any, ...] = ("write",)
@@ -121,9 +122,18 @@ def take(
 
 
 async def receive(
-    request: Request, *, key: Callable[[Any], str | None], parse: Parse, what: str, limit: int
+    request: Request,
+    *,
+    source: Source,
+    key: Callable[[Any], str | None],
+    parse: Parse,
+    what: str,
+    limit: int,
 ) -> Stored:
+    """Read, check and store one request's messages; counted in ``/metrics`` once committed."""
     body = await read_body(request, limit)
-    return await run_in_threadpool(
+    stored = await run_in_threadpool(
         take, request, body, key=key, parse=parse, what=what, limit=limit
     )
+    count_ingested(request.app, source, stored.new + stored.pending)
+    return stored

@@ -87,7 +87,12 @@ async def _capture(request: Request) -> dict[str, int]:
         return posthog.parse_body(body, clock, size, group_type)
 
     await receive(
-        request, key=posthog.api_key, parse=parse, what=WHAT, limit=posthog.MAX_BODY_BYTES
+        request,
+        source="posthog",
+        key=posthog.api_key,
+        parse=parse,
+        what=WHAT,
+        limit=posthog.MAX_BODY_BYTES,
     )
     return {"status": 1}
 

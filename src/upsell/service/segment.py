@@ -95,14 +95,18 @@ def _key(body: Any) -> str | None:
 )
 async def batch(request: Request) -> dict[str, bool]:
     """Up to 2,500 messages (500 KB) of any type, stored all or none."""
-    await receive(request, key=_key, parse=_batch, what=WHAT, limit=MAX_BATCH_BYTES)
+    await receive(
+        request, source="segment", key=_key, parse=_batch, what=WHAT, limit=MAX_BATCH_BYTES
+    )
     return {"success": True}
 
 
 def _route(kind: str) -> None:
     async def call(request: Request) -> dict[str, bool]:
         parse = partial(_call, kind)
-        await receive(request, key=_key, parse=parse, what=WHAT, limit=MAX_MESSAGE_BYTES)
+        await receive(
+            request, source="segment", key=_key, parse=parse, what=WHAT, limit=MAX_MESSAGE_BYTES
+        )
         return {"success": True}
 
     call.__name__ = kind
