@@ -77,4 +77,3 @@ def test_the_server_is_healthy_ready_and_answers_errors_as_json(served: Served) 
     assert missing.status_code == 404
     assert missing.json() == {"code": "not_found", "message": "Not Found"}
     assert httpx.get(f"{served.url}/openapi.json").json()["info"]["title"] == "upsell"
-
