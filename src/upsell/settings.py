@@ -43,6 +43,13 @@ class Settings(BaseSettings):
       HTTP 429 and 5xx (default 4).
     - ``UPSELL_WEBHOOK_BACKOFF_SECONDS``: the wait before the first retry, doubled at each retry
       after it (default 1.0).
+
+    Stripe, ``POST /webhooks/stripe`` (docs/service.md, "Stripe"):
+
+    - ``UPSELL_STRIPE_WEBHOOK_SECRET``: the endpoint's signing secret (``whsec_...``), or several
+      separated by commas while a secret is rolled; unset, the endpoint answers 503.
+    - ``UPSELL_STRIPE_ACCOUNT_METADATA_KEY``: the customer metadata key holding the upsell
+      account id (default ``upsell_account_id``).
     """
 
     model_config = SettingsConfigDict(env_prefix="UPSELL_", extra="ignore")
@@ -65,3 +72,6 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=10, gt=0)
     webhook_retries: int = Field(default=4, ge=0)
     webhook_backoff_seconds: float = Field(default=1.0, ge=0)
+
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_account_metadata_key: str = Field(default="upsell_account_id", min_length=1)

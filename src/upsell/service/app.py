@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from upsell import __version__
-from upsell.service import errors, health
+from upsell.service import errors, health, stripe
 from upsell.service.auth import Keys
 from upsell.workspace import Workspace
 
@@ -25,4 +25,5 @@ def create_app(ws: Workspace) -> FastAPI:
     app.state.keys = Keys(ws.db)
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(stripe.router)
     return app
