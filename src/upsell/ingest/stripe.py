@@ -98,9 +98,11 @@ def apply_event(
 ) -> Outcome:
     """Apply `event` in the caller's transaction; StripeError when a field is not Stripe's shape
     (the caller rolls back: nothing of the event is stored)."""
-    customer = object_id(event.object.get("customer"), "data.object.customer")
+    customer = None
     if event.type in CUSTOMER_EVENTS:
         customer = event.object_id
+    elif event.type in HANDLED:
+        customer = object_id(event.object.get("customer"), "data.object.customer")
     store.lock(conn=conn, keys=[k for k in (event.id, event.object_id, customer) if k])
     recorded = store.recorded_outcome(conn=conn, event_id=event.id)
     if recorded in FINAL:
@@ -259,15 +261,20 @@ def _subscription(
                 row_id = None
             else:
                 row_id = _change(conn, old.row_id, old.row, _wanted(account_id, t, status, at))
-        elif held:
-            started = (t.created if old is None else None) or start or at
+        elif held:  # a new item from its creation; one held again (resumed) from now
+            started = (t.created or start or at) if old is None else at
             row_id = _start(conn, _wanted(account_id, t, status, started))
+        elif old is None and ended and t.problem is None and t.quantity > 0:
+            # First seen deleted (a backfill of Stripe's last 30 days): the row it held.
+            begun = t.created or start or at
+            was = replace(_wanted(account_id, t, "canceled", begun), ended_at=max(ended_at, begun))
+            _start(conn, was)
         if held and row_id is None:
             problems.append(
                 f"item {t.stripe_item_id!r}: account {account_id!r} has a row of "
                 f"{t.item_id!r} starting at the same instant already"
             )
-        else:
+        elif t.problem is None:
             applied += 1
         store.save_item(
             conn=conn,
