@@ -8,6 +8,7 @@ import random
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -419,3 +420,26 @@ def test_import_of_a_dump_applies_events_in_created_order(billing: Billing, tmp_
     assert json.loads(again.stdout)["stripe_events"]["duplicate"] == 4
     assert not (tmp_path / "events.jsonl.rejects.jsonl").exists()
     check_lifecycle(billing.db)
+
+
+def test_concurrent_deliveries_apply_each_event_once(billing: Billing) -> None:
+    billing.send(sp.event("customer.created", sp.customer("cus_acme", "acme", T0), T0))
+    basic = sp.price("price_basic_month", 2900)
+    updates = [
+        sp.event(
+            "customer.subscription.updated",
+            sp.subscription("sub_1", "cus_acme", [sp.item("si_basic", basic, q, T0)], T0),
+            T0 + q * DAY,
+        )
+        for q in range(1, 9)
+    ]
+    deliveries = [*updates, *updates]  # every event twice, at once
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda e: billing.send(e)["outcome"], deliveries))
+    assert answers.count("duplicate") >= 8 and "applied" in answers
+    with billing.db.connect() as conn:
+        rows = subscription_items(conn=conn, account_id="acme")
+    # Whatever the order they were applied in, the latest update holds now.
+    assert rows[-1].quantity == 8 and rows[-1].ended_at is None
+    assert all(r.ended_at is not None for r in rows[:-1])
+    assert set(outcomes(billing.db).values()) <= {"applied", "stale"}

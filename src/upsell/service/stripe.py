@@ -28,11 +28,20 @@ router = APIRouter(tags=["stripe"])
 MAX_BODY = 1 << 20
 
 _BODY = {
+    "parameters": [
+        {
+            "name": "Stripe-Signature",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": "t=<unix seconds>,v1=<HMAC-SHA256 hex>[,v1=...]",
+        }
+    ],
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": {"type": "object"}}},
         "description": "A Stripe event object, exactly as Stripe sends it (signed).",
-    }
+    },
 }
 
 
@@ -41,6 +50,8 @@ _BODY = {
     openapi_extra=_BODY,
     responses={
         400: {"description": "Missing, wrong or expired signature; not a Stripe event"},
+        409: {"description": "Two deliveries raced; Stripe retries"},
+        413: {"description": "A body over 1 MB"},
         503: {"description": "UPSELL_STRIPE_WEBHOOK_SECRET is not set"},
     },
 )
