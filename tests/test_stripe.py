@@ -443,3 +443,25 @@ def test_concurrent_deliveries_apply_each_event_once(billing: Billing) -> None:
     assert rows[-1].quantity == 8 and rows[-1].ended_at is None
     assert all(r.ended_at is not None for r in rows[:-1])
     assert set(outcomes(billing.db).values()) <= {"applied", "stale"}
+
+
+def test_events_that_come_before_their_customer_wait_for_it(billing: Billing) -> None:
+    basic = sp.price("price_basic_month", 2900)
+    items = [sp.item("si_basic", basic, 2, T0)]
+    early = [
+        sp.event(
+            "customer.subscription.created", sp.subscription("sub_1", "cus_acme", items, T0), T0
+        ),
+        sp.event("invoice.payment_failed", sp.invoice("in_1", "cus_acme", 5800), T0 + 1),
+    ]
+    assert [billing.send(e)["outcome"] for e in early] == ["unmapped", "unmapped"]
+    with billing.db.connect() as conn:
+        assert subscription_items(conn=conn, account_id="acme") == []
+    billing.send(sp.event("customer.created", sp.customer("cus_acme", "acme", T0 - 5), T0 + 2))
+    with billing.db.connect() as conn:
+        rows = subscription_items(conn=conn, account_id="acme")
+        events = events_for(conn=conn, account_id="acme")
+    assert [(r.item_id, r.quantity, r.started_at) for r in rows] == [("basic", 2, at(T0))]
+    assert [(e.message_id, e.event) for e in events] == [(early[1]["id"], PAYMENT_FAILED)]
+    assert set(outcomes(billing.db).values()) == {"applied"}
+    assert billing.send(early[0])["outcome"] == "duplicate"

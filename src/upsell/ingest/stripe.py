@@ -44,6 +44,7 @@ from upsell.ingest.stripe_objects import (
     instant,
     object_id,
     parse_customer,
+    parse_event,
     subscription_items,
     text,
 )
@@ -107,6 +108,7 @@ def apply_event(
     recorded = store.recorded_outcome(conn=conn, event_id=event.id)
     if recorded in FINAL:
         return Outcome(event.id, event.type, "duplicate", f"received before: {recorded}")
+    mapped_before = customer is not None and _mapped(conn, customer)
     if event.type not in HANDLED:
         outcome = Outcome(event.id, event.type, "ignored", "upsell does not map this event type")
     elif event.object_id is None:
@@ -126,16 +128,28 @@ def apply_event(
             object_id=event.object_id,
             applied=store.Applied(event.id, event.type, event.created),
         )
+    mapped = customer is not None and (mapped_before or _mapped(conn, customer))
+    waits = outcome.outcome == "unmapped" and customer is not None and not mapped
     store.record_event(
         conn=conn,
         event_id=event.id,
         type=event.type,
         object_id=event.object_id,
+        customer_id=customer,
         created=event.created,
         outcome=outcome.outcome,
         detail=outcome.detail,
+        payload=event.as_dict() if waits else None,
     )
+    if customer is not None and mapped and not mapped_before:
+        # The customer's account is known now: apply the events that waited for it, in order.
+        for raw in store.waiting_for_customer(conn=conn, customer_id=customer):
+            apply_event(conn, parse_event(raw), catalog=catalog, metadata_key=metadata_key)
     return outcome
+
+
+def _mapped(conn: sa.Connection, customer: str) -> bool:
+    return store.account_of_customer(conn=conn, customer_id=customer) is not None
 
 
 def _rank(event_type: str) -> int:
@@ -179,7 +193,7 @@ def _unmapped_customer(event: StripeEvent, customer: str | None, key: str) -> Ou
         event.type,
         "unmapped",
         f"customer {customer!r} is not mapped to an account: set metadata.{key} on the Stripe "
-        "customer",
+        "customer (the event is kept, and applied once it is)",
     )
 
 

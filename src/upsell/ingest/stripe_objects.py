@@ -155,6 +155,17 @@ class StripeEvent:
         value = self.object.get("id")
         return value if isinstance(value, str) and value else None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The event as Stripe sends it (the fields upsell reads), for `parse_event` to read back."""
+        return {
+            "id": self.id,
+            "object": "event",
+            "type": self.type,
+            "created": int(self.created.timestamp()),
+            "api_version": self.api_version,
+            "data": {"object": dict(self.object)},
+        }
+
 
 def parse_event(raw: Any) -> StripeEvent:
     """Check a decoded JSON value is a Stripe event object; StripeError names what is not."""

@@ -314,17 +314,21 @@ stripe_objects = sa.Table(
     sa.Column("event_created", UTCDateTime, nullable=False),
 )
 
-# Every Stripe event received, once, with what became of it.
+# Every Stripe event received, once, with what became of it. An event of a customer not mapped to
+# an account yet keeps its payload, and is applied when the customer is mapped.
 stripe_events = sa.Table(
     "stripe_events",
     metadata,
     sa.Column("event_id", sa.String, primary_key=True),
     sa.Column("type", sa.String, nullable=False),
     sa.Column("object_id", sa.String),
+    sa.Column("customer_id", sa.String),
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Column("outcome", sa.String, nullable=False),
     sa.Column("detail", sa.String),
+    sa.Column("payload", JSON),
     sa.Column("received_at", UTCDateTime, nullable=False),
     sa.CheckConstraint(_one_of("outcome", STRIPE_OUTCOMES), name="outcome"),
     sa.Index(None, "outcome"),
+    sa.Index(None, "customer_id"),
 )

@@ -6,6 +6,7 @@ The functions run inside the caller's transaction (one per Stripe event, `upsell
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,19 +46,24 @@ def record_event(
     event_id: str,
     type: str,
     object_id: str | None,
+    customer_id: str | None,
     created: datetime,
     outcome: str,
     detail: str | None,
+    payload: Mapping[str, Any] | None = None,
 ) -> None:
-    """Store (or, for an event applied again, update) what became of an event."""
+    """Store (or, for an event applied again, update) what became of an event; `payload` is kept
+    for an event to apply later (None forgets it)."""
     if outcome not in STRIPE_OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}")
     values: dict[str, Any] = {
         "type": type,
         "object_id": object_id,
+        "customer_id": customer_id,
         "created": created,
         "outcome": outcome,
         "detail": detail,
+        "payload": sa.null() if payload is None else dict(payload),
         "received_at": datetime.now(UTC),
     }
     done = conn.execute(
@@ -65,6 +71,17 @@ def record_event(
     )
     if done.rowcount == 0:
         conn.execute(sa.insert(stripe_events).values(event_id=event_id, **values))
+
+
+def waiting_for_customer(*, conn: sa.Connection, customer_id: str) -> list[Mapping[str, Any]]:
+    """The payloads kept of a customer's events that waited for its account, oldest first."""
+    e = stripe_events.c
+    query = (
+        sa.select(e.payload)
+        .where(e.customer_id == customer_id, e.outcome == "unmapped")
+        .order_by(e.created, e.received_at)
+    )
+    return [row.payload for row in conn.execute(query) if row.payload is not None]
 
 
 def event_counts(*, conn: sa.Connection) -> dict[str, int]:

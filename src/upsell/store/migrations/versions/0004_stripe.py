@@ -1,4 +1,5 @@
-"""Stripe: customers to accounts, subscription items to rows, the latest event per object, events.
+"""Stripe: customers to accounts, subscription items to rows, the latest event per object, events
+(with the payloads of those waiting for their customer's account).
 
 Revision ID: 0004
 Revises: 0003
@@ -56,9 +57,11 @@ def upgrade() -> None:
         sa.Column("event_id", sa.String(), nullable=False),
         sa.Column("type", sa.String(), nullable=False),
         sa.Column("object_id", sa.String(), nullable=True),
+        sa.Column("customer_id", sa.String(), nullable=True),
         sa.Column("created", sa.DateTime(), nullable=False),
         sa.Column("outcome", sa.String(), nullable=False),
         sa.Column("detail", sa.String(), nullable=True),
+        sa.Column("payload", sa.JSON(), nullable=True),
         sa.Column("received_at", sa.DateTime(), nullable=False),
         sa.CheckConstraint(
             "outcome IN ('applied', 'partial', 'unmapped', 'stale', 'ignored')",
@@ -67,9 +70,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("event_id", name=op.f("pk_stripe_events")),
     )
     op.create_index(op.f("ix_stripe_events_outcome"), "stripe_events", ["outcome"])
+    op.create_index(op.f("ix_stripe_events_customer_id"), "stripe_events", ["customer_id"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_stripe_events_customer_id"), table_name="stripe_events")
     op.drop_index(op.f("ix_stripe_events_outcome"), table_name="stripe_events")
     op.drop_table("stripe_events")
     op.drop_table("stripe_objects")
