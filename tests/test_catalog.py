@@ -651,3 +651,62 @@ def test_an_impossible_unquoted_date_is_a_problem_with_its_line_not_a_crash() ->
         BASE + "case_studies:\n  - {industry: x, customer: 2024-02-30, result: y}\n"
     )
     assert problem.line == 9 and "invalid date" in problem.message
+
+
+# -- stripe: {prices: [...]} ------------------------------------------------------------------
+
+STRIPE = BASE.replace(
+    "  - {id: basic, price: {month: 29, year: 290}, limits: {seats: 5}, features: [boards]}\n",
+    "  - id: basic\n"
+    "    price: {month: 29, year: 290}\n"
+    "    limits: {seats: 5}\n"
+    "    features: [boards]\n"
+    "    stripe: {prices: [price_basic_m, basic_yearly]}\n",
+)
+
+
+def test_stripe_prices_map_a_price_id_or_a_lookup_key_to_the_item() -> None:
+    catalog = load(STRIPE).catalog
+    basic = catalog.plan("basic")
+    assert basic is not None and basic.stripe_prices == ("price_basic_m", "basic_yearly")
+    assert catalog.item_for_stripe_price("price_basic_m") == "basic"
+    assert catalog.item_for_stripe_price("price_other", "basic_yearly") == "basic"
+    assert catalog.item_for_stripe_price("price_other", "pro_yearly") is None
+    assert catalog.item_for_stripe_price("price_other") is None
+
+
+@pytest.mark.parametrize(
+    ("written", "key", "message"),
+    [
+        ("{prices: [price_a], lookup: x}", "plans[0].stripe.lookup", "unknown key 'lookup'"),
+        ("{prices: [price_a, 3]}", "plans[0].stripe.prices[1]", "must be non-empty text, got 3"),
+        ("{prices: [price_a, price_a]}", "plans[0].stripe.prices[1]", "listed twice"),
+        ("{prices: price_a}", "plans[0].stripe.prices", "must be a list"),
+        ("[price_a]", "plans[0].stripe", "stripe must be a mapping"),
+        ("{}", "plans[0].stripe.prices", "needs 'prices'"),
+    ],
+)
+def test_bad_stripe_prices_are_refused_naming_line_and_key(
+    written: str, key: str, message: str
+) -> None:
+    text = STRIPE.replace("{prices: [price_basic_m, basic_yearly]}", written)
+    problem = only_error(text)
+    assert (problem.file, problem.line, problem.key) == ("catalog.yaml", 10, key)
+    assert message in problem.message
+
+
+def test_a_stripe_price_listed_under_two_items_is_refused_at_the_second() -> None:
+    text = STRIPE.replace(
+        "  - {id: pro, price: {month: 99, year: 990}, limits: {seats: 25}, features: [boards, sso]}\n",
+        "  - id: pro\n"
+        "    price: {month: 99, year: 990}\n"
+        "    limits: {seats: 25}\n"
+        "    features: [boards, sso]\n"
+        "    stripe:\n"
+        "      prices:\n"
+        "        - pro_monthly\n"
+        "        - basic_yearly\n",
+    )
+    problem = only_error(text)
+    assert (problem.line, problem.key) == (18, "plans[1].stripe.prices[1]")
+    assert "'basic_yearly' is listed already under plans[0] ('basic')" in problem.message

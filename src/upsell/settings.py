@@ -51,9 +51,15 @@ class Settings(BaseSettings):
     - ``UPSELL_SERVICE_SHUTDOWN_SECONDS``: on SIGTERM, how long requests in flight may take to
       finish before they are cancelled (default 30).
     - ``UPSELL_SERVICE_METRICS_AUTH``: ``/metrics`` needs an admin token (default false).
+    - ``UPSELL_SERVICE_MAX_CLOCK_SKEW_HOURS`` and ``UPSELL_SERVICE_POSTHOG_GROUP_TYPE``: Segment and
+      PostHog ingestion (docs/service.md, "Segment" and "PostHog").
 
-    The other settings of the service (``UPSELL_SERVICE_*``, ``UPSELL_STRIPE_*``) are documented in
-    docs/service.md.
+    Stripe, ``POST /webhooks/stripe`` (docs/service.md, "Stripe"):
+
+    - ``UPSELL_STRIPE_WEBHOOK_SECRET``: the endpoint's signing secret (``whsec_...``), or several
+      separated by commas while a secret is rolled; unset, the endpoint answers 503.
+    - ``UPSELL_STRIPE_ACCOUNT_METADATA_KEY``: the customer metadata key holding the upsell
+      account id (default ``upsell_account_id``).
     """
 
     model_config = SettingsConfigDict(env_prefix="UPSELL_", extra="ignore")
@@ -85,3 +91,5 @@ class Settings(BaseSettings):
     # timestamp (or a request's sentAt, either way) may be; the PostHog group type of accounts.
     service_max_clock_skew_hours: float = Field(default=24, gt=0)
     service_posthog_group_type: str | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_account_metadata_key: str = Field(default="upsell_account_id", min_length=1)

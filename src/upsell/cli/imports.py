@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from upsell.columns import InputTable
     from upsell.ingest.importer import FileImport
     from upsell.ingest.importer import Progress as ProgressCallback
+    from upsell.ingest.stripe_import import StripeImport
 
 #: Files smaller than this import without a progress bar.
 PROGRESS_MIN_BYTES = 4 << 20
@@ -48,6 +49,10 @@ def import_(
         Path | None, _file("Subscriptions file: one row per period an item was held.")
     ] = None,
     events: Annotated[Path | None, _file("Usage events file, in Segment's track shape.")] = None,
+    stripe_events: Annotated[
+        Path | None,
+        _file("A dump of Stripe event objects (.jsonl), applied as the Stripe webhook would."),
+    ] = None,
     strict: Annotated[
         bool,
         typer.Option(
@@ -61,12 +66,18 @@ def import_(
     Invalid rows are written to FILE.rejects.jsonl with their row number and reason; the valid rows
     of that file are stored (with --strict, none are). Importing the same file again stores nothing
     new; a subscriptions or events file that grew is read on from where the last import stopped.
-    Exit status 1 when any row was rejected.
+    Exit status 1 when any row was rejected. --stripe-events comes last: a backfill of Stripe's
+    customers, subscriptions and invoices, applied in the events' `created` order
+    (docs/service.md, "Stripe").
     """
     from upsell.ingest.importer import import_catalog, import_table
 
-    if not any((catalog, accounts, subscriptions, events)):
-        raise fail("nothing to import: give --catalog, --accounts, --subscriptions or --events")
+    if not any((catalog, accounts, subscriptions, events, stripe_events)):
+        raise fail(
+            "nothing to import: give --catalog, --accounts, --subscriptions, --events or "
+            "--stripe-events"
+        )
+    stripe_result: StripeImport | None = None
     results: list[FileImport] = []
     rejected_file: ImportRejected | None = None
     skipped: list[str] = []
@@ -109,7 +120,22 @@ def import_(
             if strict and result.rejected:
                 skipped = [str(p) for _, p in files[position + 1 :]]
                 break
+        if stripe_events is not None and (skipped or rejected_file):
+            skipped.append(str(stripe_events))
+        elif stripe_events is not None:
+            from upsell.ingest.stripe_import import import_stripe_events
+
+            try:
+                stripe_result = import_stripe_events(
+                    db=ws.db,
+                    path=stripe_events,
+                    metadata_key=ws.settings.stripe_account_metadata_key,
+                    strict=strict,
+                )
+            except ImportRejected as exc:
+                rejected_file = exc
     print_results(results)
+    print_stripe(stripe_result)
     if skipped and rejected_file is None:
         err.print(
             f"Not imported (--strict stops at the first file with rejects): {', '.join(skipped)}"
@@ -121,8 +147,10 @@ def import_(
         raise fail(message + ".", EXIT_INVALID_INPUT)
     if as_json:
         summary["files"] = [r.as_dict() for r in results]
+        if stripe_result is not None:
+            summary["stripe_events"] = stripe_result.as_dict()
         typer.echo(json.dumps(summary, indent=2))
-    if any(r.rejected for r in results):
+    if any(r.rejected for r in results) or (stripe_result and stripe_result.rejected):
         raise typer.Exit(EXIT_INVALID_INPUT)
 
 
@@ -180,3 +208,31 @@ def print_results(results: list[FileImport]) -> None:
             )
             for line in r.first_rejects:
                 err.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+
+
+def print_stripe(result: StripeImport | None) -> None:
+    """The table of what a Stripe events dump did, and the first rejects and unmapped events."""
+    if result is None:
+        return
+    from upsell.ingest.stripe_import import COUNTS
+
+    table = Table(title="Stripe events", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    names = ("file", "events", *COUNTS, "rejected")
+    for name in names:
+        table.add_column(name, justify="left" if name == "file" else "right", no_wrap=True)
+    counts = [f"{result.outcomes[name]:,}" for name in COUNTS]
+    rejected = f"[red]{result.rejected:,}[/]" if result.rejected else "0"
+    table.add_row(result.file.name, f"{result.read:,}", *counts, rejected)
+    err.print(table)
+    for line in result.first_unmapped:
+        err.print(f"  not mapped: {line}", highlight=False, markup=False, soft_wrap=True)
+    if result.rejected:
+        state = "nothing stored (--strict)" if not result.stored else "the other events stored"
+        err.print(
+            f"[red]{result.file}: {result.rejected:,} lines rejected[/], {state}; reasons in "
+            f"{result.rejects_file}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for line in result.first_rejects:
+            err.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)

@@ -325,7 +325,7 @@ class _CatalogReader(Reader):
                 plan_at,
                 "a plan",
                 ("id", "price"),
-                ("name", "limits", "features", "sales_assisted", "value"),
+                ("name", "limits", "features", "sales_assisted", "value", "stripe"),
             )
             if f is None:
                 continue
@@ -336,9 +336,12 @@ class _CatalogReader(Reader):
             features = frozenset(self.get(f, "features", self.texts) or ())
             sales_assisted = self.get(f, "sales_assisted", self.flag) or False
             value = self.get(f, "value", lambda v, at: self.value(v, at, currency))
+            stripe = self.get(f, "stripe", self.stripe) or ()
             if plan_id is not None and name is not None:
                 out.append(
-                    Plan(plan_id, name, tier, prices, limits, features, sales_assisted, value)
+                    Plan(
+                        plan_id, name, tier, prices, limits, features, sales_assisted, value, stripe
+                    )
                 )
         return tuple(out)
 
@@ -350,7 +353,7 @@ class _CatalogReader(Reader):
                 add_on_at,
                 "an add-on",
                 ("id", "price"),
-                ("name", "requires", "grants", "features", "goals", "value"),
+                ("name", "requires", "grants", "features", "goals", "value", "stripe"),
             )
             if f is None:
                 continue
@@ -362,8 +365,11 @@ class _CatalogReader(Reader):
             features = frozenset(self.get(f, "features", self.texts) or ())
             goals = frozenset(self.get(f, "goals", self.texts) or ())
             value = self.get(f, "value", lambda v, at: self.value(v, at, currency))
+            stripe = self.get(f, "stripe", self.stripe) or ()
             if add_on_id is not None and name is not None:
-                out.append(AddOn(add_on_id, name, prices, requires, grants, features, goals, value))
+                out.append(
+                    AddOn(add_on_id, name, prices, requires, grants, features, goals, value, stripe)
+                )
         return tuple(out)
 
     def products(self, value: Any, at: At, currency: str) -> tuple[Product, ...]:
@@ -374,7 +380,7 @@ class _CatalogReader(Reader):
                 product_at,
                 "a product",
                 ("id", "price"),
-                ("name", "goals", "fits", "features", "value"),
+                ("name", "goals", "fits", "features", "value", "stripe"),
             )
             if f is None:
                 continue
@@ -386,8 +392,11 @@ class _CatalogReader(Reader):
             signals = self.get(fits or {}, "signals", self.texts) or ()
             features = frozenset(self.get(f, "features", self.texts) or ())
             value = self.get(f, "value", lambda v, at: self.value(v, at, currency))
+            stripe = self.get(f, "stripe", self.stripe) or ()
             if product_id is not None and name is not None:
-                out.append(Product(product_id, name, prices, goals, signals, features, value))
+                out.append(
+                    Product(product_id, name, prices, goals, signals, features, value, stripe)
+                )
         return tuple(out)
 
     def value(self, value: Any, at: At, currency: str) -> ItemValue | None:
@@ -400,6 +409,25 @@ class _CatalogReader(Reader):
         if hours is None and revenue is None:
             return None
         return ItemValue(hours, None if revenue is None else Money(revenue, currency))
+
+    def stripe(self, value: Any, at: At) -> tuple[str, ...]:
+        """``stripe: {prices: [price_1Pq..., pro_monthly]}``: the Stripe price ids or lookup keys
+        billed as this item (docs/service.md, "Stripe")."""
+        f = self.fields(value, at, "stripe", ("prices",))
+        if f is None or "prices" not in f:
+            return ()
+        out: list[str] = []
+        for v, price_at in self.items(*f["prices"], "Stripe price ids or lookup keys"):
+            price = self.text(v, price_at)
+            if price is None:
+                continue
+            if price != price.strip():
+                self.fail(price_at.key, price_at.line, f"{price!r} has spaces around it")
+            elif price in out:
+                self.fail(price_at.key, price_at.line, f"{price!r} is listed twice")
+            else:
+                out.append(price)
+        return tuple(out)
 
     def usage(self, value: Any, at: At, currency: str) -> tuple[UsagePricedItem, ...]:
         out = []

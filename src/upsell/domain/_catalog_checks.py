@@ -46,6 +46,7 @@ def check_catalog(catalog: Catalog) -> list[Problem]:
         *_check_products(catalog),
         *_check_usage_pricing(catalog),
         *_check_price_books(catalog),
+        *_check_stripe_prices(catalog),
     ]
 
 
@@ -364,6 +365,21 @@ def _check_book_tiers(
                 "tiers go up",
                 f"price_books.{currency}.{where}.{interval}",
             )
+
+
+def _check_stripe_prices(catalog: Catalog) -> Iterator[Problem]:
+    """A Stripe price id or lookup key maps to one item: listed twice, which item it is is unclear."""
+    seen: dict[str, str] = {}
+    for item_key, item in _keyed_items(catalog):
+        for j, price in enumerate(getattr(item, "stripe_prices", ())):
+            if price in seen:
+                yield Problem(
+                    f"Stripe price {price!r} is listed already under {seen[price]}: a price maps "
+                    "to one item",
+                    f"{item_key}.stripe.prices[{j}]",
+                )
+            else:
+                seen[price] = f"{item_key} ({item.id!r})"
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -128,6 +128,7 @@ class Plan:
     features: frozenset[str] = frozenset()
     sales_assisted: bool = False
     value: ItemValue | None = None
+    stripe_prices: tuple[str, ...] = ()
 
     def limit(self, metric: str) -> int | None:
         """The limit on `metric`, or None for unlimited."""
@@ -149,6 +150,7 @@ class AddOn:
     features: frozenset[str] = frozenset()
     goals: frozenset[str] = frozenset()
     value: ItemValue | None = None
+    stripe_prices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,7 @@ class Product:
     fits_signals: tuple[str, ...] = ()
     features: frozenset[str] = frozenset()
     value: ItemValue | None = None
+    stripe_prices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -214,12 +217,17 @@ class Catalog:
     price_books: PriceBooks = field(default_factory=dict)
     case_studies: tuple[CaseStudy, ...] = ()
     _index: Mapping[str, Item] = field(init=False, repr=False, compare=False)
+    _stripe: Mapping[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         index: dict[str, Item] = {}
+        stripe: dict[str, str] = {}
         for item in self._items():
             index.setdefault(item.id, item)
+            for price in getattr(item, "stripe_prices", ()):
+                stripe.setdefault(price, item.id)
         object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_stripe", stripe)
 
     def _items(self) -> Iterator[Item]:
         yield from self.plans
@@ -230,6 +238,14 @@ class Catalog:
     def item(self, item_id: str) -> Item | None:
         """The plan, add-on, product or usage-priced item with this id, or None."""
         return self._index.get(item_id)
+
+    def item_for_stripe_price(self, price_id: str, lookup_key: str | None = None) -> str | None:
+        """The id of the item whose ``stripe.prices`` lists this Stripe price id (first) or its
+        lookup key; None when neither is listed."""
+        found = self._stripe.get(price_id)
+        if found is None and lookup_key:
+            found = self._stripe.get(lookup_key)
+        return found
 
     @property
     def item_ids(self) -> frozenset[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from upsell import __version__
-from upsell.service import admin, errors, health, logs, metrics, posthog, scheduler, segment
+from upsell.service import admin, errors, health, logs, metrics, posthog, scheduler, segment, stripe
 from upsell.service.auth import Keys
 from upsell.workspace import Workspace
 
@@ -34,4 +34,5 @@ def create_app(ws: Workspace) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(segment.router)
     app.include_router(posthog.router)
+    app.include_router(stripe.router)
     return app

@@ -21,6 +21,8 @@ KEY_KINDS = ("write", "publishable", "admin")
 #: The states of a run of the daily job, from the scheduler, the admin API or the CLI.
 RUN_STATUSES = ("queued", "running", "succeeded", "failed")
 RUN_TRIGGERS = ("schedule", "api", "cli")
+#: What became of a Stripe event (docs/service.md, "Stripe").
+STRIPE_OUTCOMES = ("applied", "partial", "unmapped", "stale", "ignored")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -271,4 +273,62 @@ locks = sa.Table(
     sa.Column("holder", sa.String, nullable=False),
     sa.Column("acquired_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# Stripe (docs/service.md, "Stripe"). Which account a Stripe customer is: from the customer's
+# metadata (``upsell_account_id``) the first time it is seen.
+stripe_customers = sa.Table(
+    "stripe_customers",
+    metadata,
+    sa.Column("customer_id", sa.String, primary_key=True),
+    sa.Column("account_id", sa.String, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "account_id"),
+)
+
+# Each Stripe subscription item and the subscription_items row that holds it now (row_id None: it
+# holds none, the item ended or cannot be mapped).
+stripe_items = sa.Table(
+    "stripe_items",
+    metadata,
+    sa.Column("stripe_item_id", sa.String, primary_key=True),
+    sa.Column("subscription_id", sa.String, nullable=False),
+    sa.Column("account_id", sa.String, nullable=False),
+    sa.Column("row_id", sa.Integer),
+    sa.Column("price_id", sa.String, nullable=False),
+    sa.Column("cancel_at_period_end", sa.Boolean, nullable=False),
+    sa.Column("current_period_start", UTCDateTime),
+    sa.Column("current_period_end", UTCDateTime),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(None, "subscription_id"),
+)
+
+# The latest event applied to each Stripe object (a customer, a subscription): an event older
+# than it changes nothing.
+stripe_objects = sa.Table(
+    "stripe_objects",
+    metadata,
+    sa.Column("object_id", sa.String, primary_key=True),
+    sa.Column("event_id", sa.String, nullable=False),
+    sa.Column("event_type", sa.String, nullable=False),
+    sa.Column("event_created", UTCDateTime, nullable=False),
+)
+
+# Every Stripe event received, once, with what became of it. An event of a customer not mapped to
+# an account yet keeps its payload, and is applied when the customer is mapped.
+stripe_events = sa.Table(
+    "stripe_events",
+    metadata,
+    sa.Column("event_id", sa.String, primary_key=True),
+    sa.Column("type", sa.String, nullable=False),
+    sa.Column("object_id", sa.String),
+    sa.Column("customer_id", sa.String),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("outcome", sa.String, nullable=False),
+    sa.Column("detail", sa.String),
+    sa.Column("payload", JSON),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint(_one_of("outcome", STRIPE_OUTCOMES), name="outcome"),
+    sa.Index(None, "outcome"),
+    sa.Index(None, "customer_id"),
 )
