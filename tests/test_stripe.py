@@ -198,6 +198,8 @@ def test_replayed_and_out_of_order_events_change_nothing(billing: Billing) -> No
     billing.send(events[3])
     check_lifecycle(billing.db)
     assert outcomes(billing.db)[late["id"]] == "stale"
+    scraped = httpx.get(f"{billing.server.url}/metrics").text
+    assert 'upsell_events_ingested_total{source="stripe"} 4.0' in scraped
 
 
 def test_the_period_is_read_from_items_since_api_2025_03_31_and_from_the_subscription_before(

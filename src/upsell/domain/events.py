@@ -24,6 +24,7 @@ SURVEY_ANSWERED = "Survey Answered"
 SUPPORT_TICKET_OPENED = "Support Ticket Opened"
 SUPPORT_TICKET_CLOSED = "Support Ticket Closed"
 PAYMENT_FAILED = "Payment Failed"
+INVOICE_PAID = "Invoice Paid"
 #: Answers to an offer (property ``offer_id``): the widget, the email provider or the simulator
 #: sends them; the decision step reads them (a dismissal starts a cooldown).
 OFFER_VIEWED = "Offer Viewed"
@@ -42,6 +43,7 @@ RESERVED_EVENTS: tuple[str, ...] = (
     SUPPORT_TICKET_OPENED,
     SUPPORT_TICKET_CLOSED,
     PAYMENT_FAILED,
+    INVOICE_PAID,
     OFFER_VIEWED,
     EMAIL_OPENED,
     OFFER_CLICKED,

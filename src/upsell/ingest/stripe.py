@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from upsell.config.catalog import parse_catalog
 from upsell.domain.accounts import Account
 from upsell.domain.catalog import Catalog
-from upsell.domain.events import CANCEL_REQUESTED, PAYMENT_FAILED, Event
+from upsell.domain.events import CANCEL_REQUESTED, INVOICE_PAID, PAYMENT_FAILED, Event
 from upsell.domain.money import Money
 from upsell.domain.subscriptions import SubscriptionItem
 from upsell.ingest.stripe_objects import (
@@ -54,7 +54,6 @@ from upsell.store import events as event_store
 from upsell.store import stripe as store
 
 #: The event a paid invoice becomes (``Payment Failed`` is `upsell.domain.events.PAYMENT_FAILED`).
-INVOICE_PAID = "Invoice Paid"
 CUSTOMER_EVENTS = ("customer.created", "customer.updated")
 SUBSCRIPTION_EVENTS = (
     "customer.subscription.created",

@@ -34,8 +34,8 @@ from upsell.store import gauges
 
 log = logging.getLogger("upsell.service")
 
-Source = Literal["segment", "posthog", "stripe", "import"]
-SOURCES: tuple[Source, ...] = ("segment", "posthog", "stripe", "import")
+Source = Literal["segment", "posthog", "stripe"]
+SOURCES: tuple[Source, ...] = ("segment", "posthog", "stripe")
 
 # Any other method (a client may send any token) is counted as "other", to bound the label.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

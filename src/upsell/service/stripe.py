@@ -20,6 +20,7 @@ from upsell.ingest.stripe import Outcome, apply_event, current_catalog
 from upsell.ingest.stripe_objects import StripeError, parse_event
 from upsell.ingest.stripe_signature import SignatureError, parse_secrets, verify
 from upsell.service.errors import ApiError
+from upsell.service.metrics import count_ingested
 from upsell.workspace import Workspace
 
 router = APIRouter(tags=["stripe"])
@@ -96,4 +97,6 @@ async def stripe_webhook(request: Request) -> dict[str, Any]:
         raise ApiError(
             409, "conflict", f"event {event.id} raced another delivery; retry it"
         ) from None
+    if outcome.outcome in ("applied", "partial"):
+        count_ingested(request.app, "stripe", 1)
     return {"received": True, **outcome.as_dict()}
