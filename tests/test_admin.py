@@ -125,6 +125,8 @@ def test_the_report_is_the_json_of_upsell_report(
     assert served == written and served["from"] == "2026-01-01"
     _error(admin.get("/report", **{"from": "2026-03-01", "to": "2026-01-01"}), 400, "before")
     _error(admin.get("/report", locale="xx_nope"), 400, "locale")
+    _error(admin.get("/report", to="2183-03-13"), 400, "at most 120 months", "the data runs")
+    _error(admin.get("/report", to="2000-01-01"), 409, "no month to report")
 
 
 def test_a_run_starts_in_the_background_under_the_lock_and_is_seen_through(

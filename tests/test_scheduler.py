@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from cli_runner import run
 from companies import PLAYBOOKS, demo_company_on
 from live_server import LiveServer
 from upsell.config.workspace import SCHEDULE_KEYS, Schedule, parse_config
@@ -176,3 +177,14 @@ def test_two_servers_on_one_database_run_each_scheduled_day_once(
                 if server.process is not None:
                     server.stop(9)
             db.dispose()
+
+
+def test_upsell_serve_refuses_a_bad_schedule_before_it_listens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("UPSELL_DATABASE_URL", raising=False)
+    assert run("init", tmp_path / "ws").exit_code == 0
+    (tmp_path / "ws" / "config.yaml").write_text("schedule:\n  time: 6\n")
+    refused = run("serve", "-w", tmp_path / "ws", "--port", "1")
+    assert refused.exit_code == 2
+    assert "config.yaml:2: schedule.time: must be a time of day HH:MM" in refused.stderr

@@ -97,6 +97,11 @@ def build_report(
         if span is None:
             raise WorkspaceError(f"{ws.folder} has no subscriptions to report on")
         start, end = month_start(first or span[0]), next_month(last or span[1])
+        if end <= start:
+            raise WorkspaceError(
+                f"no month to report from {start.date()} to {end.date() - timedelta(days=1)}: "
+                f"the data runs from {span[0]} to {span[1]}"
+            )
         data_end = datetime.combine(span[1] + timedelta(days=1), time(), UTC)
         rows = mrr_rows(subscriptions_table(conn=conn), catalog, settings)
         ch = materialised_changes(backend, rows, settings)

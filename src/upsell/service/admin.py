@@ -20,7 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from upsell.domain.calendar import day_start, iso
+from upsell.domain.calendar import day_start, iso, month_starts
 from upsell.domain.contacts import CONTACT_STATUSES, Contact
 from upsell.domain.messages import known_locale
 from upsell.errors import UnknownAccount, UpsellError
@@ -33,6 +33,7 @@ from upsell.service.scheduler import Jobs
 from upsell.store.accounts import get_account
 from upsell.store.contacts import contacts_at, find_contacts
 from upsell.store.runs import Run, get_run, list_runs
+from upsell.store.summary import data_span
 from upsell.workspace import Workspace
 
 T = TypeVar("T")
@@ -40,6 +41,11 @@ MAX_LIMIT = 500
 #: The days the admin API accepts (the engine's arithmetic needs room on both sides).
 FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
 MAX_ID = 2**31 - 1
+#: Seconds a computation waits for the analytics back end before answering 429 (so that waiting
+#: requests cannot fill the threadpool the other routes need).
+ANALYTICS_WAIT = 10.0
+#: The longest report the API computes, in months (a longer one takes minutes: ask in parts).
+MAX_MONTHS = 120
 
 router = APIRouter(
     prefix="/v1/admin",
@@ -49,6 +55,9 @@ router = APIRouter(
         400: {"description": "A bad parameter: `{code, message}` names it"},
         401: {"description": "No admin token, or an unknown or revoked one"},
         403: {"description": "A key that is not an admin token"},
+        404: {"description": "No such account or run"},
+        409: {"description": "A run in progress, or a workspace without the data to compute"},
+        429: {"description": "The engine stayed busy (a run): try again after Retry-After"},
     },
 )
 
@@ -74,8 +83,18 @@ async def _computed(request: Request, compute: Callable[[], T]) -> T:
     jobs = _jobs(request)
 
     def alone() -> T:
-        with jobs.analytics:
+        if not jobs.analytics.acquire(timeout=ANALYTICS_WAIT):
+            raise ApiError(
+                429,
+                "busy",
+                f"the engine has been busy for {ANALYTICS_WAIT:g}s (a run, or another "
+                "computation); try again shortly",
+                headers={"Retry-After": "5"},
+            )
+        try:
             return compute()
+        finally:
+            jobs.analytics.release()
 
     try:
         return await run_in_threadpool(alone)
@@ -246,8 +265,22 @@ async def report(
     if locale is not None and not known_locale(locale):
         raise ApiError(400, "bad_request", f"locale: {locale!r} is not a locale such as en or de")
     ws = _ws(request)
-    built = await _computed(request, lambda: build_report(ws, first=from_, last=to, locale=locale))
-    return built.to_json()
+
+    def compute() -> Any:
+        with ws.db.connect() as conn:
+            span = data_span(conn=conn)
+        first, last = from_ or (span and span[0]), to or (span and span[1])
+        if first and last and len(month_starts(first, last)) > MAX_MONTHS:
+            raise ApiError(
+                400,
+                "bad_request",
+                f"from, to: the report covers at most {MAX_MONTHS} months; {first} to {last} "
+                "is more (the data runs "
+                + (f"from {span[0]} to {span[1]})" if span else "nowhere yet)"),
+            )
+        return build_report(ws, first=from_, last=to, locale=locale).to_json()
+
+    return await _computed(request, compute)
 
 
 class RunRequest(BaseModel):
@@ -258,11 +291,7 @@ class RunRequest(BaseModel):
     dry_run: bool = Field(default=False, description="Decide, but record and send nothing")
 
 
-@router.post(
-    "/runs",
-    status_code=202,
-    responses={409: {"description": "Another run of the daily job is in progress"}},
-)
+@router.post("/runs", status_code=202)
 async def start_run(request: Request, body: RunRequest) -> JSONResponse:
     """Start a run of the daily job (`upsell run`) in the background; poll `GET
     /v1/admin/runs/{run_id}` for its status."""
@@ -301,7 +330,7 @@ async def runs(request: Request, limit: Limit = 50, cursor: Cursor = None) -> di
     }
 
 
-@router.get("/runs/{run_id}", responses={404: {"description": "No such run"}})
+@router.get("/runs/{run_id}")
 async def run(request: Request, run_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> dict[str, Any]:
     """One run: its status, and its summary once it succeeded or its error once it failed."""
     ws = _ws(request)

@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from upsell.config.workspace import Schedule
+from upsell.errors import UpsellError
 from upsell.flows.runs import INTERRUPTED, Claim, RunBusy, claim_run, execute_run
 from upsell.store.runs import Run, get_run, list_runs
 from upsell.workspace import Workspace
@@ -58,6 +59,8 @@ class Jobs:
         with self.analytics:
             try:
                 execute_run(self.ws, claim)
+            except UpsellError as exc:  # the workspace's state: no traceback to read
+                log.error("run %s as of %s failed: %s", claim.run.run_id, claim.run.as_of, exc)
             except Exception:
                 log.exception("run %s as of %s failed", claim.run.run_id, claim.run.as_of)
 
