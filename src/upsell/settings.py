@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     Stripe, ``POST /webhooks/stripe`` (docs/service.md, "Stripe"):
 
     - ``UPSELL_STRIPE_WEBHOOK_SECRET``: the endpoint's signing secret (``whsec_...``), or several
-      separated by commas while a secret is rolled; unset, the endpoint answers 503.
+      separated by commas while a secret is rolled; unset, the endpoint is off (404).
     - ``UPSELL_STRIPE_ACCOUNT_METADATA_KEY``: the customer metadata key holding the upsell
       account id (default ``upsell_account_id``).
     """

@@ -171,7 +171,9 @@ def run_offers(
     if dry:
         return result
 
-    with db.begin() as conn:
+    # Reads, then writes, while the service may be writing events: IMMEDIATE takes SQLite's write
+    # lock up front (store/db.py) instead of failing when another writer commits in between.
+    with db.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
         for contact, _ in new:
             record_contact(conn=conn, contact=contact)
         replace_refusals(conn=conn, as_of=at, refusals=result.refusals)

@@ -75,7 +75,9 @@ def claim_run(
         raise RunBusy(running[-1] if running else None)
     try:
         now = datetime.now(UTC)
-        with ws.db.begin() as conn:
+        # Reads, then writes: IMMEDIATE takes SQLite's write lock up front (store/db.py).
+        immediate = ws.db.connect().execution_options(sqlite_begin="IMMEDIATE")
+        with immediate as conn, conn.begin():
             for stale in unfinished_runs(conn=conn):
                 set_run_status(
                     conn=conn, run_id=stale.run_id, status="failed", at=now, error=INTERRUPTED

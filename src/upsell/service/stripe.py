@@ -53,7 +53,7 @@ _BODY = {
         400: {"description": "Missing, wrong or expired signature; not a Stripe event"},
         409: {"description": "Two deliveries raced; Stripe retries"},
         413: {"description": "A body over 1 MB"},
-        503: {"description": "UPSELL_STRIPE_WEBHOOK_SECRET is not set"},
+        404: {"description": "Stripe webhooks are off: UPSELL_STRIPE_WEBHOOK_SECRET is not set"},
     },
 )
 async def stripe_webhook(request: Request) -> dict[str, Any]:
@@ -63,7 +63,7 @@ async def stripe_webhook(request: Request) -> dict[str, Any]:
     secrets = parse_secrets(secret.get_secret_value()) if secret else ()
     if not secrets:
         raise ApiError(
-            503,
+            404,
             "not_configured",
             "Stripe webhooks are off: set UPSELL_STRIPE_WEBHOOK_SECRET to the endpoint's signing "
             "secret (whsec_...)",
