@@ -138,15 +138,6 @@ class _TextReader(TableReader):
                     self.position += len(buffer)
                     yield self.position, None if skipping else buffer
                 return
-            if skipping:  # drop the over-long line's bytes as they come, up to its end
-                newline = chunk.find(b"\n")
-                if newline < 0:
-                    self.position += len(chunk)
-                    continue
-                self.position += newline + 1
-                skipping = False
-                yield self.position, None
-                chunk = chunk[newline + 1 :]
             buffer += chunk
             begin = 0
             while True:
@@ -155,7 +146,10 @@ class _TextReader(TableReader):
                     break
                 line = buffer[begin : newline + 1]
                 self.position += len(line)
-                if len(line) > MAX_RECORD_BYTES:
+                if skipping:
+                    skipping = False
+                    yield self.position, None
+                elif len(line) > MAX_RECORD_BYTES:
                     yield self.position, None
                 else:
                     yield self.position, line
