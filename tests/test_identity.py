@@ -187,3 +187,16 @@ def test_an_events_file_in_segments_shape_imports_as_it_is(db, tmp_path) -> None
     ]
     again = import_table(db=db, kind="events", path=path)
     assert again.new == 0
+
+
+def test_the_import_command_says_how_many_events_wait_for_their_account(tmp_path) -> None:
+    from cli_runner import run
+
+    ws = tmp_path / "ws"
+    assert run("init", ws).exit_code == 0
+    path = tmp_path / "segment.jsonl"
+    line = {"type": "track", "userId": "u9", "event": "Feature Used", "messageId": "w1"}
+    path.write_text(json.dumps(line | {"timestamp": "2026-05-01T09:00:00Z"}) + "\n")
+    done = run("import", "-w", ws, "--events", path)
+    assert done.exit_code == 0, done.output
+    assert "events waiting for their account: 1 " in " ".join(done.output.split())

@@ -199,6 +199,11 @@ def print_results(results: list[FileImport]) -> None:
     for r in results:
         if r.resumed_after_row:
             err.print(f"{r.file}: resumed after row {r.resumed_after_row:,} (imported before).")
+        if r.pending:
+            err.print(
+                f"{r.file}: events waiting for their account: {r.pending:,} (no group call or "
+                "context.groupId for their user yet); they are attributed when it comes."
+            )
         if r.rejected:
             state = "nothing stored (--strict)" if not r.stored else "valid rows stored"
             err.print(
