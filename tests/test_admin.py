@@ -165,6 +165,7 @@ def test_a_run_starts_in_the_background_under_the_lock_and_is_seen_through(
     assert rerun["summary"]["dry_run"] is True and rerun["summary"]["reused"] > 0
     _error(admin.http.post("/runs", json={"as_of": "x"}), 400, "as_of")
     _error(admin.http.post("/runs", json={"as_of": AS_OF, "what": 1}), 400, "what")
+    _error(admin.http.post("/runs", json={"as_of": AS_OF, "dry_run": "yes"}), 400, "dry_run")
     _error(admin.get("/runs/999999"), 404, "999999")
     _error(admin.get("/runs/abc"), 400, "run_id")
 

@@ -126,11 +126,26 @@ def test_the_shapes_posthog_js_sends_and_bad_input(served: Served) -> None:
             "ahead of the server's clock",
         ),
         ({"api_key": key, "batch": {}}, "batch: expected an array"),
+        (
+            {"api_key": key, "batch": [{"event": "E", "distinct_id": "u", "offset": 10**20}]},
+            "batch[0].offset: expected milliseconds",
+        ),
+        (
+            {"api_key": key, "batch": [{"event": "E", "distinct_id": "u", "offset": "x"}]},
+            "batch[0].offset: expected milliseconds",
+        ),
     ]
     for body, message in bad:
         answer = capture(served, "/batch/", body)
         assert answer.status_code == 400 and message in answer.json()["message"], answer.text
     assert capture(served, "/batch/", b"{oops").json()["code"] == "invalid_json"
+    huge = f'{{"api_key": "{key}", "event": "E", "distinct_id": "u", "properties": {{"x": 1e400}}}}'
+    answer = capture(served, "/batch/", huge.encode())
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {
+        "code": "invalid_json",
+        "message": "body.properties.x: a number too large to store (over 1.8e308)",
+    }
     assert capture(served, "/batch/", {"batch": [event | {"properties": {}}]}).status_code == 401
     assert capture(served, "/batch/", {"api_key": served.admin_key, "batch": []}).status_code == 403
     assert len(stored_ids(served)) == 4

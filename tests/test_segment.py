@@ -262,6 +262,29 @@ BAD: list[tuple[str, str, Any, dict[str, str], str, str]] = [
 ]
 
 
+BAD += [
+    (
+        "a number past a float, in a message",
+        "/v1/track",
+        b'{"userId": "u", "event": "E", "properties": {"x": -1e999}}',
+        {},
+        "invalid_json",
+        "body.properties.x: a number too large to store",
+    ),
+    (
+        "a number past a float, in a batch after an account is known",
+        "/v1/batch",
+        b'{"batch": [{"type": "group", "userId": "u", "groupId": "g"}, '
+        b'{"type": "track", "userId": "u", "event": "E", "properties": {"x": 1'
+        + b"0" * 400
+        + b".5}}]}",
+        {},
+        "invalid_json",
+        "body.batch[1].properties.x: a number too large to store",
+    ),
+]
+
+
 def test_bad_input_is_a_clear_400_and_stores_nothing(served: Served) -> None:
     for name, path, body, headers, code, message in BAD:
         answer = post(served, path, body, headers=headers)

@@ -380,6 +380,15 @@ def test_bodies_that_are_not_stripe_events_are_refused_and_nothing_is_stored(
         (json.dumps({"id": "evt_1", "type": "x", "data": {}}).encode(), "invalid_event"),
         (sp.body(sp.event("customer.subscription.created", no_items, T0)), "invalid_event"),
         (sp.body(sp.event("customer.subscription.updated", bad_status, T0)), "invalid_event"),
+        (
+            b'{"id": "evt_9", "type": "invoice.paid", "created": 1, "data": {"object": '
+            b'{"id": "in_9", "customer": "cus_acme", "amount_paid": 1e999}}}',
+            "invalid_event",
+        ),
+        (
+            json.dumps(sp.event("x.y", {"id": "o"}, T0) | {"id": "evt_" + "x" * 300}).encode(),
+            "invalid_event",
+        ),
     ]
     for content, code in cases:
         answer = billing.post(content, sp.sign(content, SECRET))
@@ -467,3 +476,24 @@ def test_events_that_come_before_their_customer_wait_for_it(billing: Billing) ->
     assert [(e.message_id, e.event) for e in events] == [(early[1]["id"], PAYMENT_FAILED)]
     assert set(outcomes(billing.db).values()) == {"applied"}
     assert billing.send(early[0])["outcome"] == "duplicate"
+
+
+def test_a_kept_event_that_is_invalid_is_set_aside_when_its_customer_is_mapped(
+    billing: Billing,
+) -> None:
+    """An event kept for an unmapped customer is checked when it is applied; one that fails then is
+    ignored with the reason, and the customer is mapped all the same."""
+    basic = sp.price("price_basic_month", 2900)
+    bad = sp.subscription("sub_1", "cus_acme", [sp.item("si_basic", basic, 2, T0)], T0)
+    bad["items"]["data"][0]["quantity"] = -3
+    early = sp.event("customer.subscription.created", bad, T0)
+    assert billing.send(early)["outcome"] == "unmapped"
+    mapping = sp.event("customer.created", sp.customer("cus_acme", "acme", T0 - 5), T0 + 2)
+    assert billing.send(mapping)["outcome"] == "applied"
+    found = outcomes(billing.db)
+    assert (found[early["id"]], found[mapping["id"]]) == ("ignored", "applied")
+    with billing.db.connect() as conn:
+        detail = conn.exec_driver_sql(
+            f"SELECT detail FROM stripe_events WHERE event_id = '{early['id']}'"
+        ).scalar_one()
+    assert "then invalid" in detail and "quantity" in detail

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -205,3 +207,34 @@ def page_event(kind: str, name: str | None, category: str | None, props: dict[st
     if category is not None:
         props.setdefault("category", category)
     return PAGE_VIEWED if kind == "page" else SCREEN_VIEWED
+
+
+# A number literal that may not fit a float: an exponent of three digits or more, or 309 digits.
+_HUGE = re.compile(rb"[eE][+]?0*[1-9]\d{2}|\d{309}")
+
+
+def first_non_finite(value: Any, where: str = "body") -> str | None:
+    """Where in a decoded JSON value a number is infinite (``1e400`` decodes to ``inf``), or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = first_non_finite(item, f"{where}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = first_non_finite(item, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def check_finite(body: bytes, value: Any) -> None:
+    """MessageError when `value`, decoded from `body`, holds a number too large for a float: it
+    would be stored as ``Infinity``, which is not JSON. Only bodies with such a literal are
+    walked."""
+    if _HUGE.search(body):
+        where = first_non_finite(value)
+        if where:
+            raise MessageError(f"{where}: a number too large to store (over 1.8e308)")

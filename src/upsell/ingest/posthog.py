@@ -46,10 +46,15 @@ def _timestamp(item: dict[str, Any], where: str, clock: Clock) -> datetime:
     at = instant(item.get("timestamp"), f"{where}.timestamp")
     if at is None:
         offset = item.get("offset")  # posthog-js: milliseconds before the request was sent
-        if isinstance(offset, int) and not isinstance(offset, bool) and offset >= 0:
-            at = clock.now - timedelta(milliseconds=offset)
-        else:
-            at = clock.now
+        if offset is not None and (
+            isinstance(offset, bool)
+            or not isinstance(offset, int | float)
+            or not 0 <= offset < 2**40  # NaN fails too
+        ):
+            raise MessageError(
+                f"{where}.offset: expected milliseconds from 0 to 2**40, got {offset!r}"[:200]
+            )
+        at = clock.now - timedelta(milliseconds=offset or 0)
     clock.check(at, f"{where}.timestamp")
     return at
 

@@ -142,8 +142,21 @@ def apply_event(
     )
     if customer is not None and mapped and not mapped_before:
         # The customer's account is known now: apply the events that waited for it, in order.
+        # One that turns out not to be Stripe's shape is set aside (ignored, with the reason), in
+        # a savepoint of its own, so that it cannot keep the customer unmapped for good.
         for raw in store.waiting_for_customer(conn=conn, customer_id=customer):
-            apply_event(conn, parse_event(raw), catalog=catalog, metadata_key=metadata_key)
+            savepoint = conn.begin_nested()
+            try:
+                apply_event(conn, parse_event(raw), catalog=catalog, metadata_key=metadata_key)
+            except StripeError as exc:
+                savepoint.rollback()
+                kept = raw.get("id") if isinstance(raw, Mapping) else None
+                if not isinstance(kept, str):
+                    raise
+                detail = f"kept until its customer was mapped, then invalid: {exc}"
+                store.set_aside(conn=conn, event_id=kept, detail=detail[:500])
+            else:
+                savepoint.commit()
     return outcome
 
 

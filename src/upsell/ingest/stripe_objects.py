@@ -22,6 +22,7 @@ from typing import Any
 from upsell.domain.catalog import Catalog, UsagePricedItem
 from upsell.domain.money import Interval, Money, is_currency
 from upsell.domain.subscriptions import Status
+from upsell.ingest.messages import first_non_finite
 
 ZERO_DECIMAL = frozenset(
     [
@@ -167,6 +168,10 @@ class StripeEvent:
         }
 
 
+#: The longest event id or type taken (Stripe's are under 40 characters).
+MAX_ID = 255
+
+
 def parse_event(raw: Any) -> StripeEvent:
     """Check a decoded JSON value is a Stripe event object; StripeError names what is not."""
     if not isinstance(raw, Mapping):
@@ -175,13 +180,18 @@ def parse_event(raw: Any) -> StripeEvent:
         raise StripeError(f"object: expected 'event', got {raw.get('object')!r}")
     event_id = text(raw, "id", "event")
     type_ = text(raw, "type", "event")
+    assert event_id is not None and type_ is not None
+    if len(event_id) > MAX_ID or len(type_) > MAX_ID:
+        raise StripeError(f"event.id and event.type: at most {MAX_ID} characters each")
+    where = first_non_finite(raw, "event")
+    if where:  # 1e400 decodes to inf, which no JSON column holds
+        raise StripeError(f"{where}: not a finite number")
     created = instant(raw, "created", "event")
     if created is None:
         raise StripeError("event.created: required, missing")
     data = mapping(raw, "data", "event")
     obj = mapping(data, "object", "data")
     version = raw.get("api_version")
-    assert event_id is not None and type_ is not None
     return StripeEvent(event_id, type_, created, obj, version if isinstance(version, str) else None)
 
 

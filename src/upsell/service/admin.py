@@ -290,7 +290,9 @@ class RunRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     as_of: date = Field(description="The day to decide at (YYYY-MM-DD)")
-    dry_run: bool = Field(default=False, description="Decide, but record and send nothing")
+    dry_run: bool = Field(
+        default=False, strict=True, description="Decide, but record and send nothing"
+    )
 
 
 @router.post("/runs", status_code=202)

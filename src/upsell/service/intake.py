@@ -19,7 +19,13 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
 from upsell.ingest.live import Stored, ingest
-from upsell.ingest.messages import MAX_BATCH_BYTES, Clock, Message, MessageError
+from upsell.ingest.messages import (
+    MAX_BATCH_BYTES,
+    Clock,
+    Message,
+    MessageError,
+    check_finite,
+)
 from upsell.service.auth import basic_user, keys
 from upsell.service.errors import ApiError
 from upsell.service.metrics import Source, count_ingested
@@ -97,9 +103,14 @@ def decode(body: bytes, encoding: str, limit: int = MAX_BATCH_BYTES) -> tuple[An
             f"the body is not UTF-8: byte 0x{body[exc.start]:02x} at offset {exc.start}",
         ) from None
     try:
-        return pydantic_core.from_json(text, allow_inf_nan=False), len(body)
+        value = pydantic_core.from_json(text, allow_inf_nan=False)
     except ValueError as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    try:
+        check_finite(body, value)
+    except MessageError as exc:
+        raise ApiError(400, "invalid_json", str(exc)) from None
+    return value, len(body)
 
 
 def clock(ws: Workspace) -> Clock:

@@ -78,9 +78,11 @@ async def stripe_webhook(request: Request) -> dict[str, Any]:
     except SignatureError as exc:
         raise ApiError(400, exc.code, str(exc)) from None
     try:
-        event = parse_event(json.loads(body))
+        payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not JSON: {exc}") from None
+    try:
+        event = parse_event(payload)
     except StripeError as exc:
         raise ApiError(400, "invalid_event", str(exc)) from None
     key = ws.settings.stripe_account_metadata_key

@@ -73,6 +73,15 @@ def record_event(
         conn.execute(sa.insert(stripe_events).values(event_id=event_id, **values))
 
 
+def set_aside(*, conn: sa.Connection, event_id: str, detail: str) -> None:
+    """A kept event that cannot be applied after all: ignored, with the reason, payload dropped."""
+    conn.execute(
+        sa.update(stripe_events)
+        .where(stripe_events.c.event_id == event_id)
+        .values(outcome="ignored", detail=detail, payload=sa.null())
+    )
+
+
 def waiting_for_customer(*, conn: sa.Connection, customer_id: str) -> list[Mapping[str, Any]]:
     """The payloads kept of a customer's events that waited for its account, oldest first."""
     e = stripe_events.c
