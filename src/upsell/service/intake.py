@@ -107,7 +107,7 @@ def decode(body: bytes, encoding: str, limit: int = MAX_BATCH_BYTES) -> tuple[An
     except ValueError as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
     try:
-        check_finite(body, value)
+        check_finite(value)
     except MessageError as exc:
         raise ApiError(400, "invalid_json", str(exc)) from None
     return value, len(body)
