@@ -20,6 +20,7 @@ import os
 import socket
 import threading
 import uuid
+from abc import ABC, abstractmethod
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
@@ -44,7 +45,7 @@ def advisory_key(schema: str, name: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-class HeldLock:
+class HeldLock(ABC):
     """A lock this process holds; `release` (or leaving the `with` block) frees it."""
 
     def __init__(self, db: sa.Engine, name: str, holder: str) -> None:
@@ -58,8 +59,9 @@ class HeldLock:
             self._released = True
             self._free()
 
+    @abstractmethod
     def _free(self) -> None:
-        raise NotImplementedError
+        """Give the lock back (each kind of lock its own way)."""
 
     def __enter__(self) -> HeldLock:
         return self

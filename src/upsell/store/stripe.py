@@ -18,6 +18,7 @@ from upsell.domain.subscriptions import SubscriptionItem
 from upsell.store.schema import STRIPE_OUTCOMES, stripe_customers, stripe_events, stripe_items
 from upsell.store.schema import stripe_objects as objects_table
 from upsell.store.schema import subscription_items as rows_table
+from upsell.store.subscriptions import row_values
 
 
 def lock(*, conn: sa.Connection, keys: list[str]) -> None:
@@ -232,18 +233,7 @@ def row_taken(*, conn: sa.Connection, item: SubscriptionItem) -> bool:
 def start_row(*, conn: sa.Connection, item: SubscriptionItem) -> int:
     """Store a new subscription row; returns its id."""
     result = conn.execute(
-        sa.insert(rows_table).values(
-            account_id=item.account_id,
-            item_id=item.item_id,
-            started_at=item.started_at,
-            ended_at=item.ended_at,
-            quantity=item.quantity,
-            interval=item.interval,
-            unit_price=item.unit_price.amount,
-            currency=item.unit_price.currency,
-            status=item.status,
-            updated_at=datetime.now(UTC),
-        )
+        sa.insert(rows_table).values(**row_values(item), updated_at=datetime.now(UTC))
     )
     assert result.inserted_primary_key is not None
     return int(result.inserted_primary_key[0])
@@ -254,15 +244,5 @@ def replace_row(*, conn: sa.Connection, row_id: int, item: SubscriptionItem) -> 
     conn.execute(
         sa.update(rows_table)
         .where(rows_table.c.id == row_id)
-        .values(
-            item_id=item.item_id,
-            started_at=item.started_at,
-            ended_at=item.ended_at,
-            quantity=item.quantity,
-            interval=item.interval,
-            unit_price=item.unit_price.amount,
-            currency=item.unit_price.currency,
-            status=item.status,
-            updated_at=datetime.now(UTC),
-        )
+        .values(**row_values(item), updated_at=datetime.now(UTC))
     )

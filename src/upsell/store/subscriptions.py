@@ -14,7 +14,8 @@ from upsell.store.db import in_chunks
 from upsell.store.schema import subscription_items as items_table
 
 
-def _values(item: SubscriptionItem) -> dict[str, Any]:
+def row_values(item: SubscriptionItem) -> dict[str, Any]:
+    """A subscription row's column values (all but its id and `updated_at`)."""
     return {
         "account_id": item.account_id,
         "item_id": item.item_id,
@@ -64,11 +65,11 @@ def upsert_subscription_items(
     changed: list[dict[str, Any]] = []
     for key, item in latest.items():
         if key not in stored:
-            new.append({**_values(item), "updated_at": now})
+            new.append({**row_values(item), "updated_at": now})
         else:
             row_id, old = stored[key]
             if old != item:
-                changed.append({**_values(item), "key": row_id, "updated_at": now})
+                changed.append({**row_values(item), "key": row_id, "updated_at": now})
     if new:
         conn.execute(sa.insert(items_table), new)
     if changed:
