@@ -145,6 +145,11 @@ contacts = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("delivered_at", UTCDateTime),
     sa.Column("decision", JSON),
+    # The widget's answers to an in-app contact (POST /v1/messages/{id}/events), each set once.
+    sa.Column("shown_at", UTCDateTime),
+    sa.Column("clicked_at", UTCDateTime),
+    sa.Column("dismissed_at", UTCDateTime),
+    sa.Column("converted_at", UTCDateTime),
     sa.UniqueConstraint("account_id", "offer_id", "channel", "as_of"),
     sa.CheckConstraint(_one_of("kind", KINDS), name="kind"),
     sa.CheckConstraint(_one_of("status", CONTACT_STATUSES), name="status"),
@@ -331,4 +336,15 @@ stripe_events = sa.Table(
     sa.CheckConstraint(_one_of("outcome", STRIPE_OUTCOMES), name="outcome"),
     sa.Index(None, "outcome"),
     sa.Index(None, "customer_id"),
+)
+
+
+signing_secrets = sa.Table(
+    "signing_secrets",
+    metadata,
+    # The workspace's HMAC secrets, made on first use: "user_token" (the widget's signed user
+    # ids) and "checkout" (the offer token handed to the company's checkout).
+    sa.Column("purpose", sa.String, primary_key=True),
+    sa.Column("secret", sa.String, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
 )
