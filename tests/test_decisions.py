@@ -1403,3 +1403,40 @@ def test_decide_returns_the_unrefused_option_with_the_highest_positive_expected_
     assert (d.offer_id, d.playbook.id) not in refused
     assert d.held_out == held_out(account_id, PROPERTY_BOOKS)
     assert 0.0 < d.p_accept <= 1.0
+
+
+# -- a trigger and the daily run: one reason, one contact -----------------------------------------
+
+
+def test_a_trigger_and_the_daily_run_refuse_an_offer_the_other_made_as_already_offered() -> None:
+    """The daily run's contacts are as of a day start, a trigger's at its instant: a trigger
+    finds the daily run's offer of the morning in its history; the daily run finds a trigger's
+    offer made since its as-of instant in `History.later`."""
+    playbooks = books(book("modal"))
+    o = opp()
+
+    def past(hours: float, *, trigger: bool, offer_id: str = o.offer_id) -> PastContact:
+        at = AS_OF + timedelta(hours=hours)
+        return PastContact(at, offer_id, "email", "email", trigger=trigger)
+
+    assert decide(signals(), [o], playbooks, History(), triggered=True).decision is not None
+    for triggered, history in (
+        (True, History(contacts=(past(-12, trigger=False),))),
+        (False, History(later=(past(3, trigger=True),))),
+    ):
+        choice = decide(signals(), [o], playbooks, history, triggered=triggered)
+        refusal = only_refusal(choice)
+        assert refusal.guardrail == "already_offered" and refusal.playbook == "modal"
+        by = "the daily run" if triggered else "a trigger"
+        assert refusal.detail.startswith(f"{by} made this offer at ")
+    # The same path, or another offer, is no reason: the caps and repeats rules handle those.
+    for triggered, history in (
+        (False, History(contacts=(past(-12, trigger=False),))),
+        (True, History(contacts=(past(-12, trigger=True),))),
+        (True, History(contacts=(past(-12, trigger=False, offer_id="add_on:x"),))),
+        (True, History(contacts=(past(-24 * 14, trigger=False),))),
+    ):
+        assert decide(signals(), [o], playbooks, history, triggered=triggered).decision
+    shorter = books(book("modal"), same_offer_days=0)
+    history = History(contacts=(past(-1, trigger=False),))
+    assert decide(signals(), [o], shorter, history, triggered=True).decision is not None

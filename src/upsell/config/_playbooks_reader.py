@@ -51,7 +51,14 @@ from upsell.domain.playbooks import (
 SECTIONS = ("settings", "guardrails", "promotions", "playbooks")
 SETTINGS_KEYS = ("holdout", "months_retained", "contact_cost", "checkout_url")
 HOLDOUT_KEYS = ("share", "key")
-GUARDRAILS_KEYS = ("caps", "dismissed_cooldown_days", "quiet", "promotions", "reach_days")
+GUARDRAILS_KEYS = (
+    "caps",
+    "dismissed_cooldown_days",
+    "quiet",
+    "promotions",
+    "reach_days",
+    "same_offer_days",
+)
 QUIET_KEYS = ("signup_days", "open_ticket", "payment_failed")
 PROMOTION_KEYS = ("id", "percent", "months", "runs")
 PLAYBOOK_KEYS = (
@@ -182,6 +189,7 @@ class PlaybooksReader(Reader):
         given: dict[str, Any] = {}
         given["caps"] = self.get(f, "caps", self.caps)
         given["dismissed_cooldown_days"] = self.get(f, "dismissed_cooldown_days", self.count)
+        given["same_offer_days"] = self.get(f, "same_offer_days", self.count)
         quiet = self.get(f, "quiet", lambda v, a: self.fields(v, a, "quiet", (), QUIET_KEYS))
         if quiet:
             given["quiet_signup_days"] = self.get(quiet, "signup_days", self.count)

@@ -50,6 +50,7 @@ RefusalCode = Literal[
     "no_email_address",
     "promotion_limit",
     "deadline_too_short",
+    "already_offered",
 ]
 REFUSALS: tuple[RefusalCode, ...] = get_args(RefusalCode)
 
@@ -72,7 +73,8 @@ IN_APP_FULL_SIGHT_DAYS = 8
 
 @dataclass(frozen=True)
 class PastContact:
-    """A contact already recorded for the account (held out or failed ones count for no cap)."""
+    """A contact already recorded for the account (held out or failed ones count for no cap);
+    `trigger` when a real-time trigger made it, not the daily run."""
 
     as_of: datetime
     offer_id: str
@@ -81,6 +83,7 @@ class PastContact:
     promotion: str | None = None
     held_out: bool = False
     failed: bool = False
+    trigger: bool = False
 
     @property
     def reached(self) -> bool:
@@ -96,10 +99,15 @@ class PastResponse:
 
 @dataclass(frozen=True)
 class History:
-    """What upsell did with an account before the run's as-of instant, and what it answered."""
+    """What upsell did with an account before the run's as-of instant, and what it answered.
+
+    `later` holds the contacts real-time triggers made at or after the as-of instant, that the
+    daily run of that day cannot see otherwise: they count only for ``already_offered`` (a
+    trigger and the daily run never both make one offer to an account)."""
 
     contacts: tuple[PastContact, ...] = ()
     responses: tuple[PastResponse, ...] = ()
+    later: tuple[PastContact, ...] = ()
 
     def reached_since(self, since: datetime, before: datetime) -> list[PastContact]:
         return [c for c in self.contacts if c.reached and since <= c.as_of < before]
@@ -270,14 +278,18 @@ def decide(
     email: str | None = None,
     model: AcceptanceModel | None = None,
     policy: Policy = Policy(),  # noqa: B008 - frozen: a shared default is safe
+    triggered: bool = False,
 ) -> Choice:
     """The one offer worth making to this account at `signals.as_of`, or none (module docstring).
 
-    `history` must hold only what happened before `signals.as_of`: a run repeated for the same
-    instant then decides the same way. `email` is the account's address (an email offer to an
-    account without one is refused). Opportunities with gates never become offers; they are the
-    opportunity step's refusals and are not repeated here. `model` estimates P(accept); by default
-    it is `acceptance` with `policy`, the workspace's opportunity policy (which company is large).
+    `history` must hold only what happened before `signals.as_of` (and, in `later`, the
+    triggers' contacts since): a run repeated for the same instant then decides the same way.
+    `email` is the account's address (an email offer to an account without one is refused).
+    Opportunities with gates never become offers; they are the opportunity step's refusals and are
+    not repeated here. `model` estimates P(accept); by default it is `acceptance` with `policy`,
+    the workspace's opportunity policy (which company is large). `triggered`: a real-time
+    trigger decides (docs/in-app.md), not the daily run; each refuses an offer the other made
+    within ``same_offer_days`` (``already_offered``).
     """
     accept = model if model is not None else partial(acceptance, policy=policy)
     account_id, at = signals.account_id, signals.as_of
@@ -316,7 +328,7 @@ def decide(
             matched = True
             deadline = deadline_of(arm.offer, promotion, at.date())
             refusal = _option_guardrails(
-                o, signals, arm, playbooks, history, promotion, deadline, email
+                o, signals, arm, playbooks, history, promotion, deadline, email, triggered
             )
             if refusal is not None:
                 refusals.append(refusal)
@@ -428,13 +440,24 @@ def _option_guardrails(
     promotion: Promotion | None,
     deadline: date | None,
     email: str | None,
+    triggered: bool = False,
 ) -> Refusal | None:
-    """Guardrails of one option: its channel's caps, an address, the promotion's limit, and a
-    deadline the account can be reached before."""
+    """Guardrails of one option: the same offer made by the other path (a trigger, the daily
+    run), its channel's caps, an address, the promotion's limit, and a deadline the account can be
+    reached before."""
     g, at = playbooks.guardrails, s.as_of
 
     def refuse(code: RefusalCode, detail: str) -> Refusal:
         return Refusal(s.account_id, o.offer_id, code, detail, arm.id)
+
+    other = offered_by_other_path(history, o.offer_id, at, g.same_offer_days, triggered=triggered)
+    if other is not None:
+        by = "a trigger" if other.trigger else "the daily run"
+        return refuse(
+            "already_offered",
+            f"{by} made this offer at {other.as_of.isoformat()} (the daily run and a trigger "
+            f"do not both make one offer within {g.same_offer_days} days)",
+        )
 
     for cap in g.caps:
         if cap.channel != arm.channel or cap.channel is None:
@@ -471,6 +494,20 @@ def _option_guardrails(
                 f"the offer ends in {left} days; reaching the account by {arm.channel} takes "
                 f"{reach}",
             )
+    return None
+
+
+def offered_by_other_path(
+    history: History, offer_id: str, at: datetime, days: int, *, triggered: bool
+) -> PastContact | None:
+    """The contact, if any, that the other path (the daily run for a trigger, a trigger for the
+    daily run) made with `offer_id` less than `days` days before or after `at` and that reached
+    the account: one reason, one contact (``already_offered``)."""
+    span = timedelta(days=days)
+    for c in (*history.contacts, *history.later):
+        mine = c.trigger == triggered
+        if not mine and c.reached and c.offer_id == offer_id and abs(c.as_of - at) < span:
+            return c
     return None
 
 

@@ -265,6 +265,8 @@ class Guardrails:
       times one account receives it in 12 months (``promotion_limit``).
     - `reach_days`: how long reaching an account takes per channel; a deadline must be at least
       that far away (``deadline_too_short``), and a promotion must run at least that long.
+    - `same_offer_days`: a real-time trigger and the daily run never both make one offer to one
+      account within this many days (``already_offered``).
     """
 
     caps: tuple[Cap, ...] = DEFAULT_CAPS
@@ -274,6 +276,7 @@ class Guardrails:
     quiet_payment_failed: bool = True
     promotion_max_per_12_months: int = 2
     reach_days: Mapping[str, int] = field(default_factory=lambda: DEFAULT_REACH_DAYS)
+    same_offer_days: int = 14
 
 
 DEFAULT_CONTACT_COST: Mapping[str, Decimal] = MappingProxyType(
