@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -167,10 +167,17 @@ def upsert_users(*, conn: sa.Connection, users: Sequence[User]) -> int:
     return len(new)
 
 
-def names_and_emails(*, conn: sa.Connection) -> dict[str, tuple[str | None, str | None]]:
-    """Every account's (name, email): who a message greets and where an email goes."""
+def names_and_emails(
+    *, conn: sa.Connection, account_ids: Collection[str] | None = None
+) -> dict[str, tuple[str | None, str | None]]:
+    """Every account's (name, email), or those of `account_ids`: who a message greets and where
+    an email goes."""
     a = accounts_table.c
-    return {
-        row.account_id: (row.name, row.email)
-        for row in conn.execute(sa.select(a.account_id, a.name, a.email))
-    }
+    query = sa.select(a.account_id, a.name, a.email)
+    if account_ids is None:
+        return {row.account_id: (row.name, row.email) for row in conn.execute(query)}
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for chunk in in_chunks(account_ids):
+        for row in conn.execute(query.where(a.account_id.in_(chunk))):
+            out[row.account_id] = (row.name, row.email)
+    return out

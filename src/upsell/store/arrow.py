@@ -14,6 +14,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from upsell.columns import TIMESTAMP, input_schema
+from upsell.store.db import IN_CHUNK
 from upsell.store.schema import accounts, contacts, events, refusals, subscription_items
 
 BATCH_ROWS = 50_000
@@ -55,32 +56,53 @@ def _raw(column: sa.ColumnElement[object]) -> sa.ColumnElement[object]:
     return sa.type_coerce(column, column.type.impl if hasattr(column.type, "impl") else column.type)
 
 
-def accounts_table(*, conn: sa.Connection) -> pa.Table:
+def accounts_table(*, conn: sa.Connection, account_ids: Sequence[str] | None = None) -> pa.Table:
+    """Every account, or those of `account_ids` (a trigger's few: at most `IN_CHUNK`)."""
     c = accounts.c
     cols = [c.account_id, c.created_at, c.industry, c.employees, c.country, c.currency]
     query = sa.select(*(_raw(x) for x in [*cols, c.language, c.traits])).order_by(c.account_id)
+    if account_ids is not None:
+        query = query.where(c.account_id.in_(_few(account_ids)))
     return _read(conn, query, ACCOUNT_SCHEMA)
 
 
-def subscriptions_table(*, conn: sa.Connection) -> pa.Table:
+def subscriptions_table(
+    *, conn: sa.Connection, account_ids: Sequence[str] | None = None
+) -> pa.Table:
+    """Every subscription row, or those of `account_ids`."""
     c = subscription_items.c
     cols = [c.account_id, c.item_id, c.started_at, c.ended_at, c.quantity, c.interval]
     query = sa.select(*(_raw(x) for x in [*cols, c.unit_price, c.currency, c.status])).order_by(
         c.account_id, c.started_at, c.item_id
     )
+    if account_ids is not None:
+        query = query.where(c.account_id.in_(_few(account_ids)))
     return _read(conn, query, SUBSCRIPTION_SCHEMA)
 
 
 def event_batches(
-    *, conn: sa.Connection, after_seq: int = 0, upto_seq: int | None = None
+    *,
+    conn: sa.Connection,
+    after_seq: int = 0,
+    upto_seq: int | None = None,
+    account_ids: Sequence[str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Events stored after `after_seq` and up to `upto_seq` (the store's arrival order)."""
+    """Events stored after `after_seq` and up to `upto_seq` (the store's arrival order), of every
+    account or of `account_ids`."""
     c = events.c
     cols = [c.seq, c.account_id, c.user_id, c.event, c.timestamp, c.properties]
     query = sa.select(*(_raw(x) for x in cols)).where(c.seq > after_seq).order_by(c.seq)
     if upto_seq is not None:
         query = query.where(c.seq <= upto_seq)
+    if account_ids is not None:
+        query = query.where(c.account_id.in_(_few(account_ids)))
     yield from _batches(conn, query, EVENT_SCHEMA)
+
+
+def _few(account_ids: Sequence[str]) -> list[str]:
+    if len(account_ids) > IN_CHUNK:
+        raise ValueError(f"at most {IN_CHUNK} accounts at a time, not {len(account_ids)}")
+    return list(account_ids)
 
 
 def last_event_seq(*, conn: sa.Connection) -> int:

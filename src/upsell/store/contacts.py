@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from upsell.domain.contacts import Contact, Response
 from upsell.domain.decisions import History, PastContact, PastResponse, Refusal
 from upsell.domain.events import RESPONSE_EVENTS
 from upsell.domain.money import Money
+from upsell.store.db import IN_CHUNK
 from upsell.store.schema import contacts as contacts_table
 from upsell.store.schema import events as events_table
 from upsell.store.schema import refusals as refusals_table
@@ -35,6 +37,7 @@ _FIELDS = (
     "attempts",
     "delivered_at",
     "decision",
+    "trigger",
 )
 
 
@@ -156,50 +159,72 @@ def contacts_at(*, conn: sa.Connection, as_of: datetime) -> list[Contact]:
     return [_contact(row) for row in conn.execute(query)]
 
 
-def histories(*, conn: sa.Connection, before: datetime, since: datetime) -> dict[str, History]:
+def _past(row: sa.Row[Any]) -> PastContact:
+    return PastContact(
+        as_of=row.as_of,
+        offer_id=row.offer_id,
+        channel=row.channel,
+        placement=row.placement,
+        promotion=row.promotion,
+        held_out=row.held_out,
+        failed=row.status == "failed",
+        trigger=row.trigger is not None,
+    )
+
+
+def _past_columns() -> tuple[sa.ColumnElement[Any], ...]:
+    c = contacts_table.c
+    return (
+        c.account_id, c.as_of, c.offer_id, c.channel, c.placement, c.promotion, c.held_out,
+        c.status, c.trigger,
+    )  # fmt: skip
+
+
+def histories(
+    *,
+    conn: sa.Connection,
+    before: datetime,
+    since: datetime,
+    account_ids: Sequence[str] | None = None,
+) -> dict[str, History]:
     """What upsell did with each account in [since, before) and how it answered: its contacts,
     the responses recorded for them and the response events (`RESPONSE_EVENTS`) with an
-    ``offer_id``. Accounts with nothing are left out."""
+    ``offer_id``. Accounts with nothing are left out; only those of `account_ids` when given
+    (a trigger's few, at most `IN_CHUNK`)."""
     c = contacts_table.c
+    r = responses_table.c
+    e = events_table.c
+    ids = None if account_ids is None else list(account_ids)
+    if ids is not None and len(ids) > IN_CHUNK:
+        raise ValueError(f"at most {IN_CHUNK} accounts at a time, not {len(ids)}")
     contacts: dict[str, list[PastContact]] = {}
-    rows = conn.execute(
-        sa.select(
-            c.account_id, c.as_of, c.offer_id, c.channel, c.placement, c.promotion, c.held_out,
-            c.status,
-        )
+    query = (
+        sa.select(*_past_columns())
         .where(c.as_of >= since, c.as_of < before)
         .order_by(c.account_id, c.as_of, c.contact_id)
-    )  # fmt: skip
-    for row in rows:
-        contacts.setdefault(row.account_id, []).append(
-            PastContact(
-                as_of=row.as_of,
-                offer_id=row.offer_id,
-                channel=row.channel,
-                placement=row.placement,
-                promotion=row.promotion,
-                held_out=row.held_out,
-                failed=row.status == "failed",
-            )
-        )
+    )
+    if ids is not None:
+        query = query.where(c.account_id.in_(ids))
+    for row in conn.execute(query):
+        contacts.setdefault(row.account_id, []).append(_past(row))
     responses: dict[str, list[PastResponse]] = {}
-    r = responses_table.c
-    recorded = conn.execute(
+    recorded_query = (
         sa.select(r.account_id, r.at, r.response, c.offer_id)
         .join(contacts_table, c.contact_id == r.contact_id)
         .where(r.at >= since, r.at < before)
     )
-    for rrow in recorded:
+    if ids is not None:
+        recorded_query = recorded_query.where(r.account_id.in_(ids))
+    for rrow in conn.execute(recorded_query):
         responses.setdefault(rrow.account_id, []).append(
             PastResponse(at=rrow.at, offer_id=rrow.offer_id, response=rrow.response)
         )
-    e = events_table.c
-    answered = conn.execute(
-        sa.select(e.account_id, e.timestamp, e.event, e.properties).where(
-            e.event.in_(list(RESPONSE_EVENTS)), e.timestamp >= since, e.timestamp < before
-        )
+    answered_query = sa.select(e.account_id, e.timestamp, e.event, e.properties).where(
+        e.event.in_(list(RESPONSE_EVENTS)), e.timestamp >= since, e.timestamp < before
     )
-    for erow in answered:
+    if ids is not None:
+        answered_query = answered_query.where(e.account_id.in_(ids))
+    for erow in conn.execute(answered_query):
         props = erow.properties if isinstance(erow.properties, dict) else {}
         offer_id = props.get("offer_id")
         if isinstance(offer_id, str):
@@ -217,25 +242,46 @@ def histories(*, conn: sa.Connection, before: datetime, since: datetime) -> dict
     return out
 
 
+def trigger_contacts(
+    *, conn: sa.Connection, since: datetime, until: datetime
+) -> dict[str, tuple[PastContact, ...]]:
+    """The contacts real-time triggers made in [since, until), by account: those the daily run at
+    `since` must honour although they come after its as-of instant (`History.later`)."""
+    c = contacts_table.c
+    out: dict[str, list[PastContact]] = {}
+    query = (
+        sa.select(*_past_columns())
+        .where(c.trigger.is_not(None), c.as_of >= since, c.as_of < until)
+        .order_by(c.account_id, c.as_of, c.contact_id)
+    )
+    for row in conn.execute(query):
+        out.setdefault(row.account_id, []).append(_past(row))
+    return {account_id: tuple(found) for account_id, found in out.items()}
+
+
+def add_refusals(*, conn: sa.Connection, as_of: datetime, refusals: Sequence[Refusal]) -> None:
+    """Store refusals at `as_of`, keeping those stored already (a trigger's: each decision has
+    an instant of its own)."""
+    if refusals:
+        conn.execute(sa.insert(refusals_table), [_refusal_row(as_of, x) for x in refusals])
+
+
+def _refusal_row(as_of: datetime, x: Refusal) -> dict[str, Any]:
+    return {
+        "as_of": as_of,
+        "account_id": x.account_id,
+        "offer_id": x.offer_id,
+        "playbook": x.playbook,
+        "guardrail": x.guardrail,
+        "detail": x.detail,
+    }
+
+
 def replace_refusals(*, conn: sa.Connection, as_of: datetime, refusals: list[Refusal]) -> None:
     """Store the refusals of the run at `as_of`, replacing those of an earlier run at that
     instant (a repeated run records what it decided this time, once)."""
     conn.execute(sa.delete(refusals_table).where(refusals_table.c.as_of == as_of))
-    if refusals:
-        conn.execute(
-            sa.insert(refusals_table),
-            [
-                {
-                    "as_of": as_of,
-                    "account_id": x.account_id,
-                    "offer_id": x.offer_id,
-                    "playbook": x.playbook,
-                    "guardrail": x.guardrail,
-                    "detail": x.detail,
-                }
-                for x in refusals
-            ],
-        )
+    add_refusals(conn=conn, as_of=as_of, refusals=refusals)
 
 
 def refusals_at(*, conn: sa.Connection, as_of: datetime) -> list[Refusal]:
@@ -260,11 +306,13 @@ def find_contacts(
     status: str | None = None,
     channel: str | None = None,
     as_of: datetime | None = None,
+    triggered: bool | None = None,
     after: int | None = None,
     limit: int = 100,
 ) -> list[Contact]:
     """Contacts matching every filter given, by contact id, from just after the id `after`; at
-    most `limit` (the admin API's pages)."""
+    most `limit` (the admin API's pages). `triggered`: only real-time triggers' contacts (True)
+    or only the daily run's (False)."""
     c = contacts_table.c
     query = sa.select(contacts_table).order_by(c.contact_id).limit(limit)
     for column, value in (
@@ -275,6 +323,8 @@ def find_contacts(
     ):
         if value is not None:
             query = query.where(column == value)
+    if triggered is not None:
+        query = query.where(c.trigger.is_not(None) if triggered else c.trigger.is_(None))
     if after is not None:
         query = query.where(c.contact_id > after)
     return [_contact(row) for row in conn.execute(query)]

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -63,6 +65,21 @@ def in_chunks(values: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+_WRITERS: weakref.WeakKeyDictionary[sa.Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_WRITERS_LOCK = threading.Lock()
+
+
+def sqlite_writer(db: sa.Engine) -> threading.Lock:
+    """One writer at a time per SQLite database in this process (live ingestion, the trigger
+    worker): SQLite has one write lock, and threads waiting on it in-process are woken at once
+    instead of sleeping in its busy handler."""
+    with _WRITERS_LOCK:
+        lock = _WRITERS.get(db)
+        if lock is None:
+            lock = _WRITERS[db] = threading.Lock()
+        return lock
 
 
 def sqlite_url(folder: Path) -> str:

@@ -150,6 +150,9 @@ contacts = sa.Table(
     sa.Column("clicked_at", UTCDateTime),
     sa.Column("dismissed_at", UTCDateTime),
     sa.Column("converted_at", UTCDateTime),
+    # What put the account on the trigger queue (``Limit Reached``, ``trait seats``) when a
+    # real-time trigger decided the contact; None for the daily run's.
+    sa.Column("trigger", sa.String),
     sa.UniqueConstraint("account_id", "offer_id", "channel", "as_of"),
     sa.CheckConstraint(_one_of("kind", KINDS), name="kind"),
     sa.CheckConstraint(_one_of("status", CONTACT_STATUSES), name="status"),
@@ -347,4 +350,27 @@ signing_secrets = sa.Table(
     sa.Column("purpose", sa.String, primary_key=True),
     sa.Column("secret", sa.String, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+
+# The real-time trigger queue (docs/in-app.md, "Real-time triggers"): one row per account that a
+# trigger ever queued. Pending while `due_at` is set (from `enqueued_at`, the earliest trigger not
+# decided yet, or later when the account was decided by a trigger less than a cooldown ago); a
+# worker claims it with a lease (`claimed_by` until `claimed_until`); a trigger arriving while it
+# is claimed sets `requeued_at`, so that it is decided again after. Written in the transaction
+# that stores the events or traits that triggered it.
+trigger_queue = sa.Table(
+    "trigger_queue",
+    metadata,
+    sa.Column("account_id", sa.String, primary_key=True),
+    sa.Column("reason", sa.String, nullable=False),
+    sa.Column("enqueued_at", UTCDateTime),
+    sa.Column("due_at", UTCDateTime),
+    sa.Column("requeued_at", UTCDateTime),
+    sa.Column("claimed_by", sa.String),
+    sa.Column("claimed_until", UTCDateTime),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("decided_at", UTCDateTime),
+    sa.Column("cool_until", UTCDateTime),
+    sa.Index(None, "due_at"),
 )
