@@ -193,6 +193,11 @@ class Workspace:
             self._backend = Backend(self._backend_name)
         return self._backend
 
+    def new_backend(self, threads: int | None = None) -> Backend:
+        """Another analytics back end of the workspace's kind, for a thread of its own (the
+        service's trigger worker), with `threads` threads; the caller closes it."""
+        return Backend(self._backend_name, threads=threads)
+
     def close(self) -> None:
         if self._backend is not None:
             self._backend.close()

@@ -48,6 +48,15 @@ def spark_unavailable() -> str | None:
     return None
 
 
+#: DuckDB's optimizers that plan from the statistics of the tables' rows (`Backend.prepare`).
+STATISTICS_OPTIMIZERS = (
+    "statistics_propagation",
+    "compressed_materialization",
+    "row_group_pruner",
+    "empty_result_pullup",
+)
+
+
 class Backend:
     """An Ibis connection plus the back-end specific pieces."""
 
@@ -55,6 +64,7 @@ class Backend:
         if name not in BACKENDS:
             raise EngineError(f"unknown engine back end {name!r}: expected one of {BACKENDS}")
         self.name: BackendName = name
+        self._planless = False  # the statistics optimizers are off (`prepare`)
         if name == "duckdb":
             self.con: Any = (
                 ibis.duckdb.connect(threads=threads) if threads else ibis.duckdb.connect()
@@ -99,6 +109,44 @@ class Backend:
     def arrow(self, expr: ir.Table) -> pa.Table:
         return self.con.to_pyarrow(expr)
 
+    # -- queries run many times on small inputs (real-time triggers) ----------------------------
+
+    def input_table(self, name: str, schema: pa.Schema) -> ir.Table:
+        """An empty table `name` of `schema` that `fill` replaces the rows of: the input of
+        prepared queries (`prepare`), which see its rows as they are when they run."""
+        if self.name != "duckdb":
+            return self.table(schema.empty_table(), name)
+        self.con.con.execute(f'DROP TABLE IF EXISTS "{name}"')
+        self.con.con.from_arrow(schema.empty_table()).create(name)
+        return self.con.table(name)
+
+    def fill(self, name: str, data: pa.Table) -> None:
+        """Replace the rows of the input table `name` with `data` (of its schema)."""
+        if self.name != "duckdb":
+            self.table(data, name)
+            return
+        con = self.con.con
+        con.execute(f'DELETE FROM "{name}"')
+        if data.num_rows:
+            con.from_arrow(data).insert_into(name)
+
+    def prepare(self, expr: ir.Table) -> Prepared:
+        """`expr` compiled and planned once, to run again and again on the rows its input tables
+        (`input_table`) hold then: compiling and planning the signal tables takes a second or
+        more, running them on a few accounts milliseconds (flows/opportunities.py, `SignalsAt`).
+        A prepared query binds the views it reads (`read_parquet`'s) as they were: prepare it
+        again when they change. On PySpark the expression is simply run each time.
+
+        A plan must not depend on the rows there were when it was made: from the first prepared
+        query on, this back end's DuckDB runs without the optimizers that plan from the tables'
+        statistics (a plan made over empty input tables would otherwise, for one, squeeze their
+        strings into the zero bytes the statistics promise). Give prepared queries a back end of
+        their own (`Workspace.new_backend`)."""
+        if self.name == "duckdb" and not self._planless:
+            self.con.con.execute(f"SET disabled_optimizers = '{','.join(STATISTICS_OPTIMIZERS)}'")
+            self._planless = True
+        return Prepared(self, expr)
+
     def close(self) -> None:
         if self.name == "duckdb":
             self.con.disconnect()
@@ -123,3 +171,34 @@ def _spark_session(threads: int | None) -> Any:
     )
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+class Prepared:
+    """A query prepared by `Backend.prepare`: call it to run it; `close` frees it."""
+
+    _count = 0
+
+    def __init__(self, backend: Backend, expr: ir.Table) -> None:
+        self.backend = backend
+        self.expr = expr
+        self.name: str | None = None
+        if backend.name == "duckdb":
+            con = backend.con
+            con._run_pre_execute_hooks(expr)  # registers the expression's in-memory tables
+            Prepared._count += 1
+            self.name = f"upsell_prepared_{Prepared._count}"
+            con.con.execute(f"PREPARE {self.name} AS {con.compile(expr)}")
+
+    def __call__(self) -> pa.Table:
+        if self.name is None:
+            return self.backend.arrow(self.expr)
+        from ibis.backends.duckdb.converter import DuckDBPyArrowData
+
+        table = self.backend.con.con.execute(f"EXECUTE {self.name}").to_arrow_table()
+        result: pa.Table = self.expr.__pyarrow_result__(table, data_mapper=DuckDBPyArrowData)
+        return result
+
+    def close(self) -> None:
+        if self.name is not None:
+            self.backend.con.con.execute(f"DEALLOCATE {self.name}")
+            self.name = None

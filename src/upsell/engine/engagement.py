@@ -14,9 +14,28 @@ from upsell.engine._as_of import WINDOW, AsOf, attach, float64
 POWER_USER_RANK = 0.9
 
 
+def _per_user(at: AsOf) -> ir.Table:
+    us = at.users.filter(at.users.day >= at.d30)
+    return us.group_by("account_id", "user_id").aggregate(n=us.n.sum(), days=us.count())
+
+
+def power_user_floor(at: AsOf) -> ir.Table:
+    """One row: `floor`, the fewest events in the 30 days of a power user among all users (null
+    without users). A user with at least that many is a power user: the same as being in the top
+    decile, so that a few accounts' signals (`AsOf.power_floor`) count them as everyone's do."""
+    ranked = _ranked(_per_user(at))
+    power = ranked.filter(ranked["rank"] >= POWER_USER_RANK)
+    return power.aggregate(floor=power.n.min().cast("float64"))
+
+
+def _ranked(per_user: ir.Table) -> ir.Table:
+    return per_user.mutate(rank=ibis.percent_rank().over(order_by=per_user.n))
+
+
 def engagement(at: AsOf) -> ir.Table:
     """One row per account: counts are 0 without activity; `days_per_user` and `dau_mau` null
-    without active users."""
+    without active users. Power users are ranked among all users of `at`, or counted against
+    `at.power_floor` when it is given (a few accounts' signals: `power_user_floor`)."""
     u = at.usage
     recent = u.filter(u.day >= at.d30)
     prev = u.filter((u.day >= at.d60) & (u.day < at.d30))
@@ -26,13 +45,17 @@ def engagement(at: AsOf) -> ir.Table:
     pv = prev.group_by("account_id").aggregate(events_prev_30d=prev.n.sum())
     fu = recent.filter((recent.event == FEATURE_USED) & (recent.key != ""))
     br = fu.group_by("account_id").aggregate(breadth_30d=fu.key.nunique())
-    us = at.users.filter(at.users.day >= at.d30)
-    per_user = us.group_by("account_id", "user_id").aggregate(n=us.n.sum(), days=us.count())
-    ranked = per_user.mutate(rank=ibis.percent_rank().over(order_by=per_user.n))
+    per_user = _per_user(at)
+    if at.power_floor is None:
+        ranked = _ranked(per_user)
+        power = ranked["rank"] >= POWER_USER_RANK
+    else:
+        ranked = per_user
+        power = (ranked.n >= at.power_floor).fill_null(False)
     ua = ranked.group_by("account_id").aggregate(
         active_users_30d=ranked.count(),
         user_days=ranked.days.sum(),
-        power_users=ibis.ifelse(ranked["rank"] >= POWER_USER_RANK, 1, 0).sum(),
+        power_users=ibis.ifelse(power, 1, 0).sum(),
     )
     t = attach(at.accounts.select("account_id"), ev, pv, br, ua)
     users = t.active_users_30d.fill_null(0)

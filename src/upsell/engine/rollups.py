@@ -139,6 +139,35 @@ def merge_users(parts: ir.Table) -> ir.Table:
     return parts.group_by("account_id", "day", "user_id").aggregate(n=parts.n.sum())
 
 
+USAGE_COLUMNS = ("account_id", "day", "event", "key", "n", "total", "last_at", "last_value")
+USERS_COLUMNS = ("account_id", "day", "user_id", "n")
+
+
+def account_rollups(
+    backend: Backend,
+    events: ir.Table,
+    accounts: ir.Table,
+    spec: RollupSpec,
+    parts: tuple[ir.Table, ir.Table] | None,
+) -> tuple[ir.Table, ir.Table]:
+    """The (usage, users) rollups of a few accounts (`accounts`, a table of account_id), from
+    `parts` (the stored parts' usage and users rows, `Rollups.part_rows`; None when there are
+    none) and `events` (theirs stored since the parts' watermark): the rows a refresh and a read
+    would give for those accounts, without writing a part (a real-time trigger's)."""
+    usage, users = rollup(backend, events, spec)
+    if parts is not None:
+        stored_usage, stored_users = (t.semi_join(accounts, "account_id") for t in parts)
+
+        def like(fresh: ir.Table, stored: ir.Table) -> ir.Table:
+            types = stored.schema()
+            return fresh.select(*(fresh[c].cast(types[c]).name(c) for c in stored.columns))
+
+        usage = merge_usage(stored_usage.union(like(usage, stored_usage)))
+        users = merge_users(stored_users.union(like(users, stored_users)))
+    # One order of columns, with parts or without: what reads them may be prepared already.
+    return usage.select(*USAGE_COLUMNS), users.select(*USERS_COLUMNS)
+
+
 STATE = "state.json"
 
 
@@ -201,12 +230,17 @@ class Rollups:
             yield self.folder / f"{kind}-{part['number']:05d}.parquet"
 
     def usage(self, backend: Backend) -> ir.Table:
-        table = backend.read_parquet(list(self._files("usage")), "usage_parts")
+        table = self.part_rows(backend, "usage")
         return table if len(self.state["parts"]) == 1 else merge_usage(table)
 
     def users(self, backend: Backend) -> ir.Table:
-        table = backend.read_parquet(list(self._files("users")), "users_parts")
+        table = self.part_rows(backend, "users")
         return table if len(self.state["parts"]) == 1 else merge_users(table)
+
+    def part_rows(self, backend: Backend, kind: str) -> ir.Table:
+        """Every part's rows of `kind` (usage or users), not merged: the view ``usage_parts`` or
+        ``users_parts``, (re)pointed at the parts' files."""
+        return backend.read_parquet(list(self._files(kind)), f"{kind}_parts")
 
     @property
     def events(self) -> int:

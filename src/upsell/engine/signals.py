@@ -19,7 +19,7 @@ population.py (``co_adoption``, ``upgrade_patterns``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 import ibis.expr.types as ir
 import pyarrow as pa
@@ -28,7 +28,7 @@ from upsell.domain.catalog import Catalog
 from upsell.engine._as_of import AsOf, attach
 from upsell.engine.activation import activation
 from upsell.engine.backends import Backend
-from upsell.engine.engagement import engagement
+from upsell.engine.engagement import engagement, power_user_floor
 from upsell.engine.feature_use import features
 from upsell.engine.holdings import paid_before, plan_held
 from upsell.engine.named_signals import named_signals
@@ -82,7 +82,7 @@ def accounts_table(at: AsOf, plan: ir.Table) -> ir.Table:
     return t.select(
         account_id=t.account_id,
         created_day=t.created_at.date(),
-        tenure_days=at.day.delta(t.created_at.date(), unit="day").cast("int64"),
+        tenure_days=at.today.delta(t.created_at.date(), unit="day").cast("int64"),
         industry=t.industry,
         employees=t.employees.cast("int64"),
         country=t.country,
@@ -113,8 +113,13 @@ def build_signals(
     users: ir.Table,
     catalog: Catalog,
     as_of: date,
+    instant: datetime | ir.TimestampValue | None = None,
+    power_floor: ir.NumericValue | None = None,
 ) -> SignalTables:
-    """The signal tables as Ibis expressions (nothing runs until they are executed)."""
+    """The signal tables as Ibis expressions (nothing runs until they are executed); as of the
+    first instant of `as_of`, or as of `instant` on that day (a trigger's: that day's rows count
+    too, _as_of.py's docstring). `power_floor`: for the tables of a few accounts, everyone's
+    `engagement.power_user_floor` (their users are not ranked among themselves)."""
     at = AsOf.at(
         backend,
         accounts=accounts,
@@ -123,6 +128,8 @@ def build_signals(
         users=users,
         catalog=catalog,
         as_of=as_of,
+        instant=instant,
+        power_floor=power_floor,
     )
     plan = plan_held(at)
     periods = billing_periods(at, plan)
@@ -138,10 +145,37 @@ def build_signals(
     )
 
 
-def execute(backend: Backend, tables: SignalTables) -> dict[str, pa.Table]:
-    """Run every table; rows sorted by their keys so that back ends can be compared."""
+def power_users_floor(
+    backend: Backend,
+    *,
+    accounts: ir.Table,
+    subscriptions: ir.Table,
+    usage: ir.Table,
+    users: ir.Table,
+    catalog: Catalog,
+    as_of: date,
+) -> ir.Table:
+    """One row, `floor`: the fewest events in 30 days of a power user among every account's
+    users as of `as_of` (`engagement.power_user_floor`), for `build_signals`' `power_floor`."""
+    at = AsOf.at(
+        backend,
+        accounts=accounts,
+        subscriptions=subscriptions,
+        usage=usage,
+        users=users,
+        catalog=catalog,
+        as_of=as_of,
+    )
+    return power_user_floor(at)
+
+
+def execute(
+    backend: Backend, tables: SignalTables, names: tuple[str, ...] | None = None
+) -> dict[str, pa.Table]:
+    """Run every table (or those `names`); rows sorted by their keys so that back ends can be
+    compared."""
     out: dict[str, pa.Table] = {}
-    for name in tables.names():
+    for name in names if names is not None else tables.names():
         expr: ir.Table = getattr(tables, name)
         out[name] = backend.arrow(expr.order_by(list(KEYS[name])))
     return out

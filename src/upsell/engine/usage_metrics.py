@@ -22,14 +22,14 @@ from upsell.engine.holdings import effective_limits
 
 def billing_periods(at: AsOf, plan: ir.Table) -> ir.Table:
     """Billing-period start per account: the monthly anniversary of its plan row (of signup when
-    it holds no plan) on or before as_of; month ends clamp (Jan 31 -> Feb 28).
+    it holds no plan) on or before as_of (a trigger's day, `AsOf.today`); month ends clamp (Jan 31 -> Feb 28).
     ``account_id, period_start, last_start`` (the start of the period before)."""
     a = at.accounts.left_join(plan, "account_id")
     anchor = a.plan_started_at.fill_null(a.created_at).date()
     months = (
-        (at.day.year() - anchor.year()) * 12
-        + (at.day.month() - anchor.month())
-        - ibis.ifelse(at.day.day() < anchor.day(), 1, 0)
+        (at.today.year() - anchor.year()) * 12
+        + (at.today.month() - anchor.month())
+        - ibis.ifelse(at.today.day() < anchor.day(), 1, 0)
     )
     start = anchor + months.as_interval("M")
     return a.select(
