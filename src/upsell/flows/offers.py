@@ -13,17 +13,23 @@ Held-out accounts are recorded with status ``held_out`` and get nothing.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from upsell.channels.base import Channel, Delivery, Outcome
 from upsell.domain.calendar import day_start, iso
+from upsell.domain.catalog import Catalog
 from upsell.domain.contacts import Contact
 from upsell.domain.decisions import Choice, Decision, History, Refusal, decide
 from upsell.domain.messages import expires_at, locale_for, message_facts
-from upsell.domain.opportunities import Opportunity
+from upsell.domain.opportunities import Opportunity, Policy
+from upsell.domain.playbooks import Playbooks
+from upsell.domain.signals import AccountSignals
 from upsell.flows.opportunities import OpportunityRun, find_all
 from upsell.store.accounts import names_and_emails
 from upsell.store.contacts import (
@@ -33,7 +39,9 @@ from upsell.store.contacts import (
     refusals_at,
     replace_refusals,
     set_delivery,
+    trigger_contacts,
 )
+from upsell.templates import MessageTemplates
 from upsell.workspace import Workspace
 
 #: How far back the guardrails look (the promotion calendar's 12 months).
@@ -95,6 +103,109 @@ def decision_line(d: Decision, message: Mapping[str, Any], as_of: datetime) -> d
     return line
 
 
+@dataclass
+class Decider:
+    """Decide → render → record → deliver, the one code path of the daily run (`run_offers`) and
+    of real-time triggers (flows/triggers.py): the workspace's catalog, playbooks, templates and
+    opportunity policy, read once, and the accounts' names and emails."""
+
+    catalog: Catalog
+    playbooks: Playbooks
+    templates: MessageTemplates
+    policy: Policy
+    people: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, ws: Workspace, catalog: Catalog | None = None) -> Decider:
+        catalog = catalog or ws.catalog()
+        return cls(catalog, ws.playbooks(catalog), ws.templates, ws.config.opportunities)
+
+    def decide(
+        self,
+        signals: AccountSignals,
+        opportunities: Sequence[Opportunity],
+        history: History,
+        at: datetime,
+        *,
+        trigger: Mapping[str, Any] | None = None,
+    ) -> Decided:
+        """`upsell.domain.decisions.decide` for one account at `at` (every guardrail, the holdout,
+        the experiments), and for its decision the message in the account's language, the
+        decision line and the contact to record. `trigger` (``reason``, ``enqueued_at``) marks a
+        real-time trigger's decision: its line carries it, its contact the reason."""
+        account_id = signals.account_id
+        name, email = self.people.get(account_id, (None, None))
+        choice: Choice = decide(
+            signals,
+            opportunities,
+            self.playbooks,
+            history,
+            email=email,
+            policy=self.policy,
+            triggered=trigger is not None,
+        )
+        d = choice.decision
+        if d is None:
+            return Decided(choice)
+        locale = locale_for(signals.language, signals.country)
+        facts = message_facts(d, signals, self.catalog, account_name=name)
+        message = self.templates.render(
+            d.playbook.template,
+            facts,
+            locale=locale,
+            checkout_url=self.playbooks.settings.checkout_url,
+            expires_at=expires_at(d.deadline),
+            html_part=d.channel == "email",
+        )
+        line = decision_line(d, message, at)
+        if trigger is not None:
+            line["trigger"] = dict(trigger)
+        reason = None if trigger is None else str(trigger["reason"])
+        return Decided(choice, line, _contact(d, line, at, trigger=reason))
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One account's choice, and for its decision the decision line and the contact to record."""
+
+    choice: Choice
+    line: dict[str, Any] | None = None
+    contact: Contact | None = None
+
+
+def record(conn: sa.Connection, contacts: Iterable[Contact]) -> None:
+    """Record decided contacts (once each: `record_contact`) on `conn`'s transaction."""
+    for contact in contacts:
+        record_contact(conn=conn, contact=contact)
+
+
+def deliver(
+    db: sa.Engine,
+    channels: Mapping[str, Channel],
+    contacts: Iterable[Contact],
+    people: Mapping[str, tuple[str | None, str | None]],
+    *,
+    begin: Callable[[], AbstractContextManager[sa.Connection]] | None = None,
+) -> list[tuple[Contact, Outcome]]:
+    """Hand recorded contacts to their channels and record how each delivery went (a
+    transaction each, after the channel answered: `begin`'s, else the database's)."""
+    out = []
+    for contact in contacts:
+        outcome = _deliver(channels, contact, people)
+        with (begin or db.begin)() as conn:
+            assert contact.contact_id is not None
+            set_delivery(
+                conn=conn,
+                contact_id=contact.contact_id,
+                status=outcome.status,
+                attempts=max(outcome.attempts, 1),
+                detail=outcome.detail,
+                at=datetime.now(UTC),
+            )
+        out.append((contact, outcome))
+    return out
+
+
 def run_offers(
     ws: Workspace,
     as_of: date,
@@ -108,15 +219,16 @@ def run_offers(
     at = day_start(as_of)
     dry = channels is None
     db = ws.db
-    catalog = ws.catalog()
-    playbooks = ws.playbooks(catalog)
-    templates = ws.templates
+    decider = Decider.of(ws)
     found = find_all(ws, as_of, rebuild=rebuild, keep_signals=True)
+    same_offer = timedelta(days=decider.playbooks.guardrails.same_offer_days)
     with db.connect() as conn:
         stored = {c.account_id: c for c in contacts_at(conn=conn, as_of=at) if c.decision}
         kept_refusals = [r for r in refusals_at(conn=conn, as_of=at) if r.account_id in stored]
         past = histories(conn=conn, before=at, since=at - timedelta(days=HISTORY_DAYS))
-        people = names_and_emails(conn=conn)
+        # The triggers' contacts since the as-of instant (already_offered).
+        later = trigger_contacts(conn=conn, since=at, until=at + same_offer)
+        decider.people = names_and_emails(conn=conn)
     result = RunResult(as_of=as_of, opportunities=found, dry_run=dry)
     # An account decided by an earlier run at this instant keeps that run's refusals too.
     result.refusals.extend(kept_refusals)
@@ -124,7 +236,7 @@ def run_offers(
     by_account: dict[str, list[Opportunity]] = {}
     for o in found.opportunities:
         by_account.setdefault(o.account_id, []).append(o)
-    new: list[tuple[Contact, Decision]] = []
+    new: list[Contact] = []
     for account_id, opportunities in sorted(by_account.items()):
         if not any(o.qualified for o in opportunities):
             result.gates.update({g for o in opportunities for g in o.gates})
@@ -137,45 +249,26 @@ def run_offers(
             elif contact.decision is not None:
                 result.lines.append(dict(contact.decision))
             continue
-        signals = found.signals[account_id]
-        name, email = people.get(account_id, (None, None))
-        history = past.get(account_id)
-        choice: Choice = decide(
-            signals,
-            opportunities,
-            playbooks,
-            history or History(),
-            email=email,
-            policy=ws.config.opportunities,
-        )
-        result.refusals.extend(choice.refusals)
-        d = choice.decision
-        if d is None:
+        history = past.get(account_id) or History()
+        if account_id in later:
+            history = replace(history, later=later[account_id])
+        decided = decider.decide(found.signals[account_id], opportunities, history, at)
+        result.refusals.extend(decided.choice.refusals)
+        d = decided.choice.decision
+        if d is None or decided.line is None or decided.contact is None:
             continue
-        locale = locale_for(signals.language, signals.country)
-        facts = message_facts(d, signals, catalog, account_name=name)
-        message = templates.render(
-            d.playbook.template,
-            facts,
-            locale=locale,
-            checkout_url=playbooks.settings.checkout_url,
-            expires_at=expires_at(d.deadline),
-            html_part=d.channel == "email",
-        )
-        line = decision_line(d, message, at)
         if d.held_out:
             result.held_out.append(d)
         else:
-            result.lines.append(line)
-        new.append((_contact(d, line, at, email is not None), d))
+            result.lines.append(decided.line)
+        new.append(decided.contact)
     if dry:
         return result
 
     # Reads, then writes, while the service may be writing events: IMMEDIATE takes SQLite's write
     # lock up front (store/db.py) instead of failing when another writer commits in between.
     with db.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
-        for contact, _ in new:
-            record_contact(conn=conn, contact=contact)
+        record(conn, new)
         replace_refusals(conn=conn, as_of=at, refusals=result.refusals)
     with db.connect() as conn:
         pending = [
@@ -184,25 +277,14 @@ def run_offers(
             if c.status == "failed" or (c.status == "queued" and c.attempts == 0)
         ]
     assert channels is not None
-    for contact in pending:
-        outcome = _deliver(channels, contact, people)
+    for contact, outcome in deliver(db, channels, pending, decider.people):
         result.delivered[(contact.channel, outcome.status)] += 1
         if outcome.status == "failed":
             result.failures.append((contact.account_id, contact.channel, outcome.detail or ""))
-        with db.begin() as conn:
-            assert contact.contact_id is not None
-            set_delivery(
-                conn=conn,
-                contact_id=contact.contact_id,
-                status=outcome.status,
-                attempts=max(outcome.attempts, 1),
-                detail=outcome.detail,
-                at=datetime.now(UTC),
-            )
     return result
 
 
-def _contact(d: Decision, line: Mapping[str, Any], at: datetime, has_email: bool) -> Contact:
+def _contact(d: Decision, line: Mapping[str, Any], at: datetime, trigger: str | None) -> Contact:
     o = d.opportunity
     return Contact(
         account_id=o.account_id,
@@ -221,6 +303,7 @@ def _contact(d: Decision, line: Mapping[str, Any], at: datetime, has_email: bool
         expected_mrr_delta=o.expected_mrr_delta,
         promotion=d.promotion.id if d.promotion is not None else None,
         decision=dict(line),
+        trigger=trigger,
     )
 
 
