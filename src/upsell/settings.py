@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     - ``UPSELL_SERVICE_METRICS_AUTH``: ``/metrics`` needs an admin token (default false).
     - ``UPSELL_SERVICE_MAX_CLOCK_SKEW_HOURS`` and ``UPSELL_SERVICE_POSTHOG_GROUP_TYPE``: Segment and
       PostHog ingestion (docs/service.md, "Segment" and "PostHog").
+    - ``UPSELL_SERVICE_TRIGGERS``: real-time triggers (docs/in-app.md): ingestion queues the accounts
+      an event or trait change may make an offer right for, and the server decides for them at once
+      (default true; false: neither, the daily run decides).
+    - ``UPSELL_SERVICE_TRIGGER_WORKER``: this server decides the queued triggers (default true;
+      false: it only queues them, for another server on the same database to decide).
+    - ``UPSELL_SERVICE_TRIGGER_COOLDOWN_SECONDS``: a trigger for an account decided by a trigger
+      less than this long ago waits until then (default 60).
 
     Stripe, ``POST /webhooks/stripe`` (docs/service.md, "Stripe"):
 
@@ -91,5 +98,9 @@ class Settings(BaseSettings):
     # timestamp (or a request's sentAt, either way) may be; the PostHog group type of accounts.
     service_max_clock_skew_hours: float = Field(default=24, gt=0)
     service_posthog_group_type: str | None = None
+    # Real-time triggers (docs/in-app.md, "Real-time triggers").
+    service_triggers: bool = True
+    service_trigger_worker: bool = True
+    service_trigger_cooldown_seconds: float = Field(default=60, ge=0)
     stripe_webhook_secret: SecretStr | None = None
     stripe_account_metadata_key: str = Field(default="upsell_account_id", min_length=1)

@@ -17,8 +17,6 @@ all its events.
 from __future__ import annotations
 
 import contextlib
-import threading
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -29,11 +27,14 @@ import sqlalchemy as sa
 from upsell.columns import Column
 from upsell.domain.accounts import Account
 from upsell.domain.events import Event
+from upsell.domain.triggers import TriggerRules, trait_reason
 from upsell.ingest import rows
 from upsell.ingest.messages import Message
 from upsell.store import accounts as account_store
 from upsell.store import events as event_store
 from upsell.store import identities as store
+from upsell.store import triggers as trigger_store
+from upsell.store.db import sqlite_writer
 from upsell.store.identities import MAX_ALIAS_HOPS, Identity, Pending
 
 
@@ -41,18 +42,21 @@ from upsell.store.identities import MAX_ALIAS_HOPS, Identity, Pending
 class Stored:
     """What storing a list of messages did, in events: `new` ones stored in `events`, `duplicates`
     already stored (or repeated in the list), `pending` ones kept until their account is known,
-    and `attributed` ones that had been waiting and are in `events` now."""
+    and `attributed` ones that had been waiting and are in `events` now; `triggered` accounts were
+    put on the real-time trigger queue."""
 
     new: int = 0
     duplicates: int = 0
     pending: int = 0
     attributed: int = 0
+    triggered: int = 0
 
     def add(self, other: Stored) -> None:
         self.new += other.new
         self.duplicates += other.duplicates
         self.pending += other.pending
         self.attributed += other.attributed
+        self.triggered += other.triggered
 
 
 # Account traits read into the accounts table's own columns; the others stay in `traits`.
@@ -194,8 +198,12 @@ def _ids(messages: Sequence[Message]) -> set[str]:
     return ids
 
 
-def store_messages(*, conn: sa.Connection, messages: Sequence[Message]) -> Stored:
-    """Store `messages` in order on `conn` (the caller's transaction); see the module docstring."""
+def store_messages(
+    *, conn: sa.Connection, messages: Sequence[Message], triggers: TriggerRules | None = None
+) -> Stored:
+    """Store `messages` in order on `conn` (the caller's transaction); see the module docstring.
+    With `triggers`, the accounts whose events or gauge traits may have made a playbook trigger
+    true are queued in the same transaction (`upsell.store.triggers`)."""
     now = datetime.now(UTC)
     graph = _Graph(conn)
     graph.load(_ids(messages))
@@ -262,7 +270,7 @@ def store_messages(*, conn: sa.Connection, messages: Sequence[Message]) -> Store
             if account not in accounts or p.timestamp < accounts[account]:
                 accounts[account] = p.timestamp
 
-    _save_accounts(conn, accounts, traits, now)
+    risen = _save_accounts(conn, accounts, traits, now, triggers)
     store.save_identities(
         conn=conn,
         identities=[i for i in map(graph.identities.get, graph.dirty) if i is not None],
@@ -285,7 +293,30 @@ def store_messages(*, conn: sa.Connection, messages: Sequence[Message]) -> Store
         stored.pending = store.add_pending(conn=conn, events=fresh, now=now)
         stored.duplicates += len(waiting) - stored.pending
     store.record_users(conn=conn, seen=_users(events.values()))
+    if triggers is not None:
+        due = _triggered(triggers, events.values(), risen, now)
+        trigger_store.enqueue(conn=conn, triggered=due)
+        stored.triggered = len(due)
     return stored
+
+
+def _triggered(
+    rules: TriggerRules, events: Iterable[Event], risen: Mapping[str, str], now: datetime
+) -> dict[str, tuple[str, datetime]]:
+    """Account → (reason, now) for the accounts to decide for now: a gauge trait went up
+    (`risen`), or a recent event names a trigger (the earliest event of the batch gives the
+    reason). The instant is the server's: event timestamps are the client's."""
+    out: dict[str, tuple[str, datetime]] = {}
+    first: dict[str, datetime] = {}
+    for e in events:
+        if rules.fires(e.event, e.timestamp, now) and (
+            e.account_id not in first or e.timestamp < first[e.account_id]
+        ):
+            first[e.account_id] = e.timestamp
+            out[e.account_id] = (e.event, now)
+    for account_id, reason in risen.items():
+        out.setdefault(account_id, (reason, now))
+    return out
 
 
 def _save_accounts(
@@ -293,19 +324,26 @@ def _save_accounts(
     first_seen: dict[str, datetime],
     traits: dict[str, dict[str, Any]],
     now: datetime,
-) -> None:
-    """Create the accounts this batch names, then apply the group calls' traits."""
+    triggers: TriggerRules | None,
+) -> dict[str, str]:
+    """Create the accounts this batch names, then apply the group calls' traits; returns the
+    accounts whose gauge trait went up (`triggers`), with the reason."""
     store.ensure_accounts(
         conn=conn,
         created={a: _created_at(traits.get(a, {})) or at for a, at in first_seen.items()},
         now=now,
     )
+    risen: dict[str, str] = {}
     if traits:
         stored = store.get_accounts(conn=conn, ids=list(traits))
-        account_store.upsert_accounts(
-            conn=conn,
-            accounts=[_merge_account(stored[a], t) for a, t in sorted(traits.items())],
-        )
+        merged = [_merge_account(stored[a], t) for a, t in sorted(traits.items())]
+        account_store.upsert_accounts(conn=conn, accounts=merged)
+        if triggers is not None and triggers.traits:
+            for account in merged:
+                up = triggers.risen(dict(stored[account.account_id].traits), dict(account.traits))
+                if up:
+                    risen[account.account_id] = trait_reason(up[0])
+    return risen
 
 
 def _users(events: Iterable[Event]) -> dict[tuple[str, str], tuple[datetime, datetime]]:
@@ -320,28 +358,17 @@ def _users(events: Iterable[Event]) -> dict[tuple[str, str], tuple[datetime, dat
     return seen
 
 
-_LOCKS: weakref.WeakKeyDictionary[sa.Engine, threading.Lock] = weakref.WeakKeyDictionary()
-_LOCKS_LOCK = threading.Lock()
-
-
-def _writer(db: sa.Engine) -> threading.Lock:
-    """One writer at a time per SQLite database in this process: SQLite has one write lock, and
-    threads waiting on it in-process are woken at once instead of sleeping in its busy handler."""
-    with _LOCKS_LOCK:
-        lock = _LOCKS.get(db)
-        if lock is None:
-            lock = _LOCKS[db] = threading.Lock()
-        return lock
-
-
-def ingest(*, db: sa.Engine, messages: Sequence[Message]) -> Stored:
-    """Store `messages` in a transaction of their own, committed when this returns."""
+def ingest(
+    *, db: sa.Engine, messages: Sequence[Message], triggers: TriggerRules | None = None
+) -> Stored:
+    """Store `messages` in a transaction of their own, committed when this returns (with the
+    accounts they trigger queued, when `triggers` is given)."""
     if db.dialect.name != "sqlite":
         with db.begin() as conn:
-            return store_messages(conn=conn, messages=messages)
+            return store_messages(conn=conn, messages=messages, triggers=triggers)
     with (
-        _writer(db),
+        sqlite_writer(db),
         db.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
         conn.begin(),
     ):
-        return store_messages(conn=conn, messages=messages)
+        return store_messages(conn=conn, messages=messages, triggers=triggers)

@@ -39,6 +39,8 @@ MAX_LIMIT = 500
 #: The days the admin API accepts (the engine's arithmetic needs room on both sides).
 FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
 MAX_ID = 2**31 - 1
+#: Who decided a contact: the daily run, or a real-time trigger.
+SOURCES = ("batch", "trigger")
 #: Seconds a computation waits for the analytics back end before answering 429 (so that waiting
 #: requests cannot fill the threadpool the other routes need).
 ANALYTICS_WAIT = 10.0
@@ -165,6 +167,7 @@ def contact_json(c: Contact) -> dict[str, Any]:
         "attempts": c.attempts,
         "delivered_at": when(c.delivered_at),
         "created_at": when(c.created_at),
+        "trigger": None if c.decision is None else c.decision.get("trigger"),
         "message": dict(c.message),
     }
 
@@ -215,14 +218,20 @@ async def contacts(
     status: Annotated[str | None, Query(description="queued, sent, failed or held_out")] = None,
     channel: Annotated[str | None, Query(description="in_app, email, csm_task, webhook")] = None,
     as_of: Annotated[date | None, Query(description="The run's day (YYYY-MM-DD)")] = None,
+    source: Annotated[
+        str | None, Query(description="batch (the daily run's) or trigger (real-time triggers')")
+    ] = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Contacts (offers made or held out), oldest first, a page at a time: follow `next_cursor`
-    (null on the last page)."""
+    (null on the last page). A real-time trigger's contact has a `trigger` (its reason and when it
+    was queued), the daily run's null."""
     _checked(account=account, channel=channel, as_of=as_of)
     if status is not None and status not in CONTACT_STATUSES:
         raise ApiError(400, "bad_request", f"status: must be one of {', '.join(CONTACT_STATUSES)}")
+    if source is not None and source not in SOURCES:
+        raise ApiError(400, "bad_request", f"source: must be one of {', '.join(SOURCES)}")
     after = _after(cursor)
     ws = _ws(request)
 
@@ -236,6 +245,7 @@ async def contacts(
                 status=status,
                 channel=channel,
                 as_of=None if as_of is None else day_start(as_of),
+                triggered=None if source is None else source == "trigger",
                 after=after,
                 limit=limit + 1,
             )

@@ -9,7 +9,18 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from upsell import __version__
-from upsell.service import admin, errors, health, logs, metrics, posthog, scheduler, segment, stripe
+from upsell.service import (
+    admin,
+    errors,
+    health,
+    logs,
+    metrics,
+    posthog,
+    scheduler,
+    segment,
+    stripe,
+    triggers,
+)
 from upsell.service.auth import Keys
 from upsell.workspace import Workspace
 
@@ -27,6 +38,7 @@ def create_app(ws: Workspace) -> FastAPI:
     app.state.jobs = scheduler.Jobs(ws)
     app.state.keys = Keys(ws.db)
     app.state.metrics = metrics.Metrics(ws.db)
+    app.state.triggers = triggers.Triggers(ws, app.state.metrics)
     app.add_middleware(logs.RequestLog, observe=app.state.metrics.observe_request)
     errors.install(app)
     app.include_router(health.router)

@@ -29,6 +29,7 @@ from upsell.ingest.messages import (
 from upsell.service.auth import basic_user, keys
 from upsell.service.errors import ApiError
 from upsell.service.metrics import Source, count_ingested
+from upsell.service.triggers import Triggers
 from upsell.workspace import Workspace
 
 WRITE: tuple[Any, ...] = ("write",)
@@ -144,7 +145,8 @@ def take(
         messages = parse(payload, clock(ws), size)
     except MessageError as exc:
         raise ApiError(400, exc.code, str(exc)) from None
-    return ingest(db=ws.db, messages=messages)
+    triggers: Triggers = request.app.state.triggers
+    return ingest(db=ws.db, messages=messages, triggers=triggers.rules())
 
 
 async def receive(
@@ -163,4 +165,6 @@ async def receive(
             take, request, body, key=key, parse=parse, what=what, limit=limit
         )
     count_ingested(request.app, source, stored.new + stored.pending)
+    triggers: Triggers = request.app.state.triggers
+    triggers.queued(stored.triggered)
     return stored

@@ -1,10 +1,11 @@
 """Prometheus ``/metrics`` (text exposition 0.0.4), one registry per app (docs/service.md).
 
 Counted by the service as it runs: requests by route template, method and status, their latency,
-and the events ingested by source (`count_ingested`, called by the ingestion routes). Read from the
-store when scraped (`StoreCollector`, one cheap query each): the events waiting for an account, the
-ingestion lag, the runs by status, the offers by channel and status. Plus the process's own (CPU,
-memory, open files, GC).
+the events ingested by source (`count_ingested`, called by the ingestion routes), and the real-time
+triggers decided, with their latency (`observe_triggers`, called by the trigger worker). Read from
+the store when scraped (`StoreCollector`, one cheap query each): the events waiting for an account,
+the ingestion lag, the runs by status, the offers by channel and status, the trigger queue. Plus
+the process's own (CPU, memory, open files, GC).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -31,6 +32,10 @@ from prometheus_client.registry import Collector
 
 from upsell.service.auth import require_admin
 from upsell.store import gauges
+from upsell.store import triggers as trigger_queue
+
+if TYPE_CHECKING:
+    from upsell.flows.triggers import Batch
 
 log = logging.getLogger("upsell.service")
 
@@ -41,6 +46,8 @@ SOURCES: tuple[Source, ...] = ("segment", "posthog", "stripe")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Seconds: an ingestion batch takes milliseconds; a report or a slow database, seconds.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Seconds from a trigger to its decision: the target is 1 s at p99.
+_TRIGGER_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class Metrics:
@@ -70,6 +77,20 @@ class Metrics:
             registry=self.registry,
         )
         self._ingested = {source: ingested.labels(source) for source in SOURCES}
+        self.trigger_latency = Histogram(
+            "upsell_trigger_latency_seconds",
+            "Time from a real-time trigger (or the end of its account's cooldown) to its decision "
+            "committed, by this server's worker.",
+            buckets=_TRIGGER_BUCKETS,
+            registry=self.registry,
+        )
+        self.triggers = Counter(
+            "upsell_triggers_decided",
+            "Accounts decided by this server's trigger worker, by outcome: offer (an offer "
+            "recorded), held_out, none (no offer: no opportunity, or every option refused).",
+            ["outcome"],
+            registry=self.registry,
+        )
         # The labelled children, looked up once per label set (labels() takes a lock each call).
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.registry.register(StoreCollector(db))
@@ -88,6 +109,19 @@ class Metrics:
 
     def count_ingested(self, source: Source, n: int) -> None:
         self._ingested[source].inc(n)
+
+    def observe_triggers(self, batch: Batch) -> None:
+        """Count a batch of the trigger worker: each decision's latency and outcome."""
+        for seconds in batch.latencies:
+            self.trigger_latency.observe(seconds)
+        held_out = sum(1 for c in batch.contacts if c.held_out)
+        offers = len(batch.contacts) - held_out
+        decided = len(batch.entries) - len(batch.lost)
+        for outcome, n in (("offer", offers), ("held_out", held_out)):
+            if n:
+                self.triggers.labels(outcome).inc(n)
+        if decided - offers - held_out > 0:
+            self.triggers.labels("none").inc(decided - offers - held_out)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -129,6 +163,8 @@ class StoreCollector(Collector):
             runs = gauges.runs_by_status(conn=conn)
             succeeded = gauges.last_succeeded_run(conn=conn)
             offers = gauges.contacts_by_channel(conn=conn)
+            queued = trigger_queue.depth(conn=conn)
+            oldest = trigger_queue.oldest_due(conn=conn)
         now = time.time()
         yield GaugeMetricFamily(
             "upsell_events_pending",
@@ -163,6 +199,20 @@ class StoreCollector(Collector):
         for (channel, status), n in sorted(offers.items()):
             decided.add_metric([channel, status], n)
         yield decided
+        yield GaugeMetricFamily(
+            "upsell_trigger_queue_depth",
+            "Accounts on the real-time trigger queue: due, being decided, or waiting out a "
+            "cooldown.",
+            value=queued,
+        )
+        age = GaugeMetricFamily(
+            "upsell_trigger_queue_oldest_seconds",
+            "Seconds since the longest-waiting account on the trigger queue became due (0 when "
+            "it is due later; absent when the queue is empty).",
+        )
+        if oldest is not None:
+            age.add_metric([], max(0.0, now - oldest.timestamp()))
+        yield age
 
 
 router = APIRouter(tags=["operations"])

@@ -26,6 +26,7 @@ from fastapi.concurrency import run_in_threadpool
 from upsell.config.workspace import Schedule
 from upsell.errors import UpsellError
 from upsell.flows.runs import INTERRUPTED, Claim, RunBusy, claim_run, execute_run
+from upsell.service.triggers import Triggers
 from upsell.store.runs import Run, get_run, list_runs
 from upsell.workspace import Workspace
 
@@ -169,16 +170,20 @@ class Scheduler:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """The app's lifespan: the scheduler runs while the app serves (when config.yaml has an
-    enabled schedule); shutdown waits a while for runs in progress."""
+    enabled schedule), and so does the real-time trigger worker (service/triggers.py, unless
+    turned off); shutdown waits a while for runs and the batch of triggers in progress."""
     jobs: Jobs = app.state.jobs
+    triggers: Triggers = app.state.triggers
     schedule = jobs.schedule
     scheduler = None
     if schedule is not None and schedule.enabled:
         scheduler = Scheduler(jobs, schedule)
         scheduler.start()
+    triggers.start()
     try:
         yield
     finally:
+        await run_in_threadpool(triggers.stop)
         if scheduler is not None:
             await run_in_threadpool(scheduler.stop)
         await run_in_threadpool(jobs.join, STOP_SECONDS)
