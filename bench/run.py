@@ -21,15 +21,18 @@ whose docstring says what it measures and why:
   `--metrics-spark-accounts`);
 - service (bench/service.py, with bench/service_load.py): Segment batches into a live `upsell
   serve` from a second process, on SQLite and PostgreSQL: events per second, track latency and the
-  server's peak RSS against the issue's targets.
+  server's peak RSS against the issue's targets;
+- triggers (bench/triggers.py): trigger → servable latency of real-time triggers in a live `upsell
+  serve`, idle and under bench/service_load.py's load, on SQLite and PostgreSQL
+  (`--triggers-accounts`, `--triggers-probes`).
 
 Every measurement is a child process (bench/child.py) with its own wall time and peak RSS: the
 installed `upsell` command line, or this script again with `--signals-step` or `--metrics-step` for
 one step of the signals or metrics section (bench/signals.py's and bench/metrics.py's `step`). The
 decisions section runs in this process, after the others have measured their children.
 
-`--only import`, `--only simulate`, `--only signals`, `--only decisions`, `--only metrics` or
-`--only service` runs one section; the other sections of the existing results file are kept as
+`--only import`, `--only simulate`, `--only signals`, `--only decisions`, `--only metrics`,
+`--only service` or `--only triggers` runs one section; the other sections of the existing results file are kept as
 they are (the import results
 are everything before the "## Simulator" heading, the other sections run from their heading to the
 next). The exit status is 1 when a run fails its check or misses its target.
@@ -59,6 +62,7 @@ import metrics
 import service
 import signals
 import simulator
+import triggers
 from child import UPSELL, child_env, run_cli
 from host import ROOT
 
@@ -69,6 +73,7 @@ SECTIONS = {  # the sections after the import results, in the file's order
     "decisions": decisions.HEADING,
     "metrics": metrics.HEADING,
     "service": service.HEADING,
+    "triggers": triggers.HEADING,
 }
 NO_IMPORT_RESULTS = """# Benchmark: importing events
 
@@ -173,6 +178,21 @@ def parser() -> argparse.ArgumentParser:
         help=f"accounts of the PySpark runs of the metrics section (default "
         f"{metrics.SPARK_DEFAULT_ACCOUNTS:,}; 0 skips them)",
     )
+    p.add_argument(
+        "--triggers-accounts",
+        type=int,
+        default=triggers.DEFAULT_ACCOUNTS,
+        metavar="N",
+        help=f"accounts of the company of the triggers section (default "
+        f"{triggers.DEFAULT_ACCOUNTS:,})",
+    )
+    p.add_argument(
+        "--triggers-probes",
+        type=int,
+        default=triggers.DEFAULT_PROBES,
+        metavar="N",
+        help=f"triggers measured per condition and database (default {triggers.DEFAULT_PROBES})",
+    )
     # One step of a section, in a child process of its own (bench/child.py's run_step).
     p.add_argument("--signals-step", nargs=4, help=argparse.SUPPRESS)
     p.add_argument("--metrics-step", nargs=4, help=argparse.SUPPRESS)
@@ -263,6 +283,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if wanted("service"):
         print("Service:")
         parts["service"], found = service.section(command)
+        failures += found
+    if wanted("triggers"):
+        print("Triggers:")
+        parts["triggers"], found = triggers.section(
+            command, options.triggers_accounts, options.triggers_probes
+        )
         failures += found
 
     total = time.perf_counter() - started

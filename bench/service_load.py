@@ -1,8 +1,10 @@
 """The load of the service benchmark, in a process of its own (bench/service.py starts it).
 
-``python bench/service_load.py URL KEY batch SIZE REQUESTS THREADS`` posts REQUESTS Segment batches
-of SIZE `track` events to ``URL/v1/batch`` from THREADS threads, each with one keep-alive
-connection; the bodies are built before the clock starts. ``... track REQUESTS`` posts REQUESTS
+``python bench/service_load.py URL KEY batch SIZE REQUESTS THREADS [now]`` posts REQUESTS Segment
+batches of SIZE `track` events to ``URL/v1/batch`` from THREADS threads, each with one keep-alive
+connection; the bodies are built before the clock starts. Their timestamp is a fixed day in the
+past (so their ``Limit Reached`` events trigger nothing, docs/in-app.md), or the time the bodies
+are built with ``now`` (bench/triggers.py: they do). ``... track REQUESTS`` posts REQUESTS
 single ``/v1/track`` calls one after the other and times each. Prints one JSON object: events
 sent, seconds, events per second, latency percentiles, and the statuses that were not 200.
 """
@@ -22,7 +24,10 @@ ACCOUNTS = 1_000
 EVENTS = ("Report Exported", "Dashboard Viewed", "Seat Added", "Feature Used", "Limit Reached")
 
 
-def message(tag: str, n: int) -> dict[str, object]:
+STAMP = "2026-12-01T10:00:00.000Z"
+
+
+def message(tag: str, n: int, stamp: str = STAMP) -> dict[str, object]:
     account = n % ACCOUNTS
     return {
         "type": "track",
@@ -31,7 +36,7 @@ def message(tag: str, n: int) -> dict[str, object]:
         "event": EVENTS[n % len(EVENTS)],
         "properties": {"plan": "team", "count": n % 13, "path": f"/reports/{n % 101}"},
         "context": {"groupId": f"acct-{account}", "library": {"name": "bench", "version": "1"}},
-        "timestamp": "2026-12-01T10:00:00.000Z",
+        "timestamp": stamp,
     }
 
 
@@ -89,8 +94,11 @@ def main(argv: list[str]) -> None:
     tag = f"{mode}-{time.time_ns()}"
     if mode == "batch":
         size, requests, threads = int(argv[3]), int(argv[4]), int(argv[5])
+        stamp = STAMP
+        if argv[6:] == ["now"]:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
         bodies = [
-            json.dumps({"batch": [message(tag, r * size + i) for i in range(size)]}).encode()
+            json.dumps({"batch": [message(tag, r * size + i, stamp) for i in range(size)]}).encode()
             for r in range(requests)
         ]
         result = run(url, key, "/v1/batch", bodies, threads)
