@@ -9,12 +9,23 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from upsell import __version__
-from upsell.service import admin, errors, health, logs, metrics, posthog, scheduler, segment, stripe
+from upsell.service import (
+    admin,
+    errors,
+    health,
+    logs,
+    messages,
+    metrics,
+    posthog,
+    scheduler,
+    segment,
+    stripe,
+)
 from upsell.service.auth import Keys
 from upsell.workspace import Workspace
 
 DESCRIPTION = """upsell's HTTP service (docs/service.md): Segment- and PostHog-compatible ingestion,
-Stripe webhooks, and the admin API. Write keys as HTTP Basic user names (Segment) or in the body;
+Stripe webhooks, the admin API, and the in-app widget's messages API (docs/in-app.md). Write keys as HTTP Basic user names (Segment) or in the body;
 admin tokens as `Authorization: Bearer`. Every error is JSON `{"code", "message"}`."""
 
 
@@ -27,6 +38,7 @@ def create_app(ws: Workspace) -> FastAPI:
     app.state.jobs = scheduler.Jobs(ws)
     app.state.keys = Keys(ws.db)
     app.state.metrics = metrics.Metrics(ws.db)
+    app.add_middleware(messages.BrowserOrigins, origins=ws.config.in_app.origins)
     app.add_middleware(logs.RequestLog, observe=app.state.metrics.observe_request)
     errors.install(app)
     app.include_router(health.router)
@@ -35,4 +47,5 @@ def create_app(ws: Workspace) -> FastAPI:
     app.include_router(segment.router)
     app.include_router(posthog.router)
     app.include_router(stripe.router)
+    app.include_router(messages.router)
     return app
