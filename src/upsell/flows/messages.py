@@ -13,12 +13,15 @@ from typing import Any
 
 from upsell.domain.contacts import Contact
 from upsell.domain.in_app import IN_APP, WIDGET_EVENTS, Queued, longest_window, servable
+from upsell.domain.money import Money
 from upsell.domain.playbooks import Cap
+from upsell.domain.proration import upgrade_due
 from upsell.errors import UpsellError
 from upsell.store.messages import (
     accounts_of_user,
     contact_by_id,
     newest_in_app,
+    plan_row,
     record_answer,
     shown_since,
 )
@@ -99,6 +102,46 @@ def record_event(
             at=at,
             properties=dict(properties or {}),
         )
+
+
+def dues_today(ws: Workspace, contacts: Sequence[Contact], at: datetime) -> dict[int, Money | None]:
+    """The prorated amount due at `at` for each contact's offer (`upsell.domain.proration.
+    upgrade_due`): a mid-period upgrade's, None for another kind of offer or without a current
+    plan row. One small query per upgrade."""
+    out: dict[int, Money | None] = {}
+    upgrades = [
+        c for c in contacts if c.kind == "upsell" and (c.decision or {}).get("from_item_id")
+    ]
+    if upgrades:
+        with ws.db.connect() as conn:
+            for c in upgrades:
+                assert c.contact_id is not None and c.decision is not None
+                row = plan_row(
+                    conn=conn, account_id=c.account_id, item_id=c.decision["from_item_id"], at=at
+                )
+                out[c.contact_id] = upgrade_due(c.decision, row, at)
+    return {c.contact_id or 0: out.get(c.contact_id or 0) for c in contacts}
+
+
+def accept_offer(
+    ws: Workspace, *, message_id: int, user_id: str, offer_id: str, at: datetime
+) -> tuple[Contact, Money | None]:
+    """The click on an in-app message's call to action (``GET /v1/offers/{offer_id}/accept``):
+    records ``clicked`` once (`record_event`) and returns the contact with the amount due today.
+    MessageNotFound when the message is not `user_id`'s or not an offer of `offer_id`."""
+    with ws.db.connect() as conn:
+        contact = contact_by_id(conn=conn, contact_id=message_id)
+    if contact is None or contact.offer_id != offer_id:
+        raise MessageNotFound(str(message_id))
+    record_event(
+        ws,
+        message_id=str(message_id),
+        user_id=user_id,
+        event="clicked",
+        at=at,
+        properties={"source": "checkout"},
+    )
+    return contact, dues_today(ws, [contact], at)[message_id]
 
 
 def _newest(c: Contact) -> tuple[datetime, int]:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from upsell import __version__
 from upsell.service import (
     admin,
+    checkout,
     errors,
     health,
     logs,
@@ -48,4 +49,5 @@ def create_app(ws: Workspace) -> FastAPI:
     app.include_router(posthog.router)
     app.include_router(stripe.router)
     app.include_router(messages.router)
+    app.include_router(checkout.router)
     return app

@@ -14,8 +14,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -23,12 +24,13 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from upsell.domain.checkout import click_key, click_payload, sign
 from upsell.domain.contacts import Contact
 from upsell.domain.in_app import WIDGET_EVENTS
 from upsell.domain.money import Money, format_money, to_decimal
 from upsell.domain.playbooks import Cap
 from upsell.domain.tokens import valid_user_token
-from upsell.flows.messages import MessageNotFound, caps_of, messages_for, record_event
+from upsell.flows.messages import MessageNotFound, dues_today, messages_for, record_event
 from upsell.service.auth import basic_user, bearer, keys
 from upsell.service.errors import ApiError, error_response
 from upsell.service.intake import decode, read_body
@@ -41,6 +43,8 @@ WHAT = "the messages API"
 #: again (a change reaches a running server within that time).
 TTL = 5.0
 MAX_ID = 255
+#: Days a call to action's link stays valid when its message has no expiry.
+CLICK_DAYS = 30
 MAX_EVENT_BYTES = 8 * 1024
 #: The paths whose browser callers config.yaml's ``in_app.origins`` lists.
 BROWSER_PATHS = ("/v1/messages", "/v1/offers/")
@@ -58,7 +62,8 @@ router = APIRouter(
 
 
 class _Cached:
-    """playbooks.yaml's caps and the user-token secret, read again every `TTL` seconds."""
+    """playbooks.yaml's caps and checkout URL, and the user-token and checkout secrets, read again
+    every `TTL` seconds."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
@@ -66,18 +71,33 @@ class _Cached:
         self._at = -TTL
         self._caps: tuple[Cap, ...] = ()
         self._secret = ""
+        self._checkout_secret = ""
+        self._checkout_url = ""
+
+    def _refresh(self) -> None:
+        if time.monotonic() - self._at >= TTL:
+            with self.ws.db.begin() as conn:
+                self._secret = signing_secret(conn=conn, purpose="user_token")
+                self._checkout_secret = signing_secret(conn=conn, purpose="checkout")
+            playbooks = self.ws.load_playbooks(None).playbooks
+            self._caps = playbooks.guardrails.caps
+            self._checkout_url = playbooks.settings.checkout_url
+            self._at = time.monotonic()
 
     def get(self) -> tuple[tuple[Cap, ...], str]:
+        """The caps and the user-token secret."""
         with self._lock:
-            if time.monotonic() - self._at >= TTL:
-                with self.ws.db.begin() as conn:
-                    self._secret = signing_secret(conn=conn, purpose="user_token")
-                self._caps = caps_of(self.ws)
-                self._at = time.monotonic()
+            self._refresh()
             return self._caps, self._secret
 
+    def checkout(self) -> tuple[str, str]:
+        """The checkout secret and playbooks.yaml's checkout URL template."""
+        with self._lock:
+            self._refresh()
+            return self._checkout_secret, self._checkout_url
 
-def _cached(request: Request) -> _Cached:
+
+def cached(request: Request) -> _Cached:
     found: _Cached | None = getattr(request.app.state, "in_app_cache", None)
     if found is None:
         found = _Cached(request.app.state.workspace)
@@ -93,7 +113,7 @@ def _user(request: Request, key: str | None, user_id: str | None, token: str | N
     if len(user_id) > MAX_ID:
         raise ApiError(400, "bad_request", f"userId is over {MAX_ID} characters")
     ws: Workspace = request.app.state.workspace
-    _, secret = _cached(request).get()
+    _, secret = cached(request).get()
     if token is None or token == "":
         if ws.config.in_app.require_user_token:
             raise ApiError(
@@ -118,10 +138,15 @@ def _money(amount: Any, currency: Any, locale: str) -> dict[str, str] | None:
     return {"amount": amount, "currency": currency, "text": format_money(money, locale)}
 
 
-def message_json(c: Contact) -> dict[str, Any]:
-    """One in-app contact as the widget reads it (docs/in-app.md, "Messages API")."""
+def message_json(
+    c: Contact, *, accept_url: str | None = None, due_today: Money | None = None
+) -> dict[str, Any]:
+    """One in-app contact as the widget reads it (docs/in-app.md, "Messages API"): `accept_url`
+    is the call to action's link (``GET /v1/offers/{offer_id}/accept``; the message's own URL
+    when None), `due_today` the prorated amount of a mid-period upgrade."""
     m, d = dict(c.message or {}), dict(c.decision or {})
     locale = str(m.get("locale") or "en")
+    due = None if due_today is None else _money(due_today.as_string(), due_today.currency, locale)
     return {
         "id": str(c.contact_id),
         "offer_id": c.offer_id,
@@ -130,13 +155,13 @@ def message_json(c: Contact) -> dict[str, Any]:
         "anchor": d.get("anchor"),
         "title": m.get("subject", ""),
         "body": m.get("body", ""),
-        "cta": {"label": m.get("cta", ""), "url": m.get("cta_url", "")},
+        "cta": {"label": m.get("cta", ""), "url": accept_url or m.get("cta_url", "")},
         "expires_at": m.get("expires_at"),
         "locale": locale,
         "numbers": {
             "price": _money(d.get("price"), d.get("price_currency"), locale),
             "delta": _money(d.get("expected_mrr_delta"), d.get("currency"), locale),
-            "due_today": None,
+            "due_today": due,
             "trial_days": d.get("trial_days", 0),
             "discount_percent": d.get("discount_percent"),
             "discount_months": d.get("discount_months"),
@@ -162,13 +187,24 @@ def get_messages(
     `page` is where the widget runs; it is recorded with the answers, not used to choose."""
     user = _user(request, key, user_id, token)
     ws: Workspace = request.app.state.workspace
-    caps, _ = _cached(request).get()
-    found = messages_for(ws, user_id=user, account_id=account_id, now=datetime.now(UTC), caps=caps)
+    caps, _ = cached(request).get()
+    now = datetime.now(UTC)
+    found = messages_for(ws, user_id=user, account_id=account_id, now=now, caps=caps)
     if not found:
         return Response(status_code=204)
+    dues = dues_today(ws, found, now)
+    secret, _ = cached(request).checkout()
+    base = str(request.base_url).rstrip("/")
     return JSONResponse(
         {
-            "messages": [message_json(c) for c in found],
+            "messages": [
+                message_json(
+                    c,
+                    accept_url=accept_link(base, c, user, secret, now),
+                    due_today=dues[c.contact_id or 0],
+                )
+                for c in found
+            ],
             "poll_seconds": ws.config.in_app.poll_seconds,
         },
         headers={"Cache-Control": "no-store"},
@@ -212,6 +248,21 @@ async def post_event(
     except MessageNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     return {"recorded": recorded}
+
+
+def accept_link(base: str, c: Contact, user_id: str, secret: str, now: datetime) -> str:
+    """The call to action's link: ``GET /v1/offers/{offer_id}/accept`` with a click token naming
+    the contact and the user, expiring with the message (in `CLICK_DAYS` without an expiry)."""
+    assert c.contact_id is not None
+    expires = (c.message or {}).get("expires_at")
+    try:
+        until = datetime.fromisoformat(expires) if isinstance(expires, str) else None
+    except ValueError:
+        until = None
+    until = until or now + timedelta(days=CLICK_DAYS)
+    payload = click_payload(contact_id=c.contact_id, user_id=user_id, exp=int(until.timestamp()))
+    token = sign(click_key(secret), payload)
+    return f"{base}/v1/offers/{quote(c.offer_id, safe='')}/accept?token={token}"
 
 
 class BrowserOrigins:

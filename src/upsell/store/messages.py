@@ -11,10 +11,13 @@ import sqlalchemy as sa
 from upsell.domain.contacts import Contact, Response
 from upsell.domain.events import OFFER_CLICKED, OFFER_DISMISSED, OFFER_VIEWED, Event
 from upsell.domain.in_app import IN_APP, WIDGET_EVENTS, Shown
+from upsell.domain.money import Money
+from upsell.domain.proration import PlanRow
 from upsell.store.contacts import contact_from_row, record_response
 from upsell.store.events import add_events
 from upsell.store.schema import contacts as contacts_table
 from upsell.store.schema import identities as identities_table
+from upsell.store.schema import subscription_items
 from upsell.store.schema import users as users_table
 
 #: The response event each widget answer is also stored as, so that the report's funnel
@@ -140,3 +143,24 @@ def record_answer(
             now=at,
         )
     return True
+
+
+def plan_row(*, conn: sa.Connection, account_id: str, item_id: str, at: datetime) -> PlanRow | None:
+    """The account's subscription row of `item_id` that holds at `at` (the newest, if several):
+    the row an upgrade from that item replaces."""
+    s = subscription_items.c
+    row = conn.execute(
+        sa.select(s.started_at, s.interval, s.unit_price, s.currency, s.quantity)
+        .where(s.account_id == account_id, s.item_id == item_id, s.started_at <= at)
+        .where(sa.or_(s.ended_at.is_(None), s.ended_at > at))
+        .order_by(s.started_at.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return PlanRow(
+        started_at=row.started_at,
+        interval=row.interval,
+        unit_price=Money.of(row.unit_price, row.currency),
+        quantity=row.quantity,
+    )
