@@ -295,3 +295,21 @@ def test_a_workspace_can_require_user_tokens(tmp_path: Path) -> None:
             )
     assert answer.status_code == 401 and answer.json()["code"] == "missing_user_token"
     assert "upsell keys secret user_token" in answer.json()["message"]
+
+
+def test_the_server_rereads_playbooks_yaml_when_it_changes_and_keeps_the_last_good_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from upsell.service import messages as door
+
+    monkeypatch.setattr(door, "TTL", 0.0)
+    new_workspace(tmp_path / "ws", "sqlite")
+    (tmp_path / "ws" / "playbooks.yaml").write_text(PLAYBOOKS)
+    with Workspace.open(tmp_path / "ws", Settings()) as ws:
+        cache = door._Cached(ws)
+        caps, secret = cache.get()
+        assert caps == (Cap(1, 14, "in_app", "modal"),) and len(secret) == 64
+        (tmp_path / "ws" / "playbooks.yaml").write_text(PLAYBOOKS.replace("max: 1", "max: 3"))
+        assert cache.get()[0] == (Cap(3, 14, "in_app", "modal"),)
+        (tmp_path / "ws" / "playbooks.yaml").write_text("guardrails: [not, a, mapping]\n")
+        assert cache.get()[0] == (Cap(3, 14, "in_app", "modal"),)  # the last good one

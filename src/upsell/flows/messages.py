@@ -8,8 +8,11 @@ contact of each of the user's accounts that the display-time guardrails let thro
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+import sqlalchemy as sa
 
 from upsell.domain.contacts import Contact
 from upsell.domain.in_app import IN_APP, WIDGET_EVENTS, Queued, longest_window, servable
@@ -41,6 +44,14 @@ def caps_of(ws: Workspace) -> tuple[Cap, ...]:
     return ws.load_playbooks(None).playbooks.guardrails.caps
 
 
+@dataclass(frozen=True)
+class Served:
+    """An in-app message to show: its contact, and what a mid-period upgrade costs today."""
+
+    contact: Contact
+    due_today: Money | None = None
+
+
 def messages_for(
     ws: Workspace,
     *,
@@ -48,22 +59,23 @@ def messages_for(
     now: datetime,
     account_id: str | None = None,
     caps: Sequence[Cap] | None = None,
-) -> list[Contact]:
-    """The contacts to show `user_id` now, newest first: one per account of the user (only
+) -> list[Served]:
+    """The messages to show `user_id` now, newest first: one per account of the user (only
     `account_id` when given, and nothing when the user does not belong to it). `caps` default to
-    playbooks.yaml's."""
+    playbooks.yaml's. One connection, two or three queries."""
     caps = caps_of(ws) if caps is None else caps
     window = timedelta(days=longest_window(caps))
     with ws.db.connect() as conn:
-        accounts = accounts_of_user(conn=conn, user_id=user_id)
+        live = newest_in_app(conn=conn, user_id=user_id)
         if account_id is not None:
-            accounts &= {account_id}
-        newest = {a: newest_in_app(conn=conn, account_id=a) for a in sorted(accounts)}
-        live = {a: c for a, c in newest.items() if c is not None}
-        shown = [s for a in live for s in shown_since(conn=conn, account_id=a, since=now - window)]
-    queued = [_queued(c) for c in live.values()]
-    chosen = {q.contact_id for q in servable(queued, shown, caps, user_id=user_id, now=now)}
-    return [c for c in sorted(live.values(), key=_newest, reverse=True) if c.contact_id in chosen]
+            live = [c for c in live if c.account_id == account_id]
+        queued = [_queued(c) for c in live]
+        unshown = {q.account_id for q in queued if q.shown_at is None}
+        shown = shown_since(conn=conn, accounts=unshown, since=now - window) if caps else []
+        chosen = {q.contact_id for q in servable(queued, shown, caps, user_id=user_id, now=now)}
+        found = [c for c in sorted(live, key=_newest, reverse=True) if c.contact_id in chosen]
+        dues = _dues(conn, found, now)
+    return [Served(c, dues.get(c.contact_id or 0)) for c in found]
 
 
 def record_event(
@@ -104,23 +116,19 @@ def record_event(
         )
 
 
-def dues_today(ws: Workspace, contacts: Sequence[Contact], at: datetime) -> dict[int, Money | None]:
-    """The prorated amount due at `at` for each contact's offer (`upsell.domain.proration.
-    upgrade_due`): a mid-period upgrade's, None for another kind of offer or without a current
-    plan row. One small query per upgrade."""
-    out: dict[int, Money | None] = {}
-    upgrades = [
-        c for c in contacts if c.kind == "upsell" and (c.decision or {}).get("from_item_id")
-    ]
-    if upgrades:
-        with ws.db.connect() as conn:
-            for c in upgrades:
-                assert c.contact_id is not None and c.decision is not None
-                row = plan_row(
-                    conn=conn, account_id=c.account_id, item_id=c.decision["from_item_id"], at=at
-                )
-                out[c.contact_id] = upgrade_due(c.decision, row, at)
-    return {c.contact_id or 0: out.get(c.contact_id or 0) for c in contacts}
+def _dues(conn: sa.Connection, contacts: Sequence[Contact], at: datetime) -> dict[int, Money]:
+    """The prorated amount due at `at` for each upgrade offer with a current plan row
+    (`upsell.domain.proration.upgrade_due`); one small query per upgrade."""
+    out: dict[int, Money] = {}
+    for c in contacts:
+        decision = c.decision or {}
+        if c.kind != "upsell" or not decision.get("from_item_id") or c.contact_id is None:
+            continue
+        row = plan_row(conn=conn, account_id=c.account_id, item_id=decision["from_item_id"], at=at)
+        due = upgrade_due(decision, row, at)
+        if due is not None:
+            out[c.contact_id] = due
+    return out
 
 
 def accept_offer(
@@ -141,7 +149,9 @@ def accept_offer(
         at=at,
         properties={"source": "checkout"},
     )
-    return contact, dues_today(ws, [contact], at)[message_id]
+    with ws.db.connect() as conn:
+        due = _dues(conn, [contact], at).get(message_id)
+    return contact, due
 
 
 def _newest(c: Contact) -> tuple[datetime, int]:

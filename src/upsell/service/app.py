@@ -42,12 +42,12 @@ def create_app(ws: Workspace) -> FastAPI:
     app.add_middleware(messages.BrowserOrigins, origins=ws.config.in_app.origins)
     app.add_middleware(logs.RequestLog, observe=app.state.metrics.observe_request)
     errors.install(app)
+    app.include_router(messages.router)  # first: every browser polls it (routes match in order)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
     app.include_router(segment.router)
     app.include_router(posthog.router)
     app.include_router(stripe.router)
-    app.include_router(messages.router)
     app.include_router(checkout.router)
     return app

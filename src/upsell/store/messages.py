@@ -3,6 +3,7 @@ contact, the messages shown lately, and the widget's answers (docs/in-app.md).""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -44,32 +45,49 @@ def accounts_of_user(*, conn: sa.Connection, user_id: str) -> set[str]:
     return found
 
 
-def newest_in_app(*, conn: sa.Connection, account_id: str) -> Contact | None:
-    """The account's newest in-app contact that was not held out (the one that supersedes the
-    others), answered or not."""
-    c = contacts_table.c
-    row = conn.execute(
-        sa.select(contacts_table)
-        .where(c.account_id == account_id, c.channel == IN_APP, c.held_out.is_(False))
-        .where(c.status != "failed")
-        .order_by(c.as_of.desc(), c.contact_id.desc())
-        .limit(1)
-    ).first()
-    return None if row is None else contact_from_row(row)
-
-
-def shown_since(*, conn: sa.Connection, account_id: str, since: datetime) -> list[Shown]:
-    """The account's contacts shown at or after `since`."""
-    c = contacts_table.c
-    rows = conn.execute(
-        sa.select(c.contact_id, c.channel, c.placement, c.shown_at).where(
-            c.account_id == account_id, c.shown_at >= since
-        )
+_c = contacts_table.c
+_u, _i = users_table.c, identities_table.c
+# The statements of GET /v1/messages, built once (only their values change per request).
+_MINE = sa.union(
+    sa.select(_u.account_id).where(_u.user_id == sa.bindparam("user_id")),
+    sa.select(_i.account_id).where(
+        _i.user_id == sa.bindparam("user_id"), _i.account_id.is_not(None)
+    ),
+).subquery()
+_RANKED = (
+    sa.select(
+        contacts_table,
+        sa.func.row_number()
+        .over(partition_by=_c.account_id, order_by=(_c.as_of.desc(), _c.contact_id.desc()))
+        .label("rank"),
     )
+    .where(_c.account_id.in_(sa.select(_MINE.c.account_id)))
+    .where(_c.channel == IN_APP, _c.held_out.is_(False), _c.status != "failed")
+    .subquery()
+)
+_NEWEST = sa.select(_RANKED).where(_RANKED.c.rank == 1)
+_SHOWN = sa.select(_c.contact_id, _c.account_id, _c.channel, _c.placement, _c.shown_at).where(
+    _c.account_id.in_(sa.bindparam("accounts", expanding=True)),
+    _c.shown_at >= sa.bindparam("since"),
+)
+
+
+def newest_in_app(*, conn: sa.Connection, user_id: str) -> list[Contact]:
+    """The newest in-app contact (not held out, not failed) of each account of the user, answered
+    or not: the one that supersedes the others. One query."""
+    return [contact_from_row(row) for row in conn.execute(_NEWEST, {"user_id": user_id})]
+
+
+def shown_since(*, conn: sa.Connection, accounts: Iterable[str], since: datetime) -> list[Shown]:
+    """The contacts of `accounts` shown at or after `since`."""
+    wanted = sorted(set(accounts))
+    if not wanted:
+        return []
+    rows = conn.execute(_SHOWN, {"accounts": wanted, "since": since})
     return [
         Shown(
             contact_id=r.contact_id,
-            account_id=account_id,
+            account_id=r.account_id,
             channel=r.channel,
             placement=r.placement,
             at=r.shown_at,
