@@ -313,3 +313,21 @@ def test_the_server_rereads_playbooks_yaml_when_it_changes_and_keeps_the_last_go
         assert cache.get()[0] == (Cap(3, 14, "in_app", "modal"),)
         (tmp_path / "ws" / "playbooks.yaml").write_text("guardrails: [not, a, mapping]\n")
         assert cache.get()[0] == (Cap(3, 14, "in_app", "modal"),)  # the last good one
+
+
+def test_upsell_messages_shows_what_a_user_would_be_served(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli_runner import run
+
+    if site.ws.db.dialect.name != "sqlite":
+        monkeypatch.setenv("UPSELL_DATABASE_URL", site.ws.url)
+    mid = site.offer("acme", "upsell:cli", placement="banner")
+    shown = run("messages", "-w", site.ws.folder, "--user", "bob", "--json")
+    assert shown.exit_code == 0, shown.output
+    served = json.loads(shown.stdout)["messages"]
+    assert [m["id"] for m in served] == [mid]
+    assert served[0] == {**site.get(key=site.publishable, userId="bob").json()["messages"][0],
+                         "cta": served[0]["cta"]}  # fmt: skip
+    text = run("messages", "-w", site.ws.folder, "--user", "nobody")
+    assert text.exit_code == 0 and "Nothing to show nobody" in text.output
