@@ -70,6 +70,7 @@ PLAYBOOK_KEYS = (
     "placement",
     "template",
     "experiment",
+    "anchor",
 )
 OFFER_KEYS = ("trial_days", "discount", "deadline_days", "promotion")
 VARIANT_KEYS = ("id", "weight", "template", "placement", "offer")
@@ -277,6 +278,7 @@ class PlaybooksReader(Reader):
             offer = self.get(f, "offer", self.offer) or Offer()
             experiment = self.get(f, "experiment", self.experiment)
             description = self.get(f, "description", self.description) or ""
+            anchor = self.get(f, "anchor", self.text)
             if book_id is None or channel is None or placement is None or template is None:
                 continue
             out.append(
@@ -289,6 +291,7 @@ class PlaybooksReader(Reader):
                     offer=offer,
                     experiment=experiment,
                     description=description,
+                    anchor=anchor,
                 )
             )
             self.keep(at, i)

@@ -67,6 +67,7 @@ users = sa.Table(
     sa.Column("user_id", sa.String, primary_key=True),
     sa.Column("first_seen", UTCDateTime, nullable=False),
     sa.Column("last_seen", UTCDateTime, nullable=False),
+    sa.Index(None, "user_id"),
 )
 
 subscription_items = sa.Table(
@@ -154,6 +155,7 @@ contacts = sa.Table(
     # real-time trigger decided the contact; None for the daily run's.
     sa.Column("trigger", sa.String),
     sa.UniqueConstraint("account_id", "offer_id", "channel", "as_of"),
+    sa.Index(None, "account_id", "as_of"),
     sa.CheckConstraint(_one_of("kind", KINDS), name="kind"),
     sa.CheckConstraint(_one_of("status", CONTACT_STATUSES), name="status"),
 )
