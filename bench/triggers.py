@@ -192,10 +192,15 @@ def measure(
             mine, ids = ids[:probes], ids[probes:]
             load = None
             if condition != "idle":
-                args = [sys.executable, str(LOAD), url, key, "batch", "100", "100000", "4"]
+                # Enough batches of 100 for the probes at up to 30,000 events/s.
+                requests = int((probes * INTERVAL + SETTLE) * 300)
+                args = [sys.executable, str(LOAD), url, key, "batch", "100", str(requests), "4"]
                 if condition == "load that triggers":
                     args.append("now")
+                start = _events(store)
                 load = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+                while _events(store) == start and load.poll() is None:
+                    time.sleep(0.1)  # the load builds its bodies first
                 time.sleep(SETTLE)
             before, began = _events(store), time.monotonic()
             sent = {}
@@ -204,6 +209,10 @@ def measure(
                 time.sleep(INTERVAL)
             rate = (_events(store) - before) / (time.monotonic() - began)
             if load is not None:
+                if load.poll() is not None:
+                    out.problems.append(
+                        f"{database}, {condition}: the load ended before the probes"
+                    )
                 load.send_signal(signal.SIGTERM)
                 load.wait(30)
             found = _decided(store, sent)

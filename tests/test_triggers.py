@@ -269,6 +269,12 @@ class Decided:
             query = sa.select(r.guardrail).where(r.account_id == self.ids[case])
             return list(conn.execute(query.order_by(r.id)).scalars())
 
+    def messages(self, case: str) -> httpx.Response:
+        """`GET /v1/messages` for the case's user, as the widget asks."""
+        user = f"{self.ids[case]}-u1"
+        params = {"key": self.keys["publishable"], "userId": user}
+        return httpx.get(f"{self.server.url}/v1/messages", params=params, timeout=10)
+
     def admin(self, path: str, **params: Any) -> Any:
         headers = {"Authorization": f"Bearer {self.keys['admin']}"}
         answer = httpx.get(f"{self.server.url}{path}", params=params, headers=headers)
@@ -304,6 +310,18 @@ def decided(
         db.dispose()
 
 
+def test_a_limit_reached_through_track_is_served_by_get_messages(decided: Decided) -> None:
+    # The widget's next request finds the offer the trigger decided, in its place, in time.
+    served = decided.messages("offer")
+    assert served.status_code == 200, served.text
+    [message] = served.json()["messages"]
+    [contact] = decided.contacts("offer")
+    assert message["id"] == str(contact.contact_id) and message["offer_id"] == company.OFFER
+    assert message["placement"] == "modal" and message["kind"] == "upsell"
+    assert message["numbers"]["trial_days"] == contact.decision["trial_days"]
+    assert message["events_url"] == f"/v1/messages/{contact.contact_id}/events"
+
+
 def test_a_limit_reached_through_track_queues_an_in_app_offer(decided: Decided) -> None:
     [contact] = decided.contacts("offer")
     books = company.playbooks()
@@ -326,6 +344,8 @@ def test_a_gauge_trait_rising_to_its_limit_triggers_too(decided: Decided) -> Non
     [contact] = decided.contacts("gauge")
     assert contact.trigger == "trait seats" and contact.status == "queued"
     assert contact.offer_id == company.OFFER
+    [message] = decided.messages("gauge").json()["messages"]  # the group call's user
+    assert message["id"] == str(contact.contact_id)
 
 
 @pytest.mark.parametrize(
@@ -340,17 +360,23 @@ def test_a_gauge_trait_rising_to_its_limit_triggers_too(decided: Decided) -> Non
 def test_each_guardrail_stops_a_trigger(decided: Decided, case: str, guardrail: str) -> None:
     made = [c for c in decided.contacts(case) if c.trigger is not None]
     assert made == [] and decided.refusals(case) == [guardrail]
+    served = decided.messages(case)  # the capped account's earlier modal may still be served
+    shown = served.json()["messages"] if served.status_code == 200 else []
+    earlier = {str(c.contact_id) for c in decided.contacts(case)}
+    assert {m["id"] for m in shown} <= earlier
 
 
 def test_a_held_out_account_is_recorded_and_shown_nothing(decided: Decided) -> None:
     [contact] = decided.contacts("holdout")
     assert contact.held_out and contact.status == "held_out" and contact.trigger == LIMIT_REACHED
+    assert decided.messages("holdout").status_code == 204
 
 
 def test_an_account_before_its_aha_moment_is_decided_but_offered_nothing(
     decided: Decided,
 ) -> None:
     assert decided.contacts("pre_aha") == [] and decided.refusals("pre_aha") == []
+    assert decided.messages("pre_aha").status_code == 204
     row = _rows(decided.db)[decided.ids["pre_aha"]]
     assert row.decided_at is not None and row.due_at is None
 

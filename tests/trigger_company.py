@@ -194,7 +194,8 @@ def create(folder: Path, database_url: str, ids: dict[str, str], now: datetime) 
         add_events(conn=conn, events=seeded.events, now=now)
         for contact in seeded.contacts:
             record_contact(conn=conn, contact=contact)
-        keys = {kind: create_key(conn=conn, kind=kind)[1] for kind in ("write", "admin")}
+        kinds = ("write", "publishable", "admin")
+        keys = {kind: create_key(conn=conn, kind=kind)[1] for kind in kinds}
     (folder / "playbooks.yaml").write_text(PLAYBOOKS)
     return keys
 

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from upsell.channels.base import Channel, channel_for
 from upsell.config.catalog import parse_catalog
+from upsell.config.playbooks import PLAYBOOKS_FILE
 from upsell.domain.calendar import iso
 from upsell.domain.catalog import Catalog
 from upsell.domain.contacts import Contact
@@ -40,7 +41,7 @@ from upsell.flows.offers import HISTORY_DAYS, Decided, Decider, deliver
 from upsell.flows.opportunities import SignalsAt
 from upsell.store import triggers as queue
 from upsell.store.accounts import names_and_emails
-from upsell.store.catalogs import latest_catalog
+from upsell.store.catalogs import latest_catalog, latest_version
 from upsell.store.contacts import add_refusals, histories, record_contact
 from upsell.store.db import sqlite_writer
 from upsell.workspace import Workspace
@@ -109,7 +110,7 @@ class TriggerDecider:
         self.cooldown = cooldown
         self.batch = batch
         self.signals = SignalsAt(ws, backend)
-        self._version: int | None = None
+        self._version: tuple[int, int | None] | None = None  # the catalog's, playbooks.yaml's
         self._catalog: Catalog | None = None
         self._decider: Decider | None = None
         self._channels: dict[str, Channel] = {}
@@ -117,16 +118,26 @@ class TriggerDecider:
     # -- the workspace's files, read once per catalog ------------------------------------------
 
     def _current(self) -> tuple[Catalog, Decider]:
+        """The catalog and the decision step, read again when the catalog or playbooks.yaml
+        changed (an invalid playbooks.yaml raises: the batch is tried again later)."""
+        path = self.ws.folder / PLAYBOOKS_FILE
+        edited = path.stat().st_mtime_ns if path.exists() else None
         with self.ws.db.connect() as conn:
-            latest = latest_catalog(conn=conn)
-        if latest is None:
+            version = latest_version(conn=conn)
+            fresh = None
+            if version is not None and (version, edited) != self._version:
+                fresh = latest_catalog(conn=conn)
+        if version is None:
             raise NoCatalog("the workspace has no catalog: import one to decide triggers")
-        version, text, source = latest
-        if self._decider is None or self._catalog is None or version != self._version:
-            catalog = parse_catalog(text, source).catalog
+        if fresh is not None:
+            version, text, source = fresh
+            catalog = self._catalog
+            if catalog is None or self._version is None or self._version[0] != version:
+                catalog = parse_catalog(text, source).catalog  # a new one: queries compiled anew
             decider = Decider.of(self.ws, catalog)
             self._channels = self._ready_channels(decider)
-            self._catalog, self._decider, self._version = catalog, decider, version
+            self._catalog, self._decider, self._version = catalog, decider, (version, edited)
+        assert self._catalog is not None and self._decider is not None
         return self._catalog, self._decider
 
     def _ready_channels(self, decider: Decider) -> dict[str, Channel]:

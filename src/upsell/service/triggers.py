@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from upsell.domain.triggers import TriggerRules
 from upsell.service.metrics import Metrics
-from upsell.store.catalogs import latest_catalog
+from upsell.store.catalogs import latest_catalog, latest_version
 from upsell.store.locks import holder_id
 from upsell.workspace import Workspace
 
@@ -76,12 +76,14 @@ class Triggers:
         from upsell.config.catalog import parse_catalog
 
         with self.ws.db.connect() as conn:
+            version = latest_version(conn=conn)
+            if version is None:
+                return None
+            if known is not None and known[0] == version:
+                return known
             latest = latest_catalog(conn=conn)
-        if latest is None:
-            return None
+        assert latest is not None
         version, text, source = latest
-        if known is not None and known[0] == version:
-            return known
         return version, TriggerRules.of(parse_catalog(text, source).catalog)
 
     def queued(self, accounts: int) -> None:
@@ -126,6 +128,11 @@ class Triggers:
                     continue
                 if batch is not None:
                     self.metrics.observe_triggers(batch)
+                    log.debug(
+                        "decided the triggers of %d account(s): %s",
+                        len(batch.entries),
+                        ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in batch.seconds.items()),
+                    )
                     continue
                 self._warm(decider)
                 self._wake.wait(POLL_SECONDS)

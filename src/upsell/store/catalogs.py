@@ -39,3 +39,9 @@ def latest_catalog(*, conn: sa.Connection) -> tuple[int, str, str] | None:
         .limit(1)
     ).first()
     return None if row is None else (row.version, row.text, row.source)
+
+
+def latest_version(*, conn: sa.Connection) -> int | None:
+    """The newest catalog's version, or None before the first import (without its text)."""
+    found: int | None = conn.execute(sa.select(sa.func.max(catalog_versions.c.version))).scalar()
+    return found
