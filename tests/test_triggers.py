@@ -507,7 +507,7 @@ def test_a_few_accounts_signals_are_those_the_whole_company_run_gives_them(
     from upsell.domain.events import Event
     from upsell.engine.backends import Backend
     from upsell.engine.signals import build_signals, execute, power_users_floor
-    from upsell.flows.opportunities import SignalsAt, account_signals, find_all, refresh_rollups
+    from upsell.flows.opportunities import SignalsAt, account_signals, refresh_rollups
     from upsell.store.arrow import accounts_table, subscriptions_table
     from upsell.store.events import add_events
     from upsell.store.summary import data_span
@@ -519,7 +519,8 @@ def test_a_few_accounts_signals_are_those_the_whole_company_run_gives_them(
             ids = list(conn.exec_driver_sql("SELECT account_id FROM accounts").scalars())
         assert span is not None
         day = span[1] + timedelta(days=1)
-        find_all(ws, day)  # the morning's run: the stored rollups
+        with ws.db.connect() as conn:  # the morning's run: the stored rollups
+            refresh_rollups(ws.backend, conn=conn, catalog=ws.catalog(), folder=ws.rollups)
         at = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=15)
         catalog, policy = ws.catalog(), ws.config.opportunities
         few = SignalsAt(ws, ws.new_backend(threads=1))
