@@ -177,6 +177,40 @@ def test_a_trigger_during_a_decision_is_decided_after_it_and_the_cooldown(db: sa
     assert _rows(db)["a"].due_at == end + cooldown  # still the first one's
 
 
+def test_workers_claiming_at_once_never_share_an_entry(db: sa.Engine) -> None:
+    """Four workers (two servers' worth) claim from one queue at the same time, in the worker's
+    own transactions (`flows.triggers.writing`: IMMEDIATE on SQLite, SKIP LOCKED on PostgreSQL):
+    every entry is claimed exactly once."""
+    import threading
+
+    from upsell.flows.triggers import writing
+
+    accounts = [f"acct-{i:03d}" for i in range(200)]
+    with db.begin() as conn:
+        queue.enqueue(conn=conn, triggered={a: ("r", NOW) for a in accounts})
+    claimed: dict[str, list[str]] = {f"w{i}": [] for i in range(4)}
+    start = threading.Barrier(4)
+
+    def work(holder: str) -> None:
+        mine = claimed[holder]
+        start.wait()
+        while True:
+            with writing(db) as conn:
+                got = queue.claim(conn=conn, holder=holder, now=NOW, limit=7)
+            if not got:
+                return
+            mine.extend(e.account_id for e in got)
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [a for found in claimed.values() for a in found]
+    assert sorted(every) == accounts
+    assert sum(1 for found in claimed.values() if found) >= 2
+
+
 def test_a_claim_given_back_is_due_again_later_or_dropped(db: sa.Engine) -> None:
     with db.begin() as conn:
         queue.enqueue(conn=conn, triggered={"a": ("r", NOW), "b": ("r", NOW)})
