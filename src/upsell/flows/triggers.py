@@ -174,6 +174,9 @@ class TriggerDecider:
     def tick(self, now: datetime | None = None) -> Batch | None:
         """Claim up to a batch of due accounts and decide them; None when none is due."""
         at = now or datetime.now(UTC)
+        with self.ws.db.connect() as conn:
+            if not queue.any_due(conn=conn, now=at):
+                return None
         with writing(self.ws.db) as conn:
             entries = queue.claim(conn=conn, holder=self.holder, now=at, limit=self.batch)
         if not entries:

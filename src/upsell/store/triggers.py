@@ -78,6 +78,19 @@ def enqueue(*, conn: sa.Connection, triggered: Mapping[str, tuple[str, datetime]
     conn.execute(statement, rows)
 
 
+def any_due(*, conn: sa.Connection, now: datetime) -> bool:
+    """Whether a row is due and unclaimed (or its claim's lease is over): a read, so that an idle
+    worker never takes the write lock (on SQLite, a transaction that read and then writes fails at
+    once while another holds that lock)."""
+    q = queue.c
+    query = (
+        sa.select(q.account_id)
+        .where(q.due_at <= now, q.claimed_by.is_(None) | (q.claimed_until < now))
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None
+
+
 def claim(*, conn: sa.Connection, holder: str, now: datetime, limit: int) -> list[Entry]:
     """Claim up to `limit` rows due at `now` (the oldest due first) for `holder`, on `conn`'s
     transaction (IMMEDIATE on SQLite)."""
