@@ -424,9 +424,13 @@ def test_the_admin_api_and_the_metrics_tell_triggers_apart(decided: Decided) -> 
     batch = decided.admin("/v1/admin/contacts", source="batch")["contacts"]
     assert [c["account_id"] for c in batch] == [decided.ids["capped"]]
     assert batch[0]["trigger"] is None
-    scraped = httpx.get(f"{decided.server.url}/metrics").text
+    # The worker process reports its batches to the server: wait for the last one.
+    count = f"upsell_trigger_latency_seconds_count {len(decided.ids)}.0"
+    deadline = time.monotonic() + 10
+    while count not in (scraped := httpx.get(f"{decided.server.url}/metrics").text):
+        assert time.monotonic() < deadline, scraped
+        time.sleep(0.1)
     assert "upsell_trigger_queue_depth 0.0" in scraped
-    assert f"upsell_trigger_latency_seconds_count {len(decided.ids)}.0" in scraped
     assert 'upsell_triggers_decided_total{outcome="offer"} 2.0' in scraped
     assert 'upsell_triggers_decided_total{outcome="held_out"} 1.0' in scraped
     assert 'upsell_triggers_decided_total{outcome="none"} 5.0' in scraped

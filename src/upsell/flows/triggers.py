@@ -58,8 +58,9 @@ MAX_ATTEMPTS = 5
 
 @contextmanager
 def writing(db: sa.Engine) -> Iterator[sa.Connection]:
-    """A short write transaction: on SQLite IMMEDIATE (it reads, then writes) and behind the
-    process's writer lock that live ingestion takes too, so that the two take turns."""
+    """A short write transaction: on SQLite IMMEDIATE (it reads, then writes: it waits for the
+    write lock up front, through the busy timeout, instead of failing), and behind the process's
+    writer lock, which live ingestion takes too when it runs in the same process."""
     if db.dialect.name != "sqlite":
         with db.begin() as conn:
             yield conn
@@ -85,6 +86,13 @@ class Batch:
     lost: set[str] = field(default_factory=set)
     latencies: list[float] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def outcomes(self) -> dict[str, int]:
+        """How many decided accounts ended in an offer, held out, or with no offer."""
+        held_out = sum(1 for c in self.contacts if c.held_out)
+        offers = len(self.contacts) - held_out
+        decided = len(self.entries) - len(self.lost)
+        return {"offer": offers, "held_out": held_out, "none": max(decided - offers - held_out, 0)}
 
 
 class NoCatalog(Exception):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -33,9 +33,6 @@ from prometheus_client.registry import Collector
 from upsell.service.auth import require_admin
 from upsell.store import gauges
 from upsell.store import triggers as trigger_queue
-
-if TYPE_CHECKING:
-    from upsell.flows.triggers import Batch
 
 log = logging.getLogger("upsell.service")
 
@@ -110,18 +107,14 @@ class Metrics:
     def count_ingested(self, source: Source, n: int) -> None:
         self._ingested[source].inc(n)
 
-    def observe_triggers(self, batch: Batch) -> None:
-        """Count a batch of the trigger worker: each decision's latency and outcome."""
-        for seconds in batch.latencies:
+    def observe_triggers(self, latencies: Sequence[float], outcomes: Mapping[str, int]) -> None:
+        """Count a batch of the trigger worker: each decision's latency, and how many ended in
+        each outcome (offer, held_out, none)."""
+        for seconds in latencies:
             self.trigger_latency.observe(seconds)
-        held_out = sum(1 for c in batch.contacts if c.held_out)
-        offers = len(batch.contacts) - held_out
-        decided = len(batch.entries) - len(batch.lost)
-        for outcome, n in (("offer", offers), ("held_out", held_out)):
+        for outcome, n in outcomes.items():
             if n:
                 self.triggers.labels(outcome).inc(n)
-        if decided - offers - held_out > 0:
-            self.triggers.labels("none").inc(decided - offers - held_out)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
