@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from upsell.store.bulk import upsert
+from upsell.store import bulk
 from upsell.store.db import in_chunks
 from upsell.store.schema import trigger_queue as queue
 
@@ -43,24 +43,38 @@ class Entry:
     attempts: int
 
 
+_ENQUEUE_COLUMNS = ("account_id", "reason", "enqueued_at", "due_at")
+
+
 def enqueue(*, conn: sa.Connection, triggered: Mapping[str, tuple[str, datetime]]) -> None:
     """Queue each account of `triggered` (account id → (reason, instant)) on `conn`'s transaction;
-    see the module docstring for what a row already there keeps."""
+    see the module docstring for what a row already there keeps. One statement, run through the
+    driver's executemany with values in its form (`store.bulk`): it is part of every ingestion
+    request that triggers."""
     if not triggered:
         return
+    instant = bulk.instants(conn)
+    rows = [
+        (account_id, reason, instant(at), instant(at))
+        for account_id, (reason, at) in sorted(triggered.items())
+    ]
+    bulk.execute_many(conn, "trigger_queue", _enqueue_statement, _ENQUEUE_COLUMNS, rows)
+
+
+def _enqueue_statement(conn: sa.Connection) -> Any:
     q = queue.c
-    insert = upsert(conn, queue)
+    insert = bulk.upsert(conn, queue)
     new = insert.excluded
     claimed = q.claimed_by.is_not(None)
-    idle = q.due_at.is_(None)
-    statement = insert.on_conflict_do_update(
+    idle = q.due_at.is_(None) & ~claimed
+    return insert.on_conflict_do_update(
         index_elements=["account_id"],
         set_={
-            "reason": sa.case((idle & ~claimed, new.reason), else_=q.reason),
-            "enqueued_at": sa.case((idle & ~claimed, new.enqueued_at), else_=q.enqueued_at),
+            "reason": sa.case((idle, new.reason), else_=q.reason),
+            "enqueued_at": sa.case((idle, new.enqueued_at), else_=q.enqueued_at),
             "due_at": sa.case(
                 (
-                    idle & ~claimed,
+                    idle,
                     sa.case((q.cool_until > new.enqueued_at, q.cool_until), else_=new.enqueued_at),
                 ),
                 else_=q.due_at,
@@ -71,11 +85,6 @@ def enqueue(*, conn: sa.Connection, triggered: Mapping[str, tuple[str, datetime]
             ),
         },
     )
-    rows = [
-        {"account_id": account_id, "reason": reason, "enqueued_at": at, "due_at": at}
-        for account_id, (reason, at) in sorted(triggered.items())
-    ]
-    conn.execute(statement, rows)
 
 
 def any_due(*, conn: sa.Connection, now: datetime) -> bool:
