@@ -35,7 +35,6 @@ from upsell.domain.calendar import iso
 from upsell.domain.catalog import Catalog
 from upsell.domain.contacts import Contact
 from upsell.domain.decisions import History, Refusal
-from upsell.domain.triggers import TriggerRules
 from upsell.engine.backends import Backend
 from upsell.flows.offers import HISTORY_DAYS, Decided, Decider, deliver
 from upsell.flows.opportunities import SignalsAt
@@ -100,9 +99,11 @@ class NoCatalog(Exception):
 
 
 class TriggerDecider:
-    """Decides the trigger queue's accounts, a batch per `tick` (module docstring). One per
-    worker thread: it keeps an analytics back end, compiled queries and the workspace's parsed
-    files of its own, read again when the catalog changes."""
+    """Decides the trigger queue's accounts, a batch per `tick` (module docstring). One per worker
+    (the server's worker process, service/triggers.py): it keeps an analytics back end, compiled
+    queries and the workspace's parsed files of its own, read again when the catalog or
+    playbooks.yaml changes. `holder` names its claims; `cooldown` is how long an account it
+    decided waits before a new trigger is decided."""
 
     def __init__(
         self,
@@ -162,14 +163,6 @@ class TriggerDecider:
                 continue
             out[name] = channel
         return out
-
-    def rules(self) -> TriggerRules:
-        """What ingestion queues, from the current catalog."""
-        try:
-            catalog, _ = self._current()
-        except NoCatalog:
-            return TriggerRules()
-        return TriggerRules.of(catalog)
 
     def warm(self, now: datetime) -> None:
         """Read the workspace's files and compile the day's queries ahead of the first trigger
