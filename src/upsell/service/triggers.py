@@ -1,34 +1,37 @@
 """Real-time triggers inside `upsell serve` (docs/in-app.md, "Real-time triggers").
 
 `Triggers` is what the app keeps: the rules ingestion queues accounts by (read from the current
-catalog, again when it changes), and the worker: a child process of the server (`run_worker`) that
-drains the durable trigger queue a batch at a time through `flows.triggers.TriggerDecider`, woken
-by the ingestion routes when they queued an account and otherwise looking every `POLL_SECONDS`
-(another server on the database may have queued some; a restarted server finds what was
-acknowledged but not decided).
+catalog, again when it changes), and the worker: a child process of the server (``python -m
+upsell.service.triggers FOLDER``, `main`) that drains the durable trigger queue a batch at a time
+through `flows.triggers.TriggerDecider`, woken by the ingestion routes when they queued an account
+and otherwise looking every `POLL_SECONDS` (another server on the database may have queued some; a
+restarted server finds what was acknowledged but not decided).
 
 A process, not a thread: a decision is a few dozen calls into DuckDB and the database, each of
 which gives Python's lock up and takes it back, and with the ingestion threads busy every take
 waits its turn — a decision that takes 0.1 s alone took 2 s under PostgreSQL ingestion load as a
-thread, 0.4 s as a process (bench/triggers.py). The child sends what it decided (latencies,
-outcomes) back for ``/metrics``; it stops with the server, and by itself when the server is gone.
+thread, 0.4 s as a process (bench/triggers.py). The two talk through the child's standard streams
+only: a byte on its stdin wakes it, the end of its stdin (the server stopping, or gone) stops it
+after its batch, and it writes a JSON line to its stdout per batch (latencies, outcomes) for the
+server's ``/metrics``. Its logs go to the server's stderr. It reads the settings from the same
+environment as the server.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-import multiprocessing
 import os
-import queue
+import selectors
 import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from upsell.domain.triggers import TriggerRules
 from upsell.service.metrics import Metrics
@@ -49,20 +52,12 @@ POLL_SECONDS = 0.5
 RULES_SECONDS = 5.0
 #: After a batch failed (a database error), the worker waits this long.
 ERROR_SECONDS = 2.0
-#: How long shutdown waits for the batch in progress (its claims are taken over once their
-#: lease ends, when it does not finish).
-STOP_SECONDS = 10.0
+#: How long shutdown waits for the worker to finish its batch (a batch takes well under a
+#: second); then it is terminated: what it had not recorded is decided again once its claims'
+#: lease ends.
+STOP_SECONDS = 3.0
 #: A worker process that died is started again after this long.
 RESTART_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class Report:
-    """What one batch of the worker decided, for the server's ``/metrics``: the latency of each
-    decided account, and how many ended in an offer, held out, or no offer."""
-
-    latencies: Sequence[float]
-    outcomes: Mapping[str, int]
 
 
 class Triggers:
@@ -75,11 +70,8 @@ class Triggers:
         settings = ws.settings
         self.enabled = settings.service_triggers
         self.worker_enabled = settings.service_triggers and settings.service_trigger_worker
-        self._context = multiprocessing.get_context("spawn")
-        self._wake = self._context.Event()
-        self._stop = self._context.Event()
-        self._reports: multiprocessing.Queue[Report] = self._context.Queue()
-        self._process: multiprocessing.process.BaseProcess | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._wake_fd: int | None = None
         self._watcher: threading.Thread | None = None
         self._stopping = threading.Event()
         self._rules_lock = threading.Lock()
@@ -116,9 +108,13 @@ class Triggers:
         return version, TriggerRules.of(parse_catalog(text, source).catalog)
 
     def queued(self, accounts: int) -> None:
-        """Ingestion committed `accounts` triggered accounts: wake the worker."""
-        if accounts and self._process is not None:
-            self._wake.set()
+        """Ingestion committed `accounts` triggered accounts: wake the worker (a byte on its
+        stdin; never waits: when the pipe is full, the worker has bytes to read already)."""
+        fd = self._wake_fd
+        if accounts and fd is not None:
+            # Full (BlockingIOError): it has bytes to read already; gone: it restarts.
+            with contextlib.suppress(OSError):
+                os.write(fd, b"!")
 
     # -- the worker ----------------------------------------------------------------------------
 
@@ -131,72 +127,101 @@ class Triggers:
         self._watcher.start()
 
     def _spawn(self) -> None:
-        self._stop.clear()
-        self._process = self._context.Process(
-            target=run_worker,
-            args=(
-                self.ws.folder,
-                self.ws.settings,
-                os.getpid(),
-                self._wake,
-                self._stop,
-                self._reports,
-            ),
-            name="upsell-triggers",
-            daemon=True,
+        process = subprocess.Popen(
+            [sys.executable, "-m", "upsell.service.triggers", str(self.ws.folder.resolve())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
         )
-        self._process.start()
+        assert process.stdin is not None
+        os.set_blocking(process.stdin.fileno(), False)
+        self._process, self._wake_fd = process, process.stdin.fileno()
 
     def _watch(self) -> None:
         """Count the worker's reports in ``/metrics``; start the worker again if it died."""
         while not self._stopping.is_set():
-            try:
-                report = self._reports.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                process = self._process
-                if process is not None and not process.is_alive() and not self._stopping.is_set():
-                    log.error(
-                        "the trigger worker stopped (exit status %s); starting it again in %ss",
-                        process.exitcode,
-                        RESTART_SECONDS,
-                    )
-                    if not self._stopping.wait(RESTART_SECONDS):
-                        self._spawn()
-                continue
-            self.metrics.observe_triggers(report.latencies, report.outcomes)
+            process = self._process
+            assert process is not None and process.stdout is not None
+            for line in process.stdout:
+                try:
+                    report = json.loads(line)
+                    self.metrics.observe_triggers(report["latencies"], report["outcomes"])
+                except (ValueError, KeyError, TypeError):
+                    log.warning("the trigger worker wrote a line that is not a report: %r", line)
+            code = process.wait()
+            if self._stopping.is_set():
+                return
+            log.error(
+                "the trigger worker stopped (exit status %s); starting it again in %ss",
+                code,
+                RESTART_SECONDS,
+            )
+            self._close_stdin(process)
+            if self._stopping.wait(RESTART_SECONDS):
+                return
+            self._spawn()
+
+    @staticmethod
+    def _close_stdin(process: subprocess.Popen[bytes]) -> None:
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
 
     def stop(self, timeout: float = STOP_SECONDS) -> None:
+        """Stop the worker: the end of its stdin, then, if its batch takes longer than `timeout`,
+        SIGTERM."""
         self._stopping.set()
         process = self._process
         if process is None:
             return
-        self._stop.set()
-        self._wake.set()
-        process.join(timeout)
-        if process.is_alive():
+        self._wake_fd = None
+        self._close_stdin(process)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
             log.warning("the trigger worker did not stop in %ss: terminating it", timeout)
             process.terminate()
-            process.join(2)
+            try:
+                process.wait(2)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         if self._watcher is not None:
             self._watcher.join(POLL_SECONDS * 2)
 
 
-def run_worker(
-    folder: Path,
-    settings: Settings,
-    parent: int,
-    wake: Event,
-    stop: Event,
-    reports: multiprocessing.Queue[Report],
-) -> None:
-    """The worker process: decide the trigger queue until `stop` is set or the server (`parent`)
-    is gone."""
+# -- the worker process ---------------------------------------------------------------------------
+
+
+class _Stdin:
+    """The worker's stdin: `wait` sleeps until a wake-up byte (True) or the end of the stream
+    (False: the server is stopping or gone)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.fd = stream.fileno()
+        os.set_blocking(self.fd, False)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.fd, selectors.EVENT_READ)
+
+    def wait(self, timeout: float) -> bool:
+        if not self.selector.select(timeout):
+            return True
+        try:
+            return os.read(self.fd, 65536) != b""
+        except BlockingIOError:
+            return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The worker process: ``python -m upsell.service.triggers FOLDER``, started by `Triggers`."""
     from upsell.flows.triggers import NoCatalog, TriggerDecider
     from upsell.service import logs
 
+    folder = Path((argv if argv is not None else sys.argv[1:])[0])
+    settings = Settings()
     logs.configure(settings.service_log_level)
     # Ctrl-C reaches the whole process group: the server stops this process itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stdin = _Stdin(sys.stdin.buffer)
     with Workspace.open(folder, settings) as ws:
         # An analytics back end of one thread: queries on a few accounts' rows are quicker on one,
         # and leave the other cores to ingestion.
@@ -208,17 +233,20 @@ def run_worker(
         )
         try:
             _warm(decider)
-            while not stop.is_set() and os.getppid() == parent:
+            while stdin.wait(0):
                 try:
                     batch = decider.tick()
                 except NoCatalog:
                     batch = None
                 except Exception:
                     log.exception("a batch of triggers failed; trying again in %ss", ERROR_SECONDS)
-                    stop.wait(ERROR_SECONDS)
+                    if not stdin.wait(ERROR_SECONDS):
+                        return
                     continue
                 if batch is not None:
-                    reports.put(Report(batch.latencies, batch.outcomes()))
+                    report = {"latencies": batch.latencies, "outcomes": batch.outcomes()}
+                    sys.stdout.write(json.dumps(report) + "\n")
+                    sys.stdout.flush()
                     log.debug(
                         "decided the triggers of %d account(s): %s",
                         len(batch.entries),
@@ -226,8 +254,10 @@ def run_worker(
                     )
                     continue
                 _warm(decider)
-                wake.wait(POLL_SECONDS)
-                wake.clear()
+                if not stdin.wait(POLL_SECONDS):
+                    return
+        except BrokenPipeError:  # the server is gone
+            return
         finally:
             decider.close()
 
@@ -242,3 +272,7 @@ def _warm(decider: TriggerDecider) -> None:
         pass
     except Exception:
         log.exception("could not prepare the trigger worker's queries")
+
+
+if __name__ == "__main__":
+    main()
