@@ -9,7 +9,18 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from upsell import __version__
-from upsell.service import admin, errors, health, logs, metrics, posthog, scheduler, segment, stripe
+from upsell.service import (
+    admin,
+    errors,
+    health,
+    logs,
+    metrics,
+    posthog,
+    scheduler,
+    segment,
+    stripe,
+    widget,
+)
 from upsell.service.auth import Keys
 from upsell.workspace import Workspace
 
@@ -35,4 +46,5 @@ def create_app(ws: Workspace) -> FastAPI:
     app.include_router(segment.router)
     app.include_router(posthog.router)
     app.include_router(stripe.router)
+    app.include_router(widget.router)
     return app
