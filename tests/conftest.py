@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +30,12 @@ POSTGRESQL_ENV = "UPSELL_TEST_DATABASE_URL"
 DEMO_OPTIONS = ("--accounts", 500, "--months", 6, "--seed", 2)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty database, on each back end in turn."""
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
+@contextmanager
+def empty_database(kind: str, folder: Path) -> Iterator[str]:
+    """The URL of an empty database: a SQLite file in `folder`, or a PostgreSQL schema of its
+    own (dropped afterwards; skips the test without UPSELL_TEST_DATABASE_URL)."""
+    if kind == "sqlite":
+        yield sqlite_url(folder)
         return
     base = os.environ.get(POSTGRESQL_ENV)
     if not base:
@@ -50,6 +52,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
     finally:
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database, on each back end in turn."""
+    with empty_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

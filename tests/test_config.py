@@ -116,7 +116,7 @@ def test_an_unknown_section_names_the_allowed_ones() -> None:
     p = only_problem("opportunities: {}\nguardrails:\n  max_offers: 2\n")
     assert (p.line, p.key) == (2, "guardrails")
     assert "expected opportunities" in p.message
-    assert SECTIONS == ("opportunities", "metrics", "report", "schedule")
+    assert SECTIONS == ("opportunities", "metrics", "report", "schedule", "in_app")
 
 
 @pytest.mark.parametrize(
@@ -254,3 +254,32 @@ def test_the_report_section_sets_the_locale() -> None:
     assert parse_config("").locale == "en"
     p = only_problem("report:\n  locale: xx_QQ_zz\n")
     assert (p.line, p.key) == (2, "report.locale")
+
+
+def test_the_in_app_section_sets_the_widgets_origins_tokens_and_polling() -> None:
+    from upsell.config.workspace import InAppSettings
+
+    config = parse_config(
+        'in_app:\n  origins: ["https://App.example.com/", "http://localhost:3000"]\n'
+        "  require_user_token: true\n  poll_seconds: 120\n"
+    )
+    assert config.in_app == InAppSettings(
+        origins=("https://app.example.com", "http://localhost:3000"),
+        require_user_token=True,
+        poll_seconds=120,
+    )
+    assert parse_config("").in_app == InAppSettings()
+    with pytest.raises(ConfigError) as raised:
+        parse_config(
+            'in_app:\n  origins: ["app.example.com", "https://a.example/path"]\n'
+            "  poll_seconds: 5\n  require_user_token: maybe\n",
+            "config.yaml",
+        )
+    keys = [(p.line, p.key) for p in raised.value.problems]
+    assert keys == [
+        (2, "in_app.origins[0]"),
+        (2, "in_app.origins[1]"),
+        (3, "in_app.poll_seconds"),
+        (4, "in_app.require_user_token"),
+    ]
+    assert "https://app.example.com" in raised.value.problems[0].message

@@ -67,6 +67,15 @@ def test_the_keys_commands_create_list_and_revoke(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "must be one of write, publishable, admin" in bad.output
     with sa.create_engine(f"sqlite:///{ws / 'upsell.db'}").connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM api_keys").scalar_one() == 1
+    # Signing secrets: made on first use, the same until rotated.
+    first = run("keys", "secret", "-w", ws, "user_token").stdout.strip()
+    assert (
+        len(first) == 64 and run("keys", "secret", "-w", ws, "user_token").stdout.strip() == first
+    )
+    rotated = run("keys", "secret", "-w", ws, "user_token", "--rotate").stdout.strip().splitlines()
+    assert rotated[0] != first and len(rotated[0]) == 64
+    unknown = run("keys", "secret", "-w", ws, "oauth")
+    assert unknown.exit_code == 2 and "user_token, checkout" in unknown.output
 
 
 def test_the_server_is_healthy_ready_and_answers_errors_as_json(served: Served) -> None:

@@ -107,3 +107,32 @@ def revoke(
     if key is None:
         raise fail(f"no key {key_id!r} in this workspace: `upsell keys list` shows them")
     err.print(f"Revoked {key.kind} key {key.key_id}.", highlight=False)
+
+
+@app.command("secret")
+def secret(
+    purpose: Annotated[
+        str,
+        typer.Argument(
+            metavar="PURPOSE",
+            help="user_token (signs user ids for the widget) | checkout (signs the offer token "
+            "handed to your checkout).",
+        ),
+    ],
+    rotate: Annotated[
+        bool,
+        typer.Option("--rotate", help="Replace the secret: tokens signed with the old one fail."),
+    ] = False,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Print a signing secret of the workspace (made on first use), for your backend to sign
+    user ids or verify offer tokens with (docs/in-app.md)."""
+    from upsell.store.secrets import PURPOSES, rotate_secret, signing_secret
+
+    if purpose not in PURPOSES:
+        raise fail(f"no signing secret {purpose!r}: choose one of {', '.join(PURPOSES)}")
+    with errors(), open_workspace(workspace) as ws, ws.db.begin() as conn:
+        text = (rotate_secret if rotate else signing_secret)(conn=conn, purpose=purpose)
+    typer.echo(text)
+    if rotate:
+        say(f"Rotated the {purpose} secret: a running server uses it within 5 seconds.")

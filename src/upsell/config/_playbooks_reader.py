@@ -63,6 +63,7 @@ PLAYBOOK_KEYS = (
     "placement",
     "template",
     "experiment",
+    "anchor",
 )
 OFFER_KEYS = ("trial_days", "discount", "deadline_days", "promotion")
 VARIANT_KEYS = ("id", "weight", "template", "placement", "offer")
@@ -269,6 +270,7 @@ class PlaybooksReader(Reader):
             offer = self.get(f, "offer", self.offer) or Offer()
             experiment = self.get(f, "experiment", self.experiment)
             description = self.get(f, "description", self.description) or ""
+            anchor = self.get(f, "anchor", self.text)
             if book_id is None or channel is None or placement is None or template is None:
                 continue
             out.append(
@@ -281,6 +283,7 @@ class PlaybooksReader(Reader):
                     offer=offer,
                     experiment=experiment,
                     description=description,
+                    anchor=anchor,
                 )
             )
             self.keep(at, i)

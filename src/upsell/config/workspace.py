@@ -3,7 +3,8 @@
 The file holds one section per part of the engine that can be tuned without code (S19):
 ``opportunities:``, whose keys are `upsell.domain.opportunities.Policy`'s fields, ``metrics:``,
 metrics.md's settings (`upsell.domain.metrics.MetricSettings`), ``report:`` (its ``locale``) and
-``schedule:`` (when `upsell serve` runs the daily job; none by default). A missing file, an empty
+``schedule:`` (when `upsell serve` runs the daily job; none by default) and ``in_app:`` (the
+widget's origins, user tokens and polling; docs/in-app.md). A missing file, an empty
 file and an empty section all mean the defaults. Unknown sections and keys, values of the wrong type and values out of range
 raise `ConfigError` listing every problem at once, like catalog.yaml's loader, whose YAML and
 line-finding helpers this module shares.
@@ -29,7 +30,7 @@ from upsell.errors import ConfigError
 CONFIG_FILE = "config.yaml"
 
 #: The sections config.yaml may hold, in the order the docs list them.
-SECTIONS = ("opportunities", "metrics", "report", "schedule")
+SECTIONS = ("opportunities", "metrics", "report", "schedule", "in_app")
 
 #: metrics' keys: MetricSettings' fields.
 METRIC_KEYS = tuple(f.name for f in fields(MetricSettings))
@@ -57,6 +58,22 @@ class Schedule:
         return ZoneInfo(self.timezone)
 
 
+#: in_app's keys.
+IN_APP_KEYS = ("origins", "require_user_token", "poll_seconds")
+_ORIGIN = re.compile(r"^https?://[^/?#\s]+$")
+
+
+@dataclass(frozen=True)
+class InAppSettings:
+    """The widget's side of `upsell serve` (docs/in-app.md): the web origins allowed to call the
+    messages API from a browser (CORS; ``https://app.example.com``, no path), whether every call
+    must carry a signed user token, and how often the widget asks for messages."""
+
+    origins: tuple[str, ...] = ()
+    require_user_token: bool = False
+    poll_seconds: int = 60
+
+
 @dataclass(frozen=True)
 class WorkspaceConfig:
     """A workspace's tunable settings; every section defaults to its built-in values."""
@@ -67,6 +84,8 @@ class WorkspaceConfig:
     locale: str = "en"
     #: The daily job's schedule (``schedule: {time: "06:00"}``); None: the server runs no job.
     schedule: Schedule | None = None
+    #: The widget's origins, user tokens and polling (``in_app: {origins: [...]}``).
+    in_app: InAppSettings = field(default_factory=InAppSettings)
 
 
 def load_config(folder: str | os.PathLike[str]) -> WorkspaceConfig:
@@ -105,10 +124,43 @@ def parse_config(text: str, file: str = CONFIG_FILE) -> WorkspaceConfig:
     if top is not None and "report" in top:
         locale = _locale(reader, *top["report"])
     schedule = _schedule(reader, *top["schedule"]) if top and "schedule" in top else None
+    in_app = _in_app(reader, *top["in_app"]) if top and "in_app" in top else InAppSettings()
     problems = [*reader.errors, *ranges]
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
-    return WorkspaceConfig(opportunities=policy, metrics=metrics, locale=locale, schedule=schedule)
+    return WorkspaceConfig(
+        opportunities=policy, metrics=metrics, locale=locale, schedule=schedule, in_app=in_app
+    )
+
+
+def _in_app(reader: Reader, value: Any, at: At) -> InAppSettings:
+    """The in_app section: ``origins`` (a list of http(s) origins), ``require_user_token``,
+    ``poll_seconds`` (10 to 3600)."""
+    found = reader.fields(value, at, "in_app", (), IN_APP_KEYS) if value is not None else None
+    if not found:
+        return InAppSettings()
+    origins: list[str] = []
+    if "origins" in found:
+        for v, item_at in reader.items(*found["origins"], "origins"):
+            if isinstance(v, str) and _ORIGIN.match(v.strip().rstrip("/")):
+                origins.append(v.strip().rstrip("/").lower())
+            else:
+                reader.fail(
+                    item_at.key,
+                    item_at.line,
+                    "must be a web origin such as https://app.example.com (scheme and host, "
+                    f"no path), got {show(v)}",
+                )
+    required = reader.flag(*found["require_user_token"]) if "require_user_token" in found else False
+    poll = 60
+    if "poll_seconds" in found:
+        v, key_at = found["poll_seconds"]
+        n = reader.count(v, key_at)
+        if n is not None and not 10 <= n <= 3600:
+            reader.fail(key_at.key, key_at.line, f"must be from 10 to 3600 seconds, got {n}")
+        elif n is not None:
+            poll = n
+    return InAppSettings(origins=tuple(origins), require_user_token=required, poll_seconds=poll)
 
 
 def _schedule(reader: Reader, value: Any, at: At) -> Schedule | None:

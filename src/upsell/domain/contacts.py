@@ -26,8 +26,9 @@ class Contact:
     `contact_id` and `created_at` are None until the store has recorded it. A delivery sets
     `status` (``sent`` or ``failed``), `attempts`, `delivered_at` and `detail` (why it failed, or
     the server's answer). `promotion` names the promotion the offer ran under; `decision` keeps the whole decision line
-    (data-contract.md) as the run wrote it. Timestamps are aware
-    UTC.
+    (data-contract.md) as the run wrote it. An in-app contact's
+    `shown_at`, `clicked_at`, `dismissed_at` and `converted_at` are the widget's answers
+    (docs/in-app.md). Timestamps are aware UTC.
     """
 
     account_id: str
@@ -52,6 +53,10 @@ class Contact:
     decision: Mapping[str, Any] | None = None
     created_at: datetime | None = None
     contact_id: int | None = None
+    shown_at: datetime | None = None
+    clicked_at: datetime | None = None
+    dismissed_at: datetime | None = None
+    converted_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -169,9 +169,15 @@ class Experiment:
     variants: tuple[Variant, ...]
 
 
+#: Where an in-app tooltip points when its playbook names no `anchor`: an element the host page
+#: marks with ``data-upsell-anchor``.
+DEFAULT_ANCHOR = "[data-upsell-anchor]"
+
+
 @dataclass(frozen=True)
 class Playbook:
-    """Trigger → offer → channel and placement → message template (→ experiment)."""
+    """Trigger → offer → channel and placement → message template (→ experiment). `anchor` is the
+    CSS selector of the element an in-app tooltip points at (`DEFAULT_ANCHOR` when None)."""
 
     id: str
     channel: str
@@ -181,6 +187,7 @@ class Playbook:
     offer: Offer = field(default_factory=Offer)
     experiment: Experiment | None = None
     description: str = ""
+    anchor: str | None = None
 
     def matches(self, facts: Mapping[str, object]) -> bool:
         return all(c.holds(facts) for c in self.trigger)
@@ -196,6 +203,7 @@ class Playbook:
             offer=variant.offer or self.offer,
             experiment=self.experiment,
             description=self.description,
+            anchor=self.anchor,
         )
 
 

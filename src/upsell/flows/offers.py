@@ -23,7 +23,9 @@ from upsell.domain.calendar import day_start, iso
 from upsell.domain.contacts import Contact
 from upsell.domain.decisions import Choice, Decision, History, Refusal, decide
 from upsell.domain.messages import expires_at, locale_for, message_facts
+from upsell.domain.money import Money
 from upsell.domain.opportunities import Opportunity
+from upsell.domain.playbooks import DEFAULT_ANCHOR
 from upsell.flows.opportunities import OpportunityRun, find_all
 from upsell.store.accounts import names_and_emails
 from upsell.store.contacts import (
@@ -62,9 +64,12 @@ class RunResult:
     dry_run: bool = False
 
 
-def decision_line(d: Decision, message: Mapping[str, Any], as_of: datetime) -> dict[str, Any]:
+def decision_line(
+    d: Decision, message: Mapping[str, Any], as_of: datetime, price: Money | None = None
+) -> dict[str, Any]:
     """data-contract.md's decision line, plus the playbook, P(accept), the expected value (base
-    currency) and the promotion."""
+    currency), the promotion, the offered item's monthly `price` in the account's currency, and a
+    tooltip's anchor."""
     o = d.opportunity
     line: dict[str, Any] = {
         "account_id": o.account_id,
@@ -87,6 +92,11 @@ def decision_line(d: Decision, message: Mapping[str, Any], as_of: datetime) -> d
         "p_accept": round(d.p_accept, 4),
         "expected_value": f"{d.expected_value:.2f}",
     }
+    if price is not None:
+        line["price"] = price.as_string()
+        line["price_currency"] = price.currency
+    if d.placement == "tooltip":
+        line["anchor"] = d.playbook.anchor or DEFAULT_ANCHOR
     if d.promotion is not None:
         line["promotion"] = d.promotion.id
     if d.discount_percent is not None:
@@ -162,7 +172,7 @@ def run_offers(
             expires_at=expires_at(d.deadline),
             html_part=d.channel == "email",
         )
-        line = decision_line(d, message, at)
+        line = decision_line(d, message, at, facts["item"]["price"])
         if d.held_out:
             result.held_out.append(d)
         else:

@@ -14,6 +14,7 @@ from upsell.service import (
     errors,
     health,
     logs,
+    messages,
     metrics,
     posthog,
     scheduler,
@@ -25,7 +26,7 @@ from upsell.service.auth import Keys
 from upsell.workspace import Workspace
 
 DESCRIPTION = """upsell's HTTP service (docs/service.md): Segment- and PostHog-compatible ingestion,
-Stripe webhooks, and the admin API. Write keys as HTTP Basic user names (Segment) or in the body;
+Stripe webhooks, the admin API, and the in-app widget's messages API (docs/in-app.md). Write keys as HTTP Basic user names (Segment) or in the body;
 admin tokens as `Authorization: Bearer`. Every error is JSON `{"code", "message"}`."""
 
 
@@ -38,6 +39,7 @@ def create_app(ws: Workspace) -> FastAPI:
     app.state.jobs = scheduler.Jobs(ws)
     app.state.keys = Keys(ws.db)
     app.state.metrics = metrics.Metrics(ws.db)
+    app.add_middleware(messages.BrowserOrigins, origins=ws.config.in_app.origins)
     app.add_middleware(logs.RequestLog, observe=app.state.metrics.observe_request)
     errors.install(app)
     app.include_router(health.router)
@@ -46,5 +48,6 @@ def create_app(ws: Workspace) -> FastAPI:
     app.include_router(segment.router)
     app.include_router(posthog.router)
     app.include_router(stripe.router)
+    app.include_router(messages.router)
     app.include_router(widget.router)
     return app

@@ -35,6 +35,10 @@ _FIELDS = (
     "attempts",
     "delivered_at",
     "decision",
+    "shown_at",
+    "clicked_at",
+    "dismissed_at",
+    "converted_at",
 )
 
 
@@ -70,7 +74,7 @@ def record_contact(*, conn: sa.Connection, contact: Contact) -> tuple[int, bool]
     return int(result.inserted_primary_key[0]), True
 
 
-def _contact(row: sa.Row[Any]) -> Contact:
+def contact_from_row(row: sa.Row[Any]) -> Contact:
     m = row._mapping
     delta = m["expected_mrr_delta"]
     return Contact(
@@ -89,7 +93,7 @@ def contacts_for(*, conn: sa.Connection, account_id: str) -> list[Contact]:
         .where(contacts_table.c.account_id == account_id)
         .order_by(contacts_table.c.as_of, contacts_table.c.contact_id)
     )
-    return [_contact(row) for row in conn.execute(query)]
+    return [contact_from_row(row) for row in conn.execute(query)]
 
 
 def record_response(*, conn: sa.Connection, response: Response) -> int:
@@ -153,7 +157,7 @@ def contacts_at(*, conn: sa.Connection, as_of: datetime) -> list[Contact]:
     """Every contact of a run at `as_of` (held out included), by account then offer."""
     c = contacts_table.c
     query = sa.select(contacts_table).where(c.as_of == as_of).order_by(c.account_id, c.contact_id)
-    return [_contact(row) for row in conn.execute(query)]
+    return [contact_from_row(row) for row in conn.execute(query)]
 
 
 def histories(*, conn: sa.Connection, before: datetime, since: datetime) -> dict[str, History]:
@@ -277,4 +281,4 @@ def find_contacts(
             query = query.where(column == value)
     if after is not None:
         query = query.where(c.contact_id > after)
-    return [_contact(row) for row in conn.execute(query)]
+    return [contact_from_row(row) for row in conn.execute(query)]

@@ -67,6 +67,7 @@ users = sa.Table(
     sa.Column("user_id", sa.String, primary_key=True),
     sa.Column("first_seen", UTCDateTime, nullable=False),
     sa.Column("last_seen", UTCDateTime, nullable=False),
+    sa.Index(None, "user_id"),
 )
 
 subscription_items = sa.Table(
@@ -151,6 +152,7 @@ contacts = sa.Table(
     sa.Column("dismissed_at", UTCDateTime),
     sa.Column("converted_at", UTCDateTime),
     sa.UniqueConstraint("account_id", "offer_id", "channel", "as_of"),
+    sa.Index(None, "account_id", "as_of"),
     sa.CheckConstraint(_one_of("kind", KINDS), name="kind"),
     sa.CheckConstraint(_one_of("status", CONTACT_STATUSES), name="status"),
 )

@@ -27,6 +27,9 @@ def upgrade() -> None:
     with op.batch_alter_table("contacts") as batch:
         for name in _ANSWERS:
             batch.add_column(sa.Column(name, sa.DateTime(), nullable=True))
+    # GET /v1/messages: a user's accounts, an account's newest in-app contact.
+    op.create_index(op.f("ix_users_user_id"), "users", ["user_id"])
+    op.create_index(op.f("ix_contacts_account_id_as_of"), "contacts", ["account_id", "as_of"])
     op.create_table(
         "signing_secrets",
         sa.Column("purpose", sa.String(), nullable=False),
@@ -38,6 +41,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("signing_secrets")
+    op.drop_index(op.f("ix_contacts_account_id_as_of"), table_name="contacts")
+    op.drop_index(op.f("ix_users_user_id"), table_name="users")
     with op.batch_alter_table("contacts") as batch:
         for name in reversed(_ANSWERS):
             batch.drop_column(name)

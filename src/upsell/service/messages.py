@@ -1,0 +1,265 @@
+"""The messages API, the in-app widget's door (docs/in-app.md): what to show a user now, and what
+the user did with it.
+
+``GET /v1/messages`` and ``POST /v1/messages/{id}/events`` take a publishable key (``key=`` in
+the query, so that a browser sends a simple request without a CORS preflight; or HTTP Basic, or
+``Authorization: Bearer``), the user's id and, when config.yaml's ``in_app.require_user_token``
+is set, the user token that the company's backend signed. Browsers may call them only from
+config.yaml's ``in_app.origins`` (or the server's own origin): another origin gets 403, and the
+CORS headers name only allowed origins.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from upsell.domain.contacts import Contact
+from upsell.domain.in_app import WIDGET_EVENTS
+from upsell.domain.money import Money, format_money, to_decimal
+from upsell.domain.playbooks import Cap
+from upsell.domain.tokens import valid_user_token
+from upsell.flows.messages import MessageNotFound, caps_of, messages_for, record_event
+from upsell.service.auth import basic_user, bearer, keys
+from upsell.service.errors import ApiError, error_response
+from upsell.service.intake import decode, read_body
+from upsell.store.secrets import signing_secret
+from upsell.workspace import Workspace
+
+PUBLISHABLE: tuple[Any, ...] = ("publishable",)
+WHAT = "the messages API"
+#: Seconds the server keeps playbooks.yaml's caps and the user-token secret before reading them
+#: again (a change reaches a running server within that time).
+TTL = 5.0
+MAX_ID = 255
+MAX_EVENT_BYTES = 8 * 1024
+#: The paths whose browser callers config.yaml's ``in_app.origins`` lists.
+BROWSER_PATHS = ("/v1/messages", "/v1/offers/")
+
+router = APIRouter(
+    prefix="/v1/messages",
+    tags=["in-app"],
+    responses={
+        400: {"description": "A bad parameter or body: `{code, message}` names it"},
+        401: {"description": "No publishable key, an unknown or revoked one, or no user token"},
+        403: {"description": "Not a publishable key, a user token that does not match, or an "
+              "origin config.yaml's in_app.origins does not list"},
+    },
+)  # fmt: skip
+
+
+class _Cached:
+    """playbooks.yaml's caps and the user-token secret, read again every `TTL` seconds."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self._lock = threading.Lock()
+        self._at = -TTL
+        self._caps: tuple[Cap, ...] = ()
+        self._secret = ""
+
+    def get(self) -> tuple[tuple[Cap, ...], str]:
+        with self._lock:
+            if time.monotonic() - self._at >= TTL:
+                with self.ws.db.begin() as conn:
+                    self._secret = signing_secret(conn=conn, purpose="user_token")
+                self._caps = caps_of(self.ws)
+                self._at = time.monotonic()
+            return self._caps, self._secret
+
+
+def _cached(request: Request) -> _Cached:
+    found: _Cached | None = getattr(request.app.state, "in_app_cache", None)
+    if found is None:
+        found = _Cached(request.app.state.workspace)
+        request.app.state.in_app_cache = found
+    return found
+
+
+def _user(request: Request, key: str | None, user_id: str | None, token: str | None) -> str:
+    """Check the publishable key and the user (token); the user id."""
+    keys(request).check(key or basic_user(request) or bearer(request), PUBLISHABLE, what=WHAT)
+    if not isinstance(user_id, str) or not user_id.strip():
+        raise ApiError(400, "missing_user", "userId is required: the id of the logged-in user")
+    if len(user_id) > MAX_ID:
+        raise ApiError(400, "bad_request", f"userId is over {MAX_ID} characters")
+    ws: Workspace = request.app.state.workspace
+    _, secret = _cached(request).get()
+    if token is None or token == "":
+        if ws.config.in_app.require_user_token:
+            raise ApiError(
+                401,
+                "missing_user_token",
+                "this workspace requires a user token (config.yaml in_app.require_user_token): "
+                "sign the user id with `upsell keys secret user_token` on your backend",
+            )
+        return user_id
+    if not isinstance(token, str) or not valid_user_token(secret, user_id, token):
+        raise ApiError(403, "bad_user_token", "the user token does not sign this userId")
+    return user_id
+
+
+def _money(amount: Any, currency: Any, locale: str) -> dict[str, str] | None:
+    if not isinstance(amount, str) or not isinstance(currency, str):
+        return None
+    try:
+        money = Money(to_decimal(amount), currency)
+    except ValueError:
+        return None
+    return {"amount": amount, "currency": currency, "text": format_money(money, locale)}
+
+
+def message_json(c: Contact) -> dict[str, Any]:
+    """One in-app contact as the widget reads it (docs/in-app.md, "Messages API")."""
+    m, d = dict(c.message or {}), dict(c.decision or {})
+    locale = str(m.get("locale") or "en")
+    return {
+        "id": str(c.contact_id),
+        "offer_id": c.offer_id,
+        "kind": c.kind,
+        "placement": c.placement,
+        "anchor": d.get("anchor"),
+        "title": m.get("subject", ""),
+        "body": m.get("body", ""),
+        "cta": {"label": m.get("cta", ""), "url": m.get("cta_url", "")},
+        "expires_at": m.get("expires_at"),
+        "locale": locale,
+        "numbers": {
+            "price": _money(d.get("price"), d.get("price_currency"), locale),
+            "delta": _money(d.get("expected_mrr_delta"), d.get("currency"), locale),
+            "due_today": None,
+            "trial_days": d.get("trial_days", 0),
+            "discount_percent": d.get("discount_percent"),
+            "discount_months": d.get("discount_months"),
+        },
+        "events_url": f"/v1/messages/{c.contact_id}/events",
+    }
+
+
+@router.get(
+    "",
+    summary="What to show a user now",
+    responses={204: {"description": "Nothing to show"}},
+)
+def get_messages(
+    request: Request,
+    user_id: Annotated[str | None, Query(alias="userId", max_length=MAX_ID)] = None,
+    account_id: Annotated[str | None, Query(alias="accountId", max_length=MAX_ID)] = None,
+    token: Annotated[str | None, Query(max_length=256)] = None,
+    key: Annotated[str | None, Query(max_length=256)] = None,
+    page: Annotated[str | None, Query(max_length=2048)] = None,
+) -> Response:
+    """The in-app messages to show this user now (at most one per account), newest first, or 204.
+    `page` is where the widget runs; it is recorded with the answers, not used to choose."""
+    user = _user(request, key, user_id, token)
+    ws: Workspace = request.app.state.workspace
+    caps, _ = _cached(request).get()
+    found = messages_for(ws, user_id=user, account_id=account_id, now=datetime.now(UTC), caps=caps)
+    if not found:
+        return Response(status_code=204)
+    return JSONResponse(
+        {
+            "messages": [message_json(c) for c in found],
+            "poll_seconds": ws.config.in_app.poll_seconds,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.post("/{message_id}/events", summary="What the user did with a message")
+async def post_event(
+    request: Request,
+    message_id: Annotated[str, Path(max_length=20)],
+    key: Annotated[str | None, Query(max_length=256)] = None,
+) -> dict[str, bool]:
+    """Record ``shown``, ``clicked``, ``dismissed`` or ``converted`` once per message; the body
+    is JSON (``application/json`` or ``text/plain``): ``{"event", "userId", "token"?, "page"?}``.
+    ``{"recorded": false}`` when that event was already recorded for the message."""
+    body = await read_body(request, MAX_EVENT_BYTES)
+    payload, _ = decode(body, request.headers.get("content-encoding", ""), MAX_EVENT_BYTES)
+    if not isinstance(payload, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    event = payload.get("event")
+    if event not in WIDGET_EVENTS:
+        raise ApiError(
+            400, "bad_event", f"event must be one of {', '.join(WIDGET_EVENTS)}, got {event!r}"
+        )
+    token, page = payload.get("token"), payload.get("page")
+    if page is not None and (not isinstance(page, str) or len(page) > 2048):
+        raise ApiError(400, "bad_request", "page must be text of at most 2,048 characters")
+    user = _user(request, key or payload.get("key"), payload.get("userId"), token)
+    ws: Workspace = request.app.state.workspace
+    properties = {"source": "widget", **({"page": page} if page else {})}
+    try:
+        recorded = await run_in_threadpool(
+            record_event,
+            ws,
+            message_id=message_id,
+            user_id=user,
+            event=event,
+            at=datetime.now(UTC),
+            properties=properties,
+        )
+    except MessageNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    return {"recorded": recorded}
+
+
+class BrowserOrigins:
+    """CORS for the widget's paths (pure ASGI): preflights answered, allowed origins echoed, other
+    origins refused with 403 (a simple request would otherwise reach the server)."""
+
+    def __init__(self, app: ASGIApp, origins: Sequence[str]) -> None:
+        self.app = app
+        self.origins = frozenset(origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope["path"]).startswith(BROWSER_PATHS):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if origin is None:
+            await self.app(scope, receive, send)
+            return
+        own = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}".lower()
+        if origin.lower() != own and origin.lower() not in self.origins:
+            refused = error_response(
+                403,
+                "origin_not_allowed",
+                f"the origin {origin} may not call the messages API: add it to config.yaml "
+                "in_app.origins",
+            )
+            await refused(scope, receive, send)
+            return
+        cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        if scope["method"] == "OPTIONS":
+            preflight = Response(
+                status_code=204,
+                headers={
+                    **cors,
+                    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                    "Access-Control-Allow-Headers": "authorization, content-type",
+                    "Access-Control-Max-Age": "600",
+                },
+            )
+            await preflight(scope, receive, send)
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                out = MutableHeaders(scope=message)
+                for name, value in cors.items():
+                    out[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)

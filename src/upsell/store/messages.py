@@ -1,0 +1,142 @@
+"""The in-app queue as the widget reads it: a user's accounts, each account's newest in-app
+contact, the messages shown lately, and the widget's answers (docs/in-app.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from upsell.domain.contacts import Contact, Response
+from upsell.domain.events import OFFER_CLICKED, OFFER_DISMISSED, OFFER_VIEWED, Event
+from upsell.domain.in_app import IN_APP, WIDGET_EVENTS, Shown
+from upsell.store.contacts import contact_from_row, record_response
+from upsell.store.events import add_events
+from upsell.store.schema import contacts as contacts_table
+from upsell.store.schema import identities as identities_table
+from upsell.store.schema import users as users_table
+
+#: The response event each widget answer is also stored as, so that the report's funnel
+#: (engine/funnel.py) counts it like any other; a conversion is measured from the subscriptions.
+_EVENT_OF: dict[str, str] = {
+    "shown": OFFER_VIEWED,
+    "clicked": OFFER_CLICKED,
+    "dismissed": OFFER_DISMISSED,
+}
+
+
+def accounts_of_user(*, conn: sa.Connection, user_id: str) -> set[str]:
+    """The accounts a user belongs to: those whose events name it, and its `group` account."""
+    found = set(
+        conn.execute(
+            sa.select(users_table.c.account_id).where(users_table.c.user_id == user_id)
+        ).scalars()
+    )
+    grouped = conn.execute(
+        sa.select(identities_table.c.account_id).where(identities_table.c.user_id == user_id)
+    ).scalar_one_or_none()
+    if grouped is not None:
+        found.add(grouped)
+    return found
+
+
+def newest_in_app(*, conn: sa.Connection, account_id: str) -> Contact | None:
+    """The account's newest in-app contact that was not held out (the one that supersedes the
+    others), answered or not."""
+    c = contacts_table.c
+    row = conn.execute(
+        sa.select(contacts_table)
+        .where(c.account_id == account_id, c.channel == IN_APP, c.held_out.is_(False))
+        .where(c.status != "failed")
+        .order_by(c.as_of.desc(), c.contact_id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else contact_from_row(row)
+
+
+def shown_since(*, conn: sa.Connection, account_id: str, since: datetime) -> list[Shown]:
+    """The account's contacts shown at or after `since`."""
+    c = contacts_table.c
+    rows = conn.execute(
+        sa.select(c.contact_id, c.channel, c.placement, c.shown_at).where(
+            c.account_id == account_id, c.shown_at >= since
+        )
+    )
+    return [
+        Shown(
+            contact_id=r.contact_id,
+            account_id=account_id,
+            channel=r.channel,
+            placement=r.placement,
+            at=r.shown_at,
+        )
+        for r in rows
+    ]
+
+
+def contact_by_id(*, conn: sa.Connection, contact_id: int) -> Contact | None:
+    row = conn.execute(
+        sa.select(contacts_table).where(contacts_table.c.contact_id == contact_id)
+    ).first()
+    return None if row is None else contact_from_row(row)
+
+
+def record_answer(
+    *,
+    conn: sa.Connection,
+    contact: Contact,
+    event: str,
+    user_id: str | None,
+    at: datetime,
+    properties: dict[str, Any],
+) -> bool:
+    """Record the widget's `event` (`WIDGET_EVENTS`) on the contact, once: its ``<event>_at``
+    column, a response, and the response event the funnel reads. Returns False, changing
+    nothing, when that event was already recorded for the contact. A contact first shown becomes
+    ``sent`` (delivered)."""
+    assert contact.contact_id is not None
+    c = contacts_table.c
+    column = c[f"{event}_at"]
+    values: dict[str, Any] = {column.name: at}
+    done = conn.execute(
+        sa.update(contacts_table)
+        .where(c.contact_id == contact.contact_id, column.is_(None))
+        .values(values)
+    )
+    if done.rowcount != 1:
+        return False
+    if event == "shown":
+        conn.execute(
+            sa.update(contacts_table)
+            .where(c.contact_id == contact.contact_id, c.status == "queued")
+            .values(status="sent", delivered_at=at)
+        )
+    props = {"offer_id": contact.offer_id, "contact_id": contact.contact_id, **properties}
+    record_response(
+        conn=conn,
+        response=Response(
+            contact_id=contact.contact_id,
+            account_id=contact.account_id,
+            response=WIDGET_EVENTS[event],  # type: ignore[arg-type]
+            at=at,
+            properties=props,
+        ),
+    )
+    name = _EVENT_OF.get(event)
+    if name is not None:
+        add_events(
+            conn=conn,
+            events=[
+                Event(
+                    message_id=f"upsell:contact:{contact.contact_id}:{event}",
+                    account_id=contact.account_id,
+                    user_id=user_id,
+                    event=name,
+                    timestamp=at,
+                    properties=props,
+                )
+            ],
+            now=at,
+        )
+    return True
