@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from upsell import __version__
 from upsell.service import (
     admin,
+    demo,
     errors,
     health,
     logs,
@@ -50,4 +51,5 @@ def create_app(ws: Workspace) -> FastAPI:
     app.include_router(stripe.router)
     app.include_router(messages.router)
     app.include_router(widget.router)
+    app.include_router(demo.router)
     return app

@@ -40,6 +40,7 @@
   const onApi = (p) => new URL(p.startsWith('/') ? base + p : p, base + '/');
 
   const TOP = '2147483647';
+  const AUTO = { top: 'auto', right: 'auto', bottom: 'auto', left: 'auto' };
   const PLACEMENTS = ['banner', 'tooltip', 'modal'];
   const CLOSE = { de: 'Schlie\u00dfen', fr: 'Fermer', it: 'Chiudi', nb: 'Lukk', nl: 'Sluiten' };
   const CSS = `
@@ -65,7 +66,7 @@
 .tip{width:100%}
 .arrow{position:absolute;width:.8em;height:.8em;background:inherit;transform:rotate(45deg);
  box-shadow:-1px -1px 0 rgba(0,0,0,.06);top:-.4em}
-.up .arrow{top:auto;bottom:-.4em;box-shadow:1px 1px 0 rgba(0,0,0,.06)}
+.up .arrow{top:auto;bottom:-.4em;box-shadow:1px 1px 0 rgba(0,0,0,.06)}.corner .arrow{display:none}
 .overlay{position:fixed;inset:0;display:flex;align-items:center;justify-content:center;padding:1em;
  background:rgba(17,24,39,.55);overflow:auto}
 .modal{width:100%;max-width:30em;max-height:100%;overflow:auto;padding:1.6em 3em 1.6em 1.6em;outline:0}
@@ -139,9 +140,10 @@
     if (r.status === 204) return apply([]);
     if (!r.ok) throw new Error(String(r.status));
     const j = await r.json();
-    if (who !== user || !j || typeof j !== 'object') return;
+    if (!j || !Array.isArray(j.messages)) throw new Error('not an answer');
+    if (who !== user) return;
     if (Number(j.poll_seconds) > 0) serverPoll = Math.max(Number(j.poll_seconds), 5);
-    apply(Array.isArray(j.messages) ? j.messages : []);
+    apply(j.messages);
   }
 
   function send(m, event) {
@@ -270,7 +272,14 @@
       if (m.placement === 'modal') report();
     };
     v.on(close, 'click', () => v.close(true));
-    if (cta) v.on(cta, 'click', () => send(m, 'clicked'));
+    // A click answers the message: it goes (after the click, so the link still navigates).
+    if (cta) {
+      v.on(cta, 'click', () => {
+        send(m, 'clicked');
+        gone.add(m.id);
+        setTimeout(safe(() => v.close(false)), 0);
+      });
+    }
     v.on(root, 'keydown', (e) => {
       if (e.key === 'Escape' && m.placement !== 'modal') v.close(true);
     });
@@ -384,32 +393,32 @@
     let frame = 0;
     let last = '';
     const set = (props) => {
-      const k = JSON.stringify(props);
+      const all = { display: 'block', visibility: 'visible', ...AUTO, ...props };
+      const k = JSON.stringify(all);
       if (k !== last) {
         last = k;
-        hostStyle(host, props);
+        hostStyle(host, all);
       }
     };
-    const hide = () => set({ display: 'none' });
     const place = () => {
       frame = 0;
       let a = null;
-      let bad = !m.anchor;
+      let corner = false;
       try {
-        a = m.anchor ? d.querySelector(m.anchor) : null;
+        a = d.querySelector(m.anchor || '[data-upsell-anchor]');
+        corner = !a && !m.anchor; // no anchor named and none marked on the page
       } catch (e) {
-        bad = true; // not a selector: the corner, as when there is no anchor
+        corner = true; // not a selector
       }
       const vw = d.documentElement.clientWidth || w.innerWidth;
       const vh = w.innerHeight;
       const width = Math.min(320, vw - 16);
-      if (bad) {
-        card.classList.remove('up');
-        return set({ display: 'block', right: '16px', bottom: '16px', width: `${width - 16}px` });
-      }
+      card.classList.toggle('corner', corner);
+      if (corner) return set({ right: '8px', bottom: '8px', width: `${width}px` });
       const r = a && a.getBoundingClientRect();
-      if (!r || (!r.width && !r.height)) return hide(); // not on the page (yet): wait for it
-      set({ display: 'block', visibility: 'hidden', top: '0px', left: '0px', width: `${width}px` });
+      // The named anchor is not on the page (yet), or hidden: wait for it.
+      if (!r || (!r.width && !r.height)) return set({ display: 'none' });
+      set({ visibility: 'hidden', top: '0px', left: '0px', width: `${width}px` });
       const h = card.offsetHeight;
       const left = Math.max(8, Math.min(r.left + r.width / 2 - width / 2, vw - width - 8));
       const up = r.bottom + 12 + h > vh && r.top - 12 - h >= 0;
@@ -417,8 +426,6 @@
       const arrow = card.firstChild;
       arrow.style.left = `${Math.max(12, Math.min(r.left + r.width / 2 - left, width - 12)) - 6}px`;
       set({
-        display: 'block',
-        visibility: 'visible',
         top: `${Math.round(up ? r.top - 12 - h : r.bottom + 12)}px`,
         left: `${Math.round(left)}px`,
         width: `${width}px`,
@@ -427,7 +434,7 @@
     const soon = () => {
       if (!frame) frame = requestAnimationFrame(safe(place));
     };
-    hide();
+    set({ display: 'none' });
     soon();
     v.on(w, 'resize', soon, { passive: true });
     v.on(w, 'scroll', soon, { passive: true, capture: true });
