@@ -17,9 +17,11 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -90,6 +92,12 @@ class Site:
     def url(self) -> str:
         return self.server.url
 
+    def up(self) -> Site:
+        """The site, its server started again if a test stopped it."""
+        if self.server.process is None:
+            self.server.start()
+        return self
+
     def queue(
         self,
         account: str,
@@ -117,10 +125,16 @@ class Site:
             item_id="pro", channel="in_app", placement=placement, message=message,
             decision=decision,
         )  # fmt: skip
-        with self.db.begin() as conn:
+        with self.writing() as conn:
             contact_id, _ = record_contact(conn=conn, contact=contact)
         self.messages[account] = str(contact_id)
         return str(contact_id)
+
+    @contextmanager
+    def writing(self) -> Iterator[sa.Connection]:
+        """A transaction that takes SQLite's write lock up front: the server writes too."""
+        with self.db.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+            yield conn
 
     def answered(self, message_id: str, event: str, timeout: float = 10) -> datetime | None:
         """The time `event` was recorded on the message, waiting up to `timeout` seconds."""
@@ -237,6 +251,13 @@ class Page:
         """The locator of the message card of `placement` (Playwright pierces open shadow roots)."""
         return self.page.locator(f"upsell-message[data-placement={placement}] .card")
 
+    def settled(self, placement: str) -> Any:
+        """The card of `placement`, visible and done with its entrance animation."""
+        card = self.card(placement)
+        card.wait_for(state="visible")
+        card.evaluate("e => Promise.all(e.getAnimations().map(a => a.finished))")
+        return card
+
     def eval(self, script: str, arg: Any = None) -> Any:
         return self.page.evaluate(script, arg)
 
@@ -269,6 +290,7 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
 @pytest.fixture
 def open_page(site: Site, chromium: Browser) -> Iterator[Callable[..., Page]]:
     """Open pages in new browser contexts; each is closed, with no console error, at the end."""
+    site.up()
     opened: list[Page] = []
 
     def make(**context: Any) -> Page:
@@ -296,6 +318,7 @@ def identify(page: Page, user: str, account: str | None = None) -> None:
 
 
 def test_widget_js_is_small_cached_and_compressed(site: Site) -> None:
+    site.up()
     size = len(gzip.compress(WIDGET.read_bytes(), compresslevel=9))
     assert size <= MAX_GZIPPED, f"widget.js is {size} bytes gzipped, over {MAX_GZIPPED}"
     plain = httpx.get(f"{site.url}/widget.js", headers={"accept-encoding": "identity"})
@@ -341,8 +364,7 @@ def test_each_placement_appears_on_the_demo_page(
     assert f"/demo?user={user}&amp;account={account}" in listed
     page = open_page()
     page.page.goto(f"{site.url}/demo?user={user}&account={account}")
-    card = page.card(placement)
-    card.wait_for(state="visible")
+    card = page.settled(placement)
     assert card.locator(".title").inner_text() == "Your team has outgrown Basic"
     assert card.locator(".cta").get_attribute("href").startswith(CHECKOUT)
     role = {"banner": "region", "tooltip": "dialog", "modal": "dialog"}[placement]
@@ -365,7 +387,6 @@ def test_each_placement_appears_on_the_demo_page(
     # The theme of the host page (--upsell-accent) colours the button.
     accent = card.locator(".cta").evaluate("e => getComputedStyle(e).backgroundColor")
     assert accent == "rgb(15, 118, 110)"
-    page.page.wait_for_timeout(250)  # the entrance animation
     page.page.screenshot(path=str(SCREENSHOTS / f"demo-{placement}.png"))
     assert site.answered(message, "shown") is not None
 
@@ -412,7 +433,7 @@ def test_hostile_css_neither_breaks_the_widget_nor_is_broken(
     accounts = [customer(site, i)[0] for i in (5, 6, 7)]
     user = "consultant-of-three"
     now = datetime.now(UTC)
-    with site.db.begin() as conn:
+    with site.writing() as conn:
         upsert_users(conn=conn, users=[User(a, user, now, now) for a in accounts])
     ids = {
         placement: site.queue(account, placement, anchor="#seats")
@@ -423,7 +444,7 @@ def test_hostile_css_neither_breaks_the_widget_nor_is_broken(
     before = page.eval("getComputedStyle(document.querySelector('p.cta')).color")
     identify(page, user)
     for placement in ("modal", "banner", "tooltip"):
-        page.card(placement).wait_for(state="visible")
+        page.settled(placement)
     # The modal is on top of everything, the wall included; the page's own .cta kept its style.
     dialog = page.card("modal").bounding_box()
     on_top = page.eval(
@@ -435,7 +456,6 @@ def test_hostile_css_neither_breaks_the_widget_nor_is_broken(
     assert page.card("modal").locator(".title").evaluate("e => getComputedStyle(e).fontSize") != (
         "40px"
     )
-    page.page.wait_for_timeout(250)
     page.page.screenshot(path=str(SCREENSHOTS / "hostile-modal.png"))
     # Banner and tooltip are not `shown` while the modal covers them.
     assert site.answered(ids["modal"], "shown") is not None
@@ -451,8 +471,29 @@ def test_hostile_css_neither_breaks_the_widget_nor_is_broken(
             "UPSELL-MESSAGE"
         )
         assert site.answered(ids[placement], "shown") is not None
-    page.page.wait_for_timeout(250)
     page.page.screenshot(path=str(SCREENSHOTS / "hostile-banner-tooltip.png"))
+
+
+def test_a_tooltip_waits_for_its_anchor(site: Site, open_page: Callable[..., Page]) -> None:
+    """A single-page app shows the element later: the tooltip appears (and is `shown`) then."""
+    account, user = customer(site, 15)
+    message = site.queue(account, "tooltip", anchor="#later")
+    page = open_page()
+    page.page.goto(f"{site.customer}/")
+    with page.page.expect_response(lambda r: "/v1/messages?" in r.url):
+        identify(page, user, account)
+    page.page.wait_for_timeout(300)
+    assert not page.card("tooltip").is_visible()
+    assert site.answered(message, "shown", timeout=0) is None
+    page.eval(
+        """() => { const b = document.createElement('button'); b.id = 'later';
+                   b.textContent = 'Later'; document.querySelector('main').append(b); }"""
+    )
+    card = page.card("tooltip")
+    card.wait_for(state="visible")
+    target = page.page.locator("#later").bounding_box()
+    assert card.bounding_box()["y"] >= target["y"] + target["height"]
+    assert site.answered(message, "shown") is not None
 
 
 def test_message_text_is_never_html(site: Site, open_page: Callable[..., Page]) -> None:
@@ -525,9 +566,7 @@ def test_small_screens_and_zoom_keep_everything_readable_and_reachable(
     site.queue(account, "modal")
     page = open_page(viewport={"width": width, "height": height})
     page.page.goto(f"{site.url}/demo?user={user}&account={account}")
-    card = page.card("modal")
-    card.wait_for(state="visible")
-    page.page.wait_for_timeout(250)
+    card = page.settled("modal")
     page.page.screenshot(path=str(SCREENSHOTS / f"modal-{width}x{height}.png"))
     box = card.bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= width
@@ -555,7 +594,7 @@ def test_reduced_motion_means_no_animation(site: Site, open_page: Callable[..., 
 
 
 def test_network_failures_never_reach_the_host_page(
-    site: Site, chromium: Browser, open_page: Callable[..., Page]
+    site: Site, open_page: Callable[..., Page]
 ) -> None:
     account, user = customer(site, 14)
     site.queue(account, "banner")
@@ -585,14 +624,12 @@ def test_network_failures_never_reach_the_host_page(
         page.page.wait_for_timeout(50)
         assert page.card("banner").is_visible(), (status, body)
     # A server that is gone: the polls and the dismissal's answer fail, silently.
-    site.server.stop()
-    try:
-        page.page.wait_for_timeout(1500)
-        page.eval("upsell('check')")
-        page.card("banner").locator("button.x").click()
-        page.page.wait_for_timeout(500)
-        assert page.eval("document.title") == "Hostile host"
-    finally:
-        site.server.start()
+    # (The next test that needs the server starts it again: `Site.up`.)
+    site.server.stop(signal.SIGKILL)
+    page.page.wait_for_timeout(1500)
+    page.eval("upsell('check')")
+    page.card("banner").locator("button.x").click()
+    page.page.wait_for_timeout(500)
+    assert page.eval("document.title") == "Hostile host"
     assert not [e for e in page.console if not e.startswith(NETWORK_LINE)], page.console
     page.console.clear()  # the browser's own network lines, checked above

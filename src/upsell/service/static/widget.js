@@ -88,7 +88,7 @@
   let due = false;
   let uid = 0;
   const live = new Map(); // message id -> view on the page
-  const gone = new Set(); // ids dismissed on this page: never drawn again, whatever the server says
+  const gone = new Set(); // ids answered on this page: never drawn again, whatever the server says
   const seen = new Set(); // ids reported shown
 
   // -- the network: failures are silent and back off ----------------------------------------------
