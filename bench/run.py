@@ -21,15 +21,18 @@ whose docstring says what it measures and why:
   `--metrics-spark-accounts`);
 - service (bench/service.py, with bench/service_load.py): Segment batches into a live `upsell
   serve` from a second process, on SQLite and PostgreSQL: events per second, track latency and the
-  server's peak RSS against the issue's targets.
+  server's peak RSS against the issue's targets;
+- messages (bench/messages.py, with bench/messages_load.py): `GET /v1/messages` on a live `upsell
+  serve` at a steady 1,000 requests/s from a second process, on SQLite and PostgreSQL: latency
+  percentiles against the p99 ≤ 5 ms target.
 
 Every measurement is a child process (bench/child.py) with its own wall time and peak RSS: the
 installed `upsell` command line, or this script again with `--signals-step` or `--metrics-step` for
 one step of the signals or metrics section (bench/signals.py's and bench/metrics.py's `step`). The
 decisions section runs in this process, after the others have measured their children.
 
-`--only import`, `--only simulate`, `--only signals`, `--only decisions`, `--only metrics` or
-`--only service` runs one section; the other sections of the existing results file are kept as
+`--only import`, `--only simulate`, `--only signals`, `--only decisions`, `--only metrics`,
+`--only service` or `--only messages` runs one section; the other sections of the existing results file are kept as
 they are (the import results
 are everything before the "## Simulator" heading, the other sections run from their heading to the
 next). The exit status is 1 when a run fails its check or misses its target.
@@ -55,6 +58,7 @@ from pathlib import Path
 # or a section uses them, so that this process, and every step it runs as a child, starts small.
 import decisions
 import imports
+import messages
 import metrics
 import service
 import signals
@@ -69,6 +73,7 @@ SECTIONS = {  # the sections after the import results, in the file's order
     "decisions": decisions.HEADING,
     "metrics": metrics.HEADING,
     "service": service.HEADING,
+    "messages": messages.HEADING,
 }
 NO_IMPORT_RESULTS = """# Benchmark: importing events
 
@@ -263,6 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if wanted("service"):
         print("Service:")
         parts["service"], found = service.section(command)
+        failures += found
+    if wanted("messages"):
+        print("Messages:")
+        parts["messages"], found = messages.section(command)
         failures += found
 
     total = time.perf_counter() - started

@@ -201,7 +201,9 @@ def test_a_user_reads_the_newest_message_of_its_account_with_its_numbers(site: S
     assert m["id"] == mid and m["offer_id"] == "upsell:basic->pro" and m["kind"] == "upsell"
     assert (m["placement"], m["anchor"], m["locale"]) == ("tooltip", "#invite", "nl_BE")
     assert (m["title"], m["body"]) == ("Upgrade acme", "You used 10 of 10 seats.")
-    assert m["cta"] == {"label": "Upgrade", "url": "https://app.example.com/billing"}
+    assert m["cta"]["label"] == "Upgrade"  # its url: the checkout handshake (test_checkout.py)
+    assert m["cta"]["url"].startswith(f"{site.server.url}/v1/offers/upsell%3Abasic-%3Epro/accept?")
+    assert m["numbers"]["due_today"] is None  # no plan row to prorate
     price = m["numbers"]["price"]
     assert price["amount"] == "49.00" and price["currency"] == "EUR" and "49,00" in price["text"]
     assert m["numbers"]["delta"]["amount"] == "30.00" and m["numbers"]["trial_days"] == 14
@@ -293,3 +295,39 @@ def test_a_workspace_can_require_user_tokens(tmp_path: Path) -> None:
             )
     assert answer.status_code == 401 and answer.json()["code"] == "missing_user_token"
     assert "upsell keys secret user_token" in answer.json()["message"]
+
+
+def test_the_server_rereads_playbooks_yaml_when_it_changes_and_keeps_the_last_good_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from upsell.service import messages as door
+
+    monkeypatch.setattr(door, "TTL", 0.0)
+    new_workspace(tmp_path / "ws", "sqlite")
+    (tmp_path / "ws" / "playbooks.yaml").write_text(PLAYBOOKS)
+    with Workspace.open(tmp_path / "ws", Settings()) as ws:
+        cache = door._Cached(ws)
+        caps, secret = cache.get()
+        assert caps == (Cap(1, 14, "in_app", "modal"),) and len(secret) == 64
+        (tmp_path / "ws" / "playbooks.yaml").write_text(PLAYBOOKS.replace("max: 1", "max: 3"))
+        assert cache.get()[0] == (Cap(3, 14, "in_app", "modal"),)
+        (tmp_path / "ws" / "playbooks.yaml").write_text("guardrails: [not, a, mapping]\n")
+        assert cache.get()[0] == (Cap(3, 14, "in_app", "modal"),)  # the last good one
+
+
+def test_upsell_messages_shows_what_a_user_would_be_served(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli_runner import run
+
+    if site.ws.db.dialect.name != "sqlite":
+        monkeypatch.setenv("UPSELL_DATABASE_URL", site.ws.url)
+    mid = site.offer("acme", "upsell:cli", placement="banner")
+    shown = run("messages", "-w", site.ws.folder, "--user", "bob", "--json")
+    assert shown.exit_code == 0, shown.output
+    served = json.loads(shown.stdout)["messages"]
+    assert [m["id"] for m in served] == [mid]
+    assert served[0] == {**site.get(key=site.publishable, userId="bob").json()["messages"][0],
+                         "cta": served[0]["cta"]}  # fmt: skip
+    text = run("messages", "-w", site.ws.folder, "--user", "nobody")
+    assert text.exit_code == 0 and "Nothing to show nobody" in text.output

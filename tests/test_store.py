@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -654,3 +655,38 @@ def test_watermarks_are_upserted_per_kind_and_source(db: sa.Engine) -> None:
 def test_watermark_counts_cannot_be_negative() -> None:
     with pytest.raises(ValueError):
         Watermark("events", "f", -1, 0, "")
+
+
+def test_live_events_are_stored_once_in_batches_of_every_size(db: sa.Engine) -> None:
+    """`add_events` (the service's writer): executemany for small batches, COPY through a
+    staging table on PostgreSQL for large ones; duplicates in the batch or in the store are
+    skipped either way, and a rollback leaves nothing behind."""
+    from upsell.store.events import add_events
+
+    at = datetime(2026, 5, 1, tzinfo=UTC)
+
+    def batch(tag: str, n: int) -> list[Event]:
+        return [
+            Event(f"{tag}-{i}", f"a{i % 3}", "Seat Added", at + timedelta(seconds=i),
+                  user_id=None if i % 4 == 0 else f"u{i}", properties={"n": i, "s": "é\t\\"})
+            for i in range(n)
+        ]  # fmt: skip
+
+    with db.begin() as conn:
+        assert add_events(conn=conn, events=batch("small", 10), now=at) == 10
+        big = batch("big", 120)
+        assert add_events(conn=conn, events=big + big[:30] + batch("small", 10), now=at) == 120
+        # Twice in one transaction: the staging table was emptied after the first use.
+        assert add_events(conn=conn, events=batch("more", 60), now=at) == 60
+    with pytest.raises(RuntimeError), db.begin() as conn:
+        add_events(conn=conn, events=batch("lost", 80), now=at)
+        raise RuntimeError("roll back")
+    with db.begin() as conn:
+        assert add_events(conn=conn, events=batch("after", 70), now=at) == 70
+        rows = conn.exec_driver_sql(
+            "SELECT message_id, user_id, properties FROM events WHERE message_id = 'big-5'"
+        ).one()
+        total = conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one()
+    assert total == 10 + 120 + 60 + 70
+    props = rows[2] if isinstance(rows[2], dict) else json.loads(rows[2])
+    assert rows[:2] == ("big-5", "u5") and props == {"n": 5, "s": "é\t\\"}

@@ -15,6 +15,7 @@ which Chromium does not let reach a loopback server.)
 from __future__ import annotations
 
 import gzip
+import html
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -36,17 +38,22 @@ from live_server import LiveServer, child_env, free_port, live_server
 from upsell.config.workspace import load_config, parse_config
 from upsell.domain.accounts import User
 from upsell.domain.calendar import iso
+from upsell.domain.checkout import verify
 from upsell.domain.contacts import Contact
 from upsell.errors import ConfigError
 from upsell.store.accounts import upsert_users
 from upsell.store.contacts import record_contact
 from upsell.store.db import connect, sqlite_url
+from upsell.store.secrets import signing_secret
 
 ROOT = Path(__file__).parent.parent
 WIDGET = ROOT / "src" / "upsell" / "service" / "static" / "widget.js"
 SCREENSHOTS = ROOT / "test-results" / "widget"
 CHROMIUM = Path("/usr/bin/chromium")
+#: The demo company's checkout (the built-in playbooks' checkout_url), served by Playwright.
 CHECKOUT = "https://app.example.com/billing/checkout"
+#: The call to action of every queued message: the server's accept link for its offer.
+ACCEPT = "/v1/offers/upsell%3Abasic-%3Epro/accept?token="
 #: The size the widget must stay under, gzipped (issue 14).
 MAX_GZIPPED = 8 * 1024
 #: How the browser itself logs a request that failed (refused, a 500): no script can keep these
@@ -233,6 +240,19 @@ class Browser:
         watched = Page(page)
         page.on("console", lambda m: watched.console.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: watched.console.append(f"pageerror: {e}"))
+
+        # Playwright routes no request of a redirect chain, so the accept link is fetched by
+        # Playwright (the server records the click and answers 303) and its redirect handed to
+        # the browser as a page that goes on to the checkout, a page made up here.
+        def accept(route: Any) -> None:
+            answer = route.fetch(max_redirects=0)
+            assert answer.status == 303, answer.status
+            to = html.escape(answer.headers["location"])
+            route.fulfill(
+                content_type="text/html", body=f'<meta http-equiv="refresh" content="0;url={to}">'
+            )
+
+        page.route("**/v1/offers/*/accept?*", accept)
         page.route(
             "https://app.example.com/**",
             lambda r: r.fulfill(content_type="text/html", body="<title>Checkout</title>checkout"),
@@ -366,7 +386,7 @@ def test_each_placement_appears_on_the_demo_page(
     page.page.goto(f"{site.url}/demo?user={user}&account={account}")
     card = page.settled(placement)
     assert card.locator(".title").inner_text() == "Your team has outgrown Basic"
-    assert card.locator(".cta").get_attribute("href").startswith(CHECKOUT)
+    assert card.locator(".cta").get_attribute("href").startswith(f"{site.url}{ACCEPT}")
     role = {"banner": "region", "tooltip": "dialog", "modal": "dialog"}[placement]
     assert card.get_attribute("role") == role
     assert card.locator("button.x").get_attribute("aria-label") == "Close"
@@ -400,7 +420,7 @@ def test_the_demo_page_says_where_the_offer_leads(
     page.page.goto(f"{site.url}/demo?user={user}&account={account}")
     page.card("banner").locator(".cta").click()
     link = page.page.locator("#checkout-link")
-    assert link.get_attribute("href") == f"{CHECKOUT}?account={account}&item=pro"
+    assert link.get_attribute("href").startswith(f"{site.url}{ACCEPT}")
     assert page.page.url.startswith(f"{site.url}/demo")
     assert site.answered(message, "clicked") is not None
     page.page.locator("upsell-message").wait_for(state="detached")
@@ -535,7 +555,7 @@ def test_the_modal_traps_focus_esc_closes_it_and_focus_returns(
     assert site.answered(message, "dismissed") is not None
 
 
-def test_keyboard_only_a_user_tabs_to_the_banner_and_follows_it(
+def test_keyboard_only_a_user_tabs_to_the_banner_and_buys(
     site: Site, open_page: Callable[..., Page]
 ) -> None:
     account, user = customer(site, 10)
@@ -549,9 +569,16 @@ def test_keyboard_only_a_user_tabs_to_the_banner_and_follows_it(
         if page.focused() == "upsell:cta":
             break
     assert page.focused() == "upsell:cta"
-    with page.page.expect_navigation():
-        page.page.keyboard.press("Enter")
-    assert page.page.url == f"{CHECKOUT}?account={account}&item=pro"
+    page.page.keyboard.press("Enter")
+    # The accept link records the click and redirects to the checkout with a signed offer token.
+    page.page.wait_for_url(f"{CHECKOUT}?**")
+    query = parse_qs(urlsplit(page.page.url).query)
+    assert query["account"] == [account] and query["item"] == ["pro"]
+    with site.db.connect() as conn:
+        secret = signing_secret(conn=conn, purpose="checkout")
+    offer = verify(secret, query["upsell_token"][0], now=time.time())
+    assert offer["contact_id"] == int(message) and offer["account_id"] == account
+    assert offer["offer_id"] == "upsell:basic->pro" and offer["trial_days"] == 14
     assert site.answered(message, "clicked") is not None
 
 

@@ -17,6 +17,7 @@ from upsell.cli import (
     imports,
     init,
     keys,
+    messages,
     opportunities,
     playbooks,
     report,
@@ -69,6 +70,7 @@ app.command("report")(report.report)
 app.command("import")(imports.import_)
 app.add_typer(keys.app)
 app.command("serve")(serve.serve)
+app.command("messages")(messages.messages)
 
 
 def main() -> None:

@@ -55,7 +55,7 @@ def demo_customers(ws: Workspace, *, now: datetime, per_placement: int = 8) -> l
         if taken[placement] >= per_placement or user is None:
             continue
         served = messages_for(ws, user_id=user, account_id=account, now=now, caps=caps)
-        if served and served[0].contact_id == contact.contact_id:
+        if served and served[0].contact.contact_id == contact.contact_id:
             taken[placement] += 1
             found.append(DemoCustomer(account, names.get(account, (None, None))[0], user, contact))
     return found

@@ -8,17 +8,23 @@ contact of each of the user's accounts that the display-time guardrails let thro
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from upsell.domain.contacts import Contact
 from upsell.domain.in_app import IN_APP, WIDGET_EVENTS, Queued, longest_window, servable
+from upsell.domain.money import Money
 from upsell.domain.playbooks import Cap
+from upsell.domain.proration import upgrade_due
 from upsell.errors import UpsellError
 from upsell.store.messages import (
     accounts_of_user,
     contact_by_id,
     newest_in_app,
+    plan_row,
     record_answer,
     shown_since,
 )
@@ -38,6 +44,14 @@ def caps_of(ws: Workspace) -> tuple[Cap, ...]:
     return ws.load_playbooks(None).playbooks.guardrails.caps
 
 
+@dataclass(frozen=True)
+class Served:
+    """An in-app message to show: its contact, and what a mid-period upgrade costs today."""
+
+    contact: Contact
+    due_today: Money | None = None
+
+
 def messages_for(
     ws: Workspace,
     *,
@@ -45,22 +59,23 @@ def messages_for(
     now: datetime,
     account_id: str | None = None,
     caps: Sequence[Cap] | None = None,
-) -> list[Contact]:
-    """The contacts to show `user_id` now, newest first: one per account of the user (only
+) -> list[Served]:
+    """The messages to show `user_id` now, newest first: one per account of the user (only
     `account_id` when given, and nothing when the user does not belong to it). `caps` default to
-    playbooks.yaml's."""
+    playbooks.yaml's. One connection, two or three queries."""
     caps = caps_of(ws) if caps is None else caps
     window = timedelta(days=longest_window(caps))
     with ws.db.connect() as conn:
-        accounts = accounts_of_user(conn=conn, user_id=user_id)
+        live = newest_in_app(conn=conn, user_id=user_id)
         if account_id is not None:
-            accounts &= {account_id}
-        newest = {a: newest_in_app(conn=conn, account_id=a) for a in sorted(accounts)}
-        live = {a: c for a, c in newest.items() if c is not None}
-        shown = [s for a in live for s in shown_since(conn=conn, account_id=a, since=now - window)]
-    queued = [_queued(c) for c in live.values()]
-    chosen = {q.contact_id for q in servable(queued, shown, caps, user_id=user_id, now=now)}
-    return [c for c in sorted(live.values(), key=_newest, reverse=True) if c.contact_id in chosen]
+            live = [c for c in live if c.account_id == account_id]
+        queued = [_queued(c) for c in live]
+        unshown = {q.account_id for q in queued if q.shown_at is None}
+        shown = shown_since(conn=conn, accounts=unshown, since=now - window) if caps else []
+        chosen = {q.contact_id for q in servable(queued, shown, caps, user_id=user_id, now=now)}
+        found = [c for c in sorted(live, key=_newest, reverse=True) if c.contact_id in chosen]
+        dues = _dues(conn, found, now)
+    return [Served(c, dues.get(c.contact_id or 0)) for c in found]
 
 
 def record_event(
@@ -99,6 +114,44 @@ def record_event(
             at=at,
             properties=dict(properties or {}),
         )
+
+
+def _dues(conn: sa.Connection, contacts: Sequence[Contact], at: datetime) -> dict[int, Money]:
+    """The prorated amount due at `at` for each upgrade offer with a current plan row
+    (`upsell.domain.proration.upgrade_due`); one small query per upgrade."""
+    out: dict[int, Money] = {}
+    for c in contacts:
+        decision = c.decision or {}
+        if c.kind != "upsell" or not decision.get("from_item_id") or c.contact_id is None:
+            continue
+        row = plan_row(conn=conn, account_id=c.account_id, item_id=decision["from_item_id"], at=at)
+        due = upgrade_due(decision, row, at)
+        if due is not None:
+            out[c.contact_id] = due
+    return out
+
+
+def accept_offer(
+    ws: Workspace, *, message_id: int, user_id: str, offer_id: str, at: datetime
+) -> tuple[Contact, Money | None]:
+    """The click on an in-app message's call to action (``GET /v1/offers/{offer_id}/accept``):
+    records ``clicked`` once (`record_event`) and returns the contact with the amount due today.
+    MessageNotFound when the message is not `user_id`'s or not an offer of `offer_id`."""
+    with ws.db.connect() as conn:
+        contact = contact_by_id(conn=conn, contact_id=message_id)
+    if contact is None or contact.offer_id != offer_id:
+        raise MessageNotFound(str(message_id))
+    record_event(
+        ws,
+        message_id=str(message_id),
+        user_id=user_id,
+        event="clicked",
+        at=at,
+        properties={"source": "checkout"},
+    )
+    with ws.db.connect() as conn:
+        due = _dues(conn, [contact], at).get(message_id)
+    return contact, due
 
 
 def _newest(c: Contact) -> tuple[datetime, int]:

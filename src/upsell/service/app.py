@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from upsell import __version__
 from upsell.service import (
     admin,
+    checkout,
     demo,
     errors,
     health,
@@ -43,13 +44,14 @@ def create_app(ws: Workspace) -> FastAPI:
     app.add_middleware(messages.BrowserOrigins, origins=ws.config.in_app.origins)
     app.add_middleware(logs.RequestLog, observe=app.state.metrics.observe_request)
     errors.install(app)
+    app.include_router(messages.router)  # first: every browser polls it (routes match in order)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
     app.include_router(segment.router)
     app.include_router(posthog.router)
     app.include_router(stripe.router)
-    app.include_router(messages.router)
+    app.include_router(checkout.router)
     app.include_router(widget.router)
     app.include_router(demo.router)
     return app

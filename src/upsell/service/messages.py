@@ -11,11 +11,15 @@ CORS headers name only allowed origins.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import logging
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -23,24 +27,30 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from upsell.config.playbooks import PLAYBOOKS_FILE
+from upsell.domain.checkout import click_key, click_payload, sign
 from upsell.domain.contacts import Contact
 from upsell.domain.in_app import WIDGET_EVENTS
 from upsell.domain.money import Money, format_money, to_decimal
 from upsell.domain.playbooks import Cap
 from upsell.domain.tokens import valid_user_token
-from upsell.flows.messages import MessageNotFound, caps_of, messages_for, record_event
+from upsell.errors import UpsellError
+from upsell.flows.messages import MessageNotFound, messages_for, record_event
 from upsell.service.auth import basic_user, bearer, keys
 from upsell.service.errors import ApiError, error_response
 from upsell.service.intake import decode, read_body
 from upsell.store.secrets import signing_secret
 from upsell.workspace import Workspace
 
+log = logging.getLogger(__name__)
 PUBLISHABLE: tuple[Any, ...] = ("publishable",)
 WHAT = "the messages API"
 #: Seconds the server keeps playbooks.yaml's caps and the user-token secret before reading them
 #: again (a change reaches a running server within that time).
 TTL = 5.0
 MAX_ID = 255
+#: Days a call to action's link stays valid when its message has no expiry.
+CLICK_DAYS = 30
 MAX_EVENT_BYTES = 8 * 1024
 #: The paths whose browser callers config.yaml's ``in_app.origins`` lists.
 BROWSER_PATHS = ("/v1/messages", "/v1/offers/")
@@ -58,26 +68,60 @@ router = APIRouter(
 
 
 class _Cached:
-    """playbooks.yaml's caps and the user-token secret, read again every `TTL` seconds."""
+    """playbooks.yaml's caps and checkout URL (parsed again when the file's content changes), and the
+    user-token and checkout secrets (read again every `TTL` seconds), so that a request parses
+    nothing. A playbooks.yaml that no longer reads keeps the last good one, with a warning."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self._lock = threading.Lock()
         self._at = -TTL
+        self._stamp: bytes | None = None
         self._caps: tuple[Cap, ...] = ()
         self._secret = ""
+        self._checkout_secret = ""
+        self._checkout_url = ""
+
+    def _file_stamp(self) -> bytes:
+        try:
+            return hashlib.sha256((self.ws.folder / PLAYBOOKS_FILE).read_bytes()).digest()
+        except OSError:
+            return b""
+
+    def _refresh(self) -> None:
+        if time.monotonic() - self._at < TTL:
+            return
+        with self.ws.db.begin() as conn:
+            self._secret = signing_secret(conn=conn, purpose="user_token")
+            self._checkout_secret = signing_secret(conn=conn, purpose="checkout")
+        stamp = self._file_stamp()
+        if stamp != self._stamp:
+            try:
+                playbooks = self.ws.load_playbooks(None).playbooks
+            except UpsellError as exc:
+                if self._stamp is None:
+                    raise
+                log.warning("playbooks.yaml changed but does not read; keeping the last: %s", exc)
+            else:
+                self._caps = playbooks.guardrails.caps
+                self._checkout_url = playbooks.settings.checkout_url
+            self._stamp = stamp
+        self._at = time.monotonic()
 
     def get(self) -> tuple[tuple[Cap, ...], str]:
+        """The caps and the user-token secret."""
         with self._lock:
-            if time.monotonic() - self._at >= TTL:
-                with self.ws.db.begin() as conn:
-                    self._secret = signing_secret(conn=conn, purpose="user_token")
-                self._caps = caps_of(self.ws)
-                self._at = time.monotonic()
+            self._refresh()
             return self._caps, self._secret
 
+    def checkout(self) -> tuple[str, str]:
+        """The checkout secret and playbooks.yaml's checkout URL template."""
+        with self._lock:
+            self._refresh()
+            return self._checkout_secret, self._checkout_url
 
-def _cached(request: Request) -> _Cached:
+
+def cached(request: Request) -> _Cached:
     found: _Cached | None = getattr(request.app.state, "in_app_cache", None)
     if found is None:
         found = _Cached(request.app.state.workspace)
@@ -93,7 +137,7 @@ def _user(request: Request, key: str | None, user_id: str | None, token: str | N
     if len(user_id) > MAX_ID:
         raise ApiError(400, "bad_request", f"userId is over {MAX_ID} characters")
     ws: Workspace = request.app.state.workspace
-    _, secret = _cached(request).get()
+    _, secret = cached(request).get()
     if token is None or token == "":
         if ws.config.in_app.require_user_token:
             raise ApiError(
@@ -111,17 +155,28 @@ def _user(request: Request, key: str | None, user_id: str | None, token: str | N
 def _money(amount: Any, currency: Any, locale: str) -> dict[str, str] | None:
     if not isinstance(amount, str) or not isinstance(currency, str):
         return None
+    text = _money_text(amount, currency, locale)
+    return None if text is None else {"amount": amount, "currency": currency, "text": text}
+
+
+@functools.lru_cache(maxsize=4096)
+def _money_text(amount: str, currency: str, locale: str) -> str | None:
+    """An amount formatted for a locale (Babel is slow, and offers repeat a few prices)."""
     try:
-        money = Money(to_decimal(amount), currency)
+        return format_money(Money(to_decimal(amount), currency), locale)
     except ValueError:
         return None
-    return {"amount": amount, "currency": currency, "text": format_money(money, locale)}
 
 
-def message_json(c: Contact) -> dict[str, Any]:
-    """One in-app contact as the widget reads it (docs/in-app.md, "Messages API")."""
+def message_json(
+    c: Contact, *, accept_url: str | None = None, due_today: Money | None = None
+) -> dict[str, Any]:
+    """One in-app contact as the widget reads it (docs/in-app.md, "Messages API"): `accept_url`
+    is the call to action's link (``GET /v1/offers/{offer_id}/accept``; the message's own URL
+    when None), `due_today` the prorated amount of a mid-period upgrade."""
     m, d = dict(c.message or {}), dict(c.decision or {})
     locale = str(m.get("locale") or "en")
+    due = None if due_today is None else _money(due_today.as_string(), due_today.currency, locale)
     return {
         "id": str(c.contact_id),
         "offer_id": c.offer_id,
@@ -130,13 +185,13 @@ def message_json(c: Contact) -> dict[str, Any]:
         "anchor": d.get("anchor"),
         "title": m.get("subject", ""),
         "body": m.get("body", ""),
-        "cta": {"label": m.get("cta", ""), "url": m.get("cta_url", "")},
+        "cta": {"label": m.get("cta", ""), "url": accept_url or m.get("cta_url", "")},
         "expires_at": m.get("expires_at"),
         "locale": locale,
         "numbers": {
             "price": _money(d.get("price"), d.get("price_currency"), locale),
             "delta": _money(d.get("expected_mrr_delta"), d.get("currency"), locale),
-            "due_today": None,
+            "due_today": due,
             "trial_days": d.get("trial_days", 0),
             "discount_percent": d.get("discount_percent"),
             "discount_months": d.get("discount_months"),
@@ -150,7 +205,7 @@ def message_json(c: Contact) -> dict[str, Any]:
     summary="What to show a user now",
     responses={204: {"description": "Nothing to show"}},
 )
-def get_messages(
+async def get_messages(
     request: Request,
     user_id: Annotated[str | None, Query(alias="userId", max_length=MAX_ID)] = None,
     account_id: Annotated[str | None, Query(alias="accountId", max_length=MAX_ID)] = None,
@@ -160,15 +215,40 @@ def get_messages(
 ) -> Response:
     """The in-app messages to show this user now (at most one per account), newest first, or 204.
     `page` is where the widget runs; it is recorded with the answers, not used to choose."""
+    ws: Workspace = request.app.state.workspace
+    if ws.db.dialect.name == "sqlite":
+        # A SQLite read is this process's CPU (under the GIL): a thread would only add its hop.
+        return _messages(request, user_id, account_id, token, key)
+    # PostgreSQL waits on the network: a thread lets the loop serve other requests meanwhile.
+    return await run_in_threadpool(_messages, request, user_id, account_id, token, key)
+
+
+def _messages(
+    request: Request,
+    user_id: str | None,
+    account_id: str | None,
+    token: str | None,
+    key: str | None,
+) -> Response:
     user = _user(request, key, user_id, token)
     ws: Workspace = request.app.state.workspace
-    caps, _ = _cached(request).get()
-    found = messages_for(ws, user_id=user, account_id=account_id, now=datetime.now(UTC), caps=caps)
+    caps, _ = cached(request).get()
+    now = datetime.now(UTC)
+    found = messages_for(ws, user_id=user, account_id=account_id, now=now, caps=caps)
     if not found:
         return Response(status_code=204)
+    secret, _ = cached(request).checkout()
+    base = str(request.base_url).rstrip("/")
     return JSONResponse(
         {
-            "messages": [message_json(c) for c in found],
+            "messages": [
+                message_json(
+                    m.contact,
+                    accept_url=accept_link(base, m.contact, user, secret, now),
+                    due_today=m.due_today,
+                )
+                for m in found
+            ],
             "poll_seconds": ws.config.in_app.poll_seconds,
         },
         headers={"Cache-Control": "no-store"},
@@ -212,6 +292,26 @@ async def post_event(
     except MessageNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     return {"recorded": recorded}
+
+
+def accept_link(base: str, c: Contact, user_id: str, secret: str, now: datetime) -> str:
+    """The call to action's link: ``GET /v1/offers/{offer_id}/accept`` with a click token naming
+    the contact and the user, expiring with the message (in `CLICK_DAYS` without an expiry)."""
+    assert c.contact_id is not None
+    expires = (c.message or {}).get("expires_at")
+    try:
+        until = datetime.fromisoformat(expires) if isinstance(expires, str) else None
+    except ValueError:
+        until = None
+    until = until or (now + timedelta(days=CLICK_DAYS)).replace(minute=0, second=0, microsecond=0)
+    token = _click_token(secret, c.contact_id, user_id, int(until.timestamp()))
+    return f"{base}/v1/offers/{quote(c.offer_id, safe='')}/accept?token={token}"
+
+
+@functools.lru_cache(maxsize=16384)
+def _click_token(secret: str, contact_id: int, user_id: str, exp: int) -> str:
+    """A click token (the same for a message and user until it expires: signed once)."""
+    return sign(click_key(secret), click_payload(contact_id=contact_id, user_id=user_id, exp=exp))
 
 
 class BrowserOrigins:

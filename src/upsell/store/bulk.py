@@ -38,6 +38,8 @@ def _naive(at: datetime) -> datetime:
 
 def _sqlite_text(at: datetime) -> str:
     # SQLAlchemy's SQLite DATETIME storage format, YYYY-MM-DD HH:MM:SS.ffffff (compared as text).
+    if at.tzinfo is UTC:  # the common case, without a copy: the first 26 characters, no offset
+        return at.isoformat(" ", "microseconds")[:26]
     return _naive(at).isoformat(" ", "microseconds")
 
 
@@ -77,3 +79,45 @@ def execute_many(
         params = [tuple(row[i] for i in index) for row in rows]
     result = conn.exec_driver_sql(sql, params, execution_options={"preserve_rowcount": True})
     return max(result.rowcount, 0)
+
+
+#: From this many rows, PostgreSQL inserts go through COPY (`copy_new`): below it, the extra
+#: statements of the staging table cost more than executemany's per-row work saves.
+COPY_MIN_ROWS = 50
+
+
+def copy_new(
+    conn: sa.Connection,
+    table: str,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    unique: str,
+) -> int:
+    """PostgreSQL: store the rows of `rows` (in `columns`' order, in the driver's form) whose
+    `unique` column is new, through COPY into a temporary twin of `table` and one INSERT …
+    SELECT … ON CONFLICT DO NOTHING; returns how many were inserted.
+
+    psycopg's executemany spends about 15 µs of Python per row; COPY's rows are written by its C
+    code. The twin lives as long as the connection, and is emptied after each use (in the same
+    transaction, so a rollback undoes both).
+    """
+    cols = ", ".join(f'"{c}"' for c in columns)
+    staging = f'"upsell_{table}_in"'
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        cur.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS "
+            f'SELECT {cols} FROM "{table}" WITH NO DATA'
+        )
+        with cur.copy(f"COPY {staging} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(
+            f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM {staging} '
+            f'ON CONFLICT ("{unique}") DO NOTHING'
+        )
+        inserted = int(max(cur.rowcount, 0))
+        cur.execute(f"DELETE FROM {staging}")
+    return inserted

@@ -74,6 +74,8 @@ def add_events(*, conn: sa.Connection, events: Sequence[Event], now: datetime) -
         )
         for e in events
     ]
+    if conn.dialect.name == "postgresql" and len(rows) >= bulk.COPY_MIN_ROWS:
+        return bulk.copy_new(conn, "events", _COLUMNS, rows, unique="message_id")
     return bulk.execute_many(conn, "events", _insert, _COLUMNS, rows)
 
 

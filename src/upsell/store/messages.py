@@ -3,7 +3,7 @@ contact, the messages shown lately, and the widget's answers (docs/in-app.md).""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -12,10 +12,13 @@ import sqlalchemy as sa
 from upsell.domain.contacts import Contact, Response
 from upsell.domain.events import OFFER_CLICKED, OFFER_DISMISSED, OFFER_VIEWED, Event
 from upsell.domain.in_app import IN_APP, WIDGET_EVENTS, Shown
+from upsell.domain.money import Money
+from upsell.domain.proration import PlanRow
 from upsell.store.contacts import contact_from_row, record_response
 from upsell.store.events import add_events
 from upsell.store.schema import contacts as contacts_table
 from upsell.store.schema import identities as identities_table
+from upsell.store.schema import subscription_items
 from upsell.store.schema import users as users_table
 
 #: The response event each widget answer is also stored as, so that the report's funnel
@@ -42,32 +45,49 @@ def accounts_of_user(*, conn: sa.Connection, user_id: str) -> set[str]:
     return found
 
 
-def newest_in_app(*, conn: sa.Connection, account_id: str) -> Contact | None:
-    """The account's newest in-app contact that was not held out (the one that supersedes the
-    others), answered or not."""
-    c = contacts_table.c
-    row = conn.execute(
-        sa.select(contacts_table)
-        .where(c.account_id == account_id, c.channel == IN_APP, c.held_out.is_(False))
-        .where(c.status != "failed")
-        .order_by(c.as_of.desc(), c.contact_id.desc())
-        .limit(1)
-    ).first()
-    return None if row is None else contact_from_row(row)
-
-
-def shown_since(*, conn: sa.Connection, account_id: str, since: datetime) -> list[Shown]:
-    """The account's contacts shown at or after `since`."""
-    c = contacts_table.c
-    rows = conn.execute(
-        sa.select(c.contact_id, c.channel, c.placement, c.shown_at).where(
-            c.account_id == account_id, c.shown_at >= since
-        )
+_c = contacts_table.c
+_u, _i = users_table.c, identities_table.c
+# The statements of GET /v1/messages, built once (only their values change per request).
+_MINE = sa.union(
+    sa.select(_u.account_id).where(_u.user_id == sa.bindparam("user_id")),
+    sa.select(_i.account_id).where(
+        _i.user_id == sa.bindparam("user_id"), _i.account_id.is_not(None)
+    ),
+).subquery()
+_RANKED = (
+    sa.select(
+        contacts_table,
+        sa.func.row_number()
+        .over(partition_by=_c.account_id, order_by=(_c.as_of.desc(), _c.contact_id.desc()))
+        .label("rank"),
     )
+    .where(_c.account_id.in_(sa.select(_MINE.c.account_id)))
+    .where(_c.channel == IN_APP, _c.held_out.is_(False), _c.status != "failed")
+    .subquery()
+)
+_NEWEST = sa.select(_RANKED).where(_RANKED.c.rank == 1)
+_SHOWN = sa.select(_c.contact_id, _c.account_id, _c.channel, _c.placement, _c.shown_at).where(
+    _c.account_id.in_(sa.bindparam("accounts", expanding=True)),
+    _c.shown_at >= sa.bindparam("since"),
+)
+
+
+def newest_in_app(*, conn: sa.Connection, user_id: str) -> list[Contact]:
+    """The newest in-app contact (not held out, not failed) of each account of the user, answered
+    or not: the one that supersedes the others. One query."""
+    return [contact_from_row(row) for row in conn.execute(_NEWEST, {"user_id": user_id})]
+
+
+def shown_since(*, conn: sa.Connection, accounts: Iterable[str], since: datetime) -> list[Shown]:
+    """The contacts of `accounts` shown at or after `since`."""
+    wanted = sorted(set(accounts))
+    if not wanted:
+        return []
+    rows = conn.execute(_SHOWN, {"accounts": wanted, "since": since})
     return [
         Shown(
             contact_id=r.contact_id,
-            account_id=account_id,
+            account_id=r.account_id,
             channel=r.channel,
             placement=r.placement,
             at=r.shown_at,
@@ -141,6 +161,27 @@ def record_answer(
             now=at,
         )
     return True
+
+
+def plan_row(*, conn: sa.Connection, account_id: str, item_id: str, at: datetime) -> PlanRow | None:
+    """The account's subscription row of `item_id` that holds at `at` (the newest, if several):
+    the row an upgrade from that item replaces."""
+    s = subscription_items.c
+    row = conn.execute(
+        sa.select(s.started_at, s.interval, s.unit_price, s.currency, s.quantity)
+        .where(s.account_id == account_id, s.item_id == item_id, s.started_at <= at)
+        .where(sa.or_(s.ended_at.is_(None), s.ended_at > at))
+        .order_by(s.started_at.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return PlanRow(
+        started_at=row.started_at,
+        interval=row.interval,
+        unit_price=Money.of(row.unit_price, row.currency),
+        quantity=row.quantity,
+    )
 
 
 def unanswered_in_app(*, conn: sa.Connection, limit: int) -> list[Contact]:

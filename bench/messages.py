@@ -1,0 +1,147 @@
+"""Messages: `GET /v1/messages` on a live `upsell serve` at a steady rate, from a second process
+(issue 14, "Measure").
+
+For each database (the workspace's SQLite file, and PostgreSQL in a fresh schema when
+UPSELL_BENCH_DATABASE_URL or UPSELL_TEST_DATABASE_URL is set): a new workspace and publishable key,
+`USERS` accounts of one user with an in-app banner queued for four in five of them
+(bench/messages_load.py seed), the installed `upsell serve` started as users start it, then
+`RATE` requests per second for `SECONDS` seconds (open-loop: latency counts from each request's
+due time) from bench/messages_load.py. Target: p99 ≤ 5 ms.
+
+The load and the server share the machine's cores, as they would on one host.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from child import UPSELL, child_env
+from host import DATA, ROOT, commit, cpus
+from service import _cli, _port, _postgresql, _wait_ready
+
+HEADING = "## Messages"
+LOAD = ROOT / "bench" / "messages_load.py"
+TARGET_P99_MS = 5.0
+RATE, SECONDS, THREADS, USERS = 1_000, 20, 8, 10_000
+
+
+@dataclass
+class Measured:
+    database: str
+    result: dict[str, object] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def _load(*args: object) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, str(LOAD), *map(str, args)], capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout) if done.stdout.strip() else {}
+
+
+def measure(database: str, folder: Path, database_url: str | None) -> Measured:
+    out = Measured(database)
+    env = child_env(database_url)
+    _cli(["init", str(folder)], env)
+    key = _cli(["keys", "create", "-w", str(folder), "--kind", "publishable"], env)
+    _load("seed", database_url or f"sqlite:///{folder / 'upsell.db'}", USERS)
+    port = _port()
+    url = f"http://127.0.0.1:{port}"
+    log = (folder.parent / f"serve-{database}.log").open("wb")
+    server = subprocess.Popen(
+        [str(UPSELL), "serve", "-w", str(folder), "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_ready(url, server)
+        _load("get", url, key, 200, 2, 2, USERS)  # warm-up
+        out.result = _load("get", url, key, RATE, SECONDS, THREADS, USERS)
+        r = out.result
+        print(f"  {database}: {float(r['rate']):,.0f} req/s, p99 {float(r['p99_ms']):.2f} ms")  # type: ignore[arg-type]
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        out.problems.append(f"{database}: {exc}")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+        log.close()
+    return out
+
+
+def section(command: str) -> tuple[str, list[str]]:
+    import shutil
+
+    import sqlalchemy as sa
+
+    work = DATA / "messages"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    results = [measure("SQLite", work / "sqlite", None)]
+    base, hint = _postgresql()
+    skipped = ""
+    if base is None:
+        skipped = f"PostgreSQL skipped: {hint}"
+    else:
+        schema = f"bench_{secrets.token_hex(6)}"
+        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        try:
+            url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+            results.append(
+                measure(
+                    "PostgreSQL", work / "postgresql", url.render_as_string(hide_password=False)
+                )
+            )
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+            admin.dispose()
+    shutil.rmtree(work, ignore_errors=True)
+    return render(results, skipped, command)
+
+
+def render(results: list[Measured], skipped: str, command: str) -> tuple[str, list[str]]:
+    failures = [p for r in results for p in r.problems]
+    lines = [
+        HEADING,
+        "",
+        f"Written by `{command}` (`--only messages`) on "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit()}, {cpus()}. "
+        f"`GET /v1/messages` for random users of {USERS:,} (four in five with a banner queued, "
+        f"the others 204) at a steady {RATE:,} requests/s for {SECONDS} s, open-loop from "
+        f"bench/messages_load.py ({THREADS} keep-alive connections; latency from each request's "
+        "due time), against one `upsell serve` process on the same machine.",
+        "",
+        f"**Target** (issue 14): p99 ≤ {TARGET_P99_MS:g} ms at {RATE:,} requests/s.",
+        "",
+        "| database | requests | achieved req/s | p50 ms | p90 ms | p99 ms | max ms | statuses | met |",
+        "|---|--:|--:|--:|--:|--:|--:|---|:-:|",
+    ]
+    for r in results:
+        x = r.result
+        if not x:
+            continue
+        p99 = float(x["p99_ms"])  # type: ignore[arg-type]
+        met = p99 <= TARGET_P99_MS and float(x["rate"]) >= 0.95 * RATE  # type: ignore[arg-type]
+        if not met:
+            failures.append(f"{r.database}: p99 {p99:.2f} ms at {float(x['rate']):,.0f} req/s")  # type: ignore[arg-type]
+        statuses = ", ".join(f"{k}: {v:,}" for k, v in x["statuses"].items())  # type: ignore[attr-defined]
+        lines.append(
+            f"| {r.database} | {x['requests']:,} | {float(x['rate']):,.0f} "  # type: ignore[arg-type]
+            f"| {float(x['p50_ms']):.2f} | {float(x['p90_ms']):.2f} | {p99:.2f} "  # type: ignore[arg-type]
+            f"| {float(x['max_ms']):.1f} | {statuses} | {'yes' if met else '**no**'} |"  # type: ignore[arg-type]
+        )
+    if skipped:
+        lines += ["", skipped + "."]
+    if failures:
+        lines += ["", "Problems:", *[f"- {f}" for f in failures]]
+    return "\n".join(lines) + "\n", failures
