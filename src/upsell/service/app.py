@@ -12,6 +12,7 @@ from upsell import __version__
 from upsell.service import (
     admin,
     checkout,
+    demo,
     errors,
     health,
     logs,
@@ -21,6 +22,7 @@ from upsell.service import (
     scheduler,
     segment,
     stripe,
+    widget,
 )
 from upsell.service.auth import Keys
 from upsell.workspace import Workspace
@@ -50,4 +52,6 @@ def create_app(ws: Workspace) -> FastAPI:
     app.include_router(posthog.router)
     app.include_router(stripe.router)
     app.include_router(checkout.router)
+    app.include_router(widget.router)
+    app.include_router(demo.router)
     return app
