@@ -79,6 +79,7 @@ def sample_report(**overrides: Any) -> dict[str, Any]:
         "clicked": 120,
         "converted": 60,
         "pending": 0,
+        "dismissed": 50,
         "conversion": 0.094,
     }
 
@@ -349,6 +350,20 @@ def test_money_and_percentages_are_formatted_in_the_locale() -> None:
         for key in ("mrr_start", "mrr_end", "new", "expansion", "churn", "arr", "arpa")
     }
     assert not raw & cells
+
+
+def test_a_report_written_before_dismissed_reads_back_with_none_dismissed() -> None:
+    report = sample_report()
+    for rows in report["offers"].values():
+        for row in rows.values():
+            del row["dismissed"]
+    offers = Report.from_json(report).offers
+    assert offers.by_kind["upsell"].dismissed == 0
+    assert offers.by_kind["upsell"].dismissal == 0.0
+    assert offers.to_json()["by_kind"]["upsell"] == {
+        "eligible": 900, "contacted": 640, "opened": 400, "clicked": 120, "converted": 60,
+        "pending": 0, "dismissed": 0, "conversion": 0.094,
+    }  # fmt: skip
 
 
 def test_german_locale_and_euros() -> None:
