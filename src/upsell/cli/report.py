@@ -62,7 +62,7 @@ def report(
     against the holdout, cohorts, and the top offers of the latest run.
 
     The settings of config.yaml's metrics: section are used and stated in the report. The
-    headline numbers go to stderr.
+    headline numbers and the offer funnel by channel (with the dismissed offers) go to stderr.
     """
     from upsell.flows.report import build_report
 
