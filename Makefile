@@ -18,9 +18,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/upsell demo -w $(DEMO)
 
-# The service on the demo company (docs/service.md), on http://127.0.0.1:8000 until Ctrl-C.
+# The service on the demo company (docs/service.md), on http://127.0.0.1:8000 until Ctrl-C, with
+# the demo page of the in-app widget (docs/in-app.md). Built with 8 weeks of offers, as `make demo`.
 serve: $(STAMP)
-	[ -e $(DEMO)/upsell.db ] || $(BIN)/upsell init $(DEMO) --demo
+	[ -e $(DEMO)/upsell.db ] || $(BIN)/upsell init $(DEMO) --demo --weeks 8
+	@echo "The demo page: http://127.0.0.1:8000/demo"
 	$(BIN)/upsell serve -w $(DEMO)
 
 lint: $(STAMP)

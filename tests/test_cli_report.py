@@ -6,13 +6,19 @@ import itertools
 import json
 import re
 import shutil
+from datetime import timedelta
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cli_runner import run
+from upsell.domain.calendar import iso
+from upsell.settings import Settings
+from upsell.store.arrow import contacts_arrow
+from upsell.workspace import Workspace
 
 PLAYBOOKS = """\
 settings:
@@ -97,8 +103,56 @@ def test_the_json_report_has_the_contract_shape_and_adds_up(
     for funnel in report["offers"]["by_playbook"].values():
         assert funnel["eligible"] >= funnel["contacted"] >= funnel["converted"]
         assert funnel["opened"] >= funnel["clicked"]
+        assert 0 <= funnel["dismissed"] <= funnel["contacted"]
     assert report["cohorts"][0]["ages"][0]["ndr"] in (1.0, None)
     assert "Revenue from 2025-11-01 to 2026-04-30" in result.stderr
+
+
+def test_a_dismissal_of_an_offer_counts_in_the_funnel_within_its_window(
+    workspace: Path, tmp_path: Path
+) -> None:
+    with Workspace.open(workspace, Settings()) as ws, ws.db.connect() as conn:
+        contacts = contacts_arrow(conn=conn).to_pylist()
+    reached = [
+        c for c in contacts
+        if c["channel"] == "in_app" and not c["held_out"] and c["status"] != "failed"
+    ]  # fmt: skip
+    latest = max(c["as_of"] for c in reached)
+    x, y, z = [c for c in reached if c["as_of"] == latest][:3]
+
+    def dismissed(c: dict[str, Any], offer: str, days: int) -> str:
+        at = c["as_of"] + timedelta(days=days)
+        return json.dumps(
+            {"account_id": c["account_id"], "event": "Offer Dismissed", "timestamp": iso(at),
+             "properties": {"offer_id": offer}}
+        )  # fmt: skip
+
+    before = json.loads(run("report", "-w", workspace, "--json").stdout)
+    events = tmp_path / "dismissals.jsonl"
+    events.write_text(
+        "\n".join(
+            [
+                dismissed(x, x["offer_id"], 2),  # counts
+                dismissed(y, "add_on:something-else", 2),  # another offer: does not
+                dismissed(z, z["offer_id"], 15),  # after the 14-day window: does not
+            ]
+        )
+        + "\n"
+    )
+    imported = run("import", "-w", workspace, "--events", events)
+    assert imported.exit_code == 0, imported.output
+    result = run("report", "-w", workspace, "--json")
+    assert result.exit_code == 0, result.output
+    after = json.loads(result.stdout)
+    old, new = before["offers"]["by_channel"]["in_app"], after["offers"]["by_channel"]["in_app"]
+    assert new["dismissed"] == old["dismissed"] + 1
+    assert {k: v for k, v in new.items() if k != "dismissed"} == {
+        k: v for k, v in old.items() if k != "dismissed"
+    }
+    assert after["offers"]["by_playbook"]["modal"]["dismissed"] >= 1
+    share = f"{new['dismissed'] / new['contacted']:.1%}"
+    assert "Offer funnel by channel" in result.stderr
+    assert f"{new['dismissed']:,} ({share})" in result.stderr
 
 
 def test_the_html_report_is_one_self_contained_page(workspace: Path, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ OUTCOMES = pa.schema(
         ("converted", pa.bool_()),
         ("opened", pa.bool_()),
         ("clicked", pa.bool_()),
+        ("dismissed", pa.bool_()),
         ("pending", pa.bool_()),
     ]
 )
@@ -31,19 +32,22 @@ def contact(
         "item_id": "x", "channel": channel, "placement": "modal", "playbook": playbook,
         "experiment": None, "variant": None, "held_out": False, "status": "queued",
         "decision": None, "converted": False, "opened": False, "clicked": False,
-        "pending": False, **kw,
+        "dismissed": False, "pending": False, **kw,
     }  # fmt: skip
 
 
+TRIAL_B = {"experiment": "trial", "variant": "B"}
+
 # Two runs. In June: a converted in-app upsell (clicked) for a; b held out; c's email failed;
-# d's in-app add-on opened, still pending; e refused by a guardrail of playbook "limits".
-# In July: a again, an in-app upsell (variant B of experiment "trial") seen, not converted.
+# d's in-app add-on opened and dismissed, still pending; e refused by a guardrail of playbook
+# "limits". In July: a again, an in-app upsell (variant B of experiment "trial") seen and
+# dismissed, not converted.
 CONTACTS = [
     contact("a", JUNE, "upsell", "in_app", "limits", converted=True, opened=True, clicked=True),
     contact("b", JUNE, "upsell", "in_app", "limits", held_out=True, status="held_out"),
     contact("c", JUNE, "upsell", "email", "mail", status="failed"),
-    contact("d", JUNE, "add_on", "in_app", "limits", opened=True, pending=True),
-    contact("a", JULY, "upsell", "in_app", "limits", opened=True, experiment="trial", variant="B"),
+    contact("d", JUNE, "add_on", "in_app", "limits", opened=True, dismissed=True, pending=True),
+    contact("a", JULY, "upsell", "in_app", "limits", opened=True, dismissed=True, **TRIAL_B),
 ]
 REFUSALS = [{"as_of": JUNE, "account_id": "e", "playbook": "limits"}]
 
@@ -60,21 +64,32 @@ def test_the_funnel_counts_each_stage_by_hand(backend: Backend) -> None:
     records, refusals = tables()
     f = funnels(backend, records, refusals)
     # upsell: eligible (run, account) pairs a/June, b/June, c/June, a/July = 4; contacted: a/June,
-    # a/July (b held out, c failed) = 2; opened 2, clicked 1, converted 1, pending 0.
+    # a/July (b held out, c failed) = 2; opened 2, clicked 1, converted 1, pending 0; dismissed
+    # 1 (a/July). Dismissed is no stage: the add-on has more dismissed (1) than clicked (0).
     assert f["by_kind"] == {
-        "add_on": dict(eligible=1, contacted=1, opened=1, clicked=0, converted=0, pending=1),
-        "upsell": dict(eligible=4, contacted=2, opened=2, clicked=1, converted=1, pending=0),
+        "add_on": dict(
+            eligible=1, contacted=1, opened=1, clicked=0, converted=0, pending=1, dismissed=1
+        ),
+        "upsell": dict(
+            eligible=4, contacted=2, opened=2, clicked=1, converted=1, pending=0, dismissed=1
+        ),
     }
     assert f["by_channel"] == {
-        "email": dict(eligible=1, contacted=0, opened=0, clicked=0, converted=0, pending=0),
-        "in_app": dict(eligible=4, contacted=3, opened=3, clicked=1, converted=1, pending=1),
+        "email": dict(
+            eligible=1, contacted=0, opened=0, clicked=0, converted=0, pending=0, dismissed=0
+        ),
+        "in_app": dict(
+            eligible=4, contacted=3, opened=3, clicked=1, converted=1, pending=1, dismissed=2
+        ),
     }
     # By playbook, the refusal of e makes it eligible too.
     assert f["by_playbook"]["limits"] == dict(
-        eligible=5, contacted=3, opened=3, clicked=1, converted=1, pending=1
+        eligible=5, contacted=3, opened=3, clicked=1, converted=1, pending=1, dismissed=2
     )
     assert f["by_variant"] == {
-        "trial/B": dict(eligible=1, contacted=1, opened=1, clicked=0, converted=0, pending=0)
+        "trial/B": dict(
+            eligible=1, contacted=1, opened=1, clicked=0, converted=0, pending=0, dismissed=1
+        )
     }
 
 

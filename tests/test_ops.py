@@ -397,3 +397,15 @@ def test_the_log_level_setting_leaves_out_the_access_lines(tmp_path: Path) -> No
         assert server.stop() == 0
         lines = log_lines(server.output())
     assert lines and all(line["level"] in ("warning", "error", "critical") for line in lines)
+
+
+def test_a_log_record_is_one_line_whatever_characters_it_holds() -> None:
+    import logging
+
+    from upsell.service.logs import JsonFormatter
+
+    text = "POST /v1/messages/\u2028\x85\x1c\x1e\n\r\u00e9"
+    record = logging.LogRecord("upsell.access", logging.INFO, __file__, 1, text, None, None)
+    line = JsonFormatter().format(record)
+    assert len(line.splitlines()) == 1 and line.isascii()
+    assert json.loads(line)["message"] == text

@@ -3,6 +3,7 @@ PySpark give the same answers)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -127,6 +128,8 @@ def test_an_offer_converts_when_its_item_is_taken_within_the_window(backend: Bac
     assert [r["converted"] for r in found] == [True, False, True, False, True, True]
     assert [r["opened"] for r in found] == [True, False, False, False, False, False]
     assert [r["clicked"] for r in found] == [True, False, False, False, False, False]
+    # c's dismissal has no offer id: it counts for no offer.
+    assert [r["dismissed"] for r in found] == [False] * 6
 
 
 def test_a_response_without_an_offer_id_counts_for_no_offer() -> None:
@@ -240,3 +243,49 @@ def test_an_account_that_expanded_only_before_its_first_offer_counts_with_zero(
     ch = changes(backend.table(mrr_rows(subscriptions, CATALOG), "before_rows"))
     groups = expansion_since_first_decision(backend, contacts, ch, end=at("2026-04-01"))
     assert groups.to_pylist() == [{"account_id": "k", "group": "treated", "expansion": 0}]
+
+
+def test_a_dismissal_counts_for_the_latest_offer_of_its_id_within_the_window(
+    backend: Backend,
+) -> None:
+    subscriptions = pa.Table.from_pylist(
+        [subscription(x, "basic", "2026-01-01", None, "29") for x in "mnpq"],
+        schema=SUBSCRIPTION_SCHEMA,
+    )
+    contacts = pa.Table.from_pylist(
+        [
+            contact("m", "2026-03-01", "upsell", "upsell:basic->pro", "pro"),
+            contact("m", "2026-03-08", "upsell", "upsell:basic->pro", "pro"),
+            contact("n", "2026-03-01", "upsell", "upsell:basic->pro", "pro"),
+            contact("p", "2026-03-01", "upsell", "upsell:basic->pro", "pro"),
+            contact("q", "2026-03-01", "add_on", "add_on:seats", "seats"),
+        ],
+        schema=CONTACT_SCHEMA,
+    ).append_column("trial_days", pa.array([0, 0, 0, 0, 14], pa.int64()))
+
+    def dismissed(account: str, day: str, offer: str) -> dict[str, object]:
+        return {
+            "account_id": account, "event": "Offer Dismissed", "timestamp": at(day),
+            "properties": json.dumps({"offer_id": offer}),
+        }  # fmt: skip
+
+    responses = response_offer_ids(
+        pa.Table.from_pylist(
+            [
+                # m: the offer made twice; the dismissal on Mar 10 is the Mar 8 offer's only.
+                dismissed("m", "2026-03-10", "upsell:basic->pro"),
+                # n: dismissed another offer than the one made to it.
+                dismissed("n", "2026-03-03", "add_on:seats"),
+                # p: dismissed after the window (Mar 1 + 14 days).
+                dismissed("p", "2026-03-16", "upsell:basic->pro"),
+                # q: after the attribution window, within the trial: the window is 14 days.
+                dismissed("q", "2026-03-20", "add_on:seats"),
+            ],
+            schema=RESPONSE_SCHEMA,
+        )
+    )
+    rows = mrr_rows(subscriptions, CATALOG)
+    ch = changes(backend.table(rows, "dismissed_rows"))
+    found = offer_outcomes(backend, contacts, rows, ch, responses, window_days=14).to_pylist()
+    assert [r["dismissed"] for r in found] == [False, True, False, False, False]
+    assert not any(r["opened"] or r["clicked"] or r["converted"] for r in found)

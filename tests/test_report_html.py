@@ -79,6 +79,7 @@ def sample_report(**overrides: Any) -> dict[str, Any]:
         "clicked": 120,
         "converted": 60,
         "pending": 0,
+        "dismissed": 50,
         "conversion": 0.094,
     }
 
@@ -349,6 +350,38 @@ def test_money_and_percentages_are_formatted_in_the_locale() -> None:
         for key in ("mrr_start", "mrr_end", "new", "expansion", "churn", "arr", "arpa")
     }
     assert not raw & cells
+
+
+def test_the_funnel_tables_show_the_dismissed_offers_and_their_share_of_the_contacted() -> None:
+    report = sample_report()
+    report["offers"]["by_channel"]["sms"] = dict(
+        eligible=3, contacted=0, opened=0, clicked=0, converted=0, pending=0, dismissed=0,
+        conversion=None,
+    )  # fmt: skip
+    page = Page(render(report))
+    headers = ["Eligible", "Contacted", "Opened", "Clicked", "Converted", "Conversion", "Dismissed"]
+    assert page.rows.count(["Kind", *headers]) == 1
+    assert page.rows.count(["Channel", *headers]) == 1
+    # upsell: 50 of the 640 contacted were dismissed, 7.8 %; nothing contacted, no share.
+    assert ["upsell", "900", "640", "400", "120", "60", "9.4%", "50 (7.8%)"] in page.rows
+    assert ["sms", "3", "0", "0", "0", "0", "—", "0"] in page.rows
+    german = Page(render(sample_report(locale="de")))
+    assert ["upsell", "900", "640", "400", "120", "60", "9,4\xa0%", "50 (7,8\xa0%)"] in german.rows
+
+
+def test_a_report_written_before_dismissed_reads_back_with_none_dismissed() -> None:
+    report = sample_report()
+    for rows in report["offers"].values():
+        for row in rows.values():
+            del row["dismissed"]
+    offers = Report.from_json(report).offers
+    assert offers.by_kind["upsell"].dismissed == 0
+    assert offers.by_kind["upsell"].dismissal == 0.0
+    assert offers.to_json()["by_kind"]["upsell"] == {
+        "eligible": 900, "contacted": 640, "opened": 400, "clicked": 120, "converted": 60,
+        "pending": 0, "dismissed": 0, "conversion": 0.094,
+    }  # fmt: skip
+    assert "0 (0%)" in Page(render(report)).cells
 
 
 def test_german_locale_and_euros() -> None:

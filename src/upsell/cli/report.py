@@ -62,7 +62,7 @@ def report(
     against the holdout, cohorts, and the top offers of the latest run.
 
     The settings of config.yaml's metrics: section are used and stated in the report. The
-    headline numbers go to stderr.
+    headline numbers and the offer funnel by channel (with the dismissed offers) go to stderr.
     """
     from upsell.flows.report import build_report
 
@@ -90,7 +90,8 @@ def _pct(x: float | None) -> str:
 
 
 def print_report(console: Console, report: Report) -> None:
-    """The period, its settings, the headline numbers, the last six months and the holdout."""
+    """The period, its settings, the headline numbers, the last six months, the offer funnel by
+    channel (with the dismissed offers) and the holdout."""
     currency, locale = report.currency, report.locale
 
     def money(x: Decimal | None) -> str:
@@ -137,6 +138,25 @@ def print_report(console: Console, report: Report) -> None:
         amounts = (m.new, m.reactivation, m.expansion, m.contraction, m.churn, m.mrr_end)
         months.add_row(m.month, *(f"{x:,.0f}" for x in amounts), _pct(m.ndr))
     console.print(months)
+    channels = report.offers.by_channel
+    if channels:
+        funnel = Table(
+            title="Offer funnel by channel (dismissed: share of contacted)",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        names = ("channel", "contacted", "opened", "clicked", "converted", "conversion")
+        for name in names:
+            funnel.add_column(name, justify="left" if name == "channel" else "right", no_wrap=True)
+        funnel.add_column("dismissed", justify="right")  # wraps before its share when narrow
+        for channel, f in channels.items():
+            counts = (f.contacted, f.opened, f.clicked, f.converted)
+            dismissed = f"{f.dismissed:,}"
+            if f.dismissal is not None:
+                dismissed += f" ({_pct(f.dismissal)})"
+            funnel.add_row(channel, *(f"{n:,}" for n in counts), _pct(f.conversion), dismissed)
+        console.print(funnel)
     inc = report.incremental
     if inc is not None:
         console.print(

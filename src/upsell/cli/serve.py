@@ -57,6 +57,8 @@ def _serve(workspace: Path | None, host: str, port: int) -> None:
         logs.configure(settings.service_log_level)
         app = create_app(ws)
         log.info("serving %s on http://%s:%d (API docs at /docs)", ws.folder, host, port)
+        if ws.config.in_app.demo_page:
+            log.info("the demo page: http://%s:%d/demo", host, port)
         uvicorn.run(
             app,
             host=host,

@@ -115,15 +115,29 @@ def write_files(config: SimConfig, folder: Path, *, force: bool = False) -> Simu
     return done
 
 
+#: The demo workspace's config.yaml: `upsell serve` on it also serves the demo page (/demo).
+DEMO_CONFIG = """\
+# The demo company's settings (docs/in-app.md): `upsell serve` serves a demo host page at /demo.
+in_app:
+  demo_page: true
+"""
+
+
 def build_demo(directory: Path, config: SimConfig, settings: Settings, weeks: int = 0) -> None:
-    """A new workspace in `directory` filled with a simulated company (files kept in data/); with
-    `weeks`, its last weeks are replayed through `upsell run` (upsell.simulator.replay)."""
+    """A new workspace in `directory` filled with a simulated company (files kept in data/), whose
+    config.yaml turns on the demo page; with `weeks`, its last weeks are replayed through `upsell
+    run` (upsell.simulator.replay)."""
+    if weeks:
+        _replay(directory, config, settings, weeks)
+    else:
+        _import(directory, config, settings)
+    (directory / "config.yaml").write_text(DEMO_CONFIG)
+
+
+def _import(directory: Path, config: SimConfig, settings: Settings) -> None:
     from upsell.ingest.importer import import_catalog, import_table
     from upsell.workspace import Workspace
 
-    if weeks:
-        _replay(directory, config, settings, weeks)
-        return
     with Workspace.create(directory, settings) as ws:
         data = write_files(config, directory / DEMO_DATA, force=True)
         catalog = import_catalog(db=ws.db, path=data.catalog).loaded.catalog

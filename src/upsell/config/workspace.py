@@ -59,7 +59,7 @@ class Schedule:
 
 
 #: in_app's keys.
-IN_APP_KEYS = ("origins", "require_user_token", "poll_seconds")
+IN_APP_KEYS = ("origins", "require_user_token", "poll_seconds", "demo_page")
 _ORIGIN = re.compile(r"^https?://[^/?#\s]+$")
 
 
@@ -67,11 +67,13 @@ _ORIGIN = re.compile(r"^https?://[^/?#\s]+$")
 class InAppSettings:
     """The widget's side of `upsell serve` (docs/in-app.md): the web origins allowed to call the
     messages API from a browser (CORS; ``https://app.example.com``, no path), whether every call
-    must carry a signed user token, and how often the widget asks for messages."""
+    must carry a signed user token, and how often the widget asks for messages. `demo_page`
+    (written by ``upsell init --demo``) serves the demo host page at ``/demo``."""
 
     origins: tuple[str, ...] = ()
     require_user_token: bool = False
     poll_seconds: int = 60
+    demo_page: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,10 @@ def _in_app(reader: Reader, value: Any, at: At) -> InAppSettings:
             reader.fail(key_at.key, key_at.line, f"must be from 10 to 3600 seconds, got {n}")
         elif n is not None:
             poll = n
-    return InAppSettings(origins=tuple(origins), require_user_token=required, poll_seconds=poll)
+    demo = reader.flag(*found["demo_page"]) if "demo_page" in found else False
+    return InAppSettings(
+        origins=tuple(origins), require_user_token=required, poll_seconds=poll, demo_page=demo
+    )
 
 
 def _schedule(reader: Reader, value: Any, at: At) -> Schedule | None:

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from upsell.domain.calendar import iso
-from upsell.domain.metrics import CAUSES, Cause, MetricSettings, TimeToUpsell
+from upsell.domain.metrics import CAUSES, Cause, MetricSettings, TimeToUpsell, ratio
 
 JSON = dict[str, Any]
 
@@ -178,7 +178,9 @@ class Funnel:
     """Offers of one kind, channel, playbook or variant: the (account, run) pairs eligible (an
     offer decided, held out, or refused by a guardrail), the offers contacted (delivered, not held
     out), opened or clicked, clicked, converted within the attribution window, and still pending
-    (their window is still open); conversion = converted / (contacted - pending)."""
+    (their window is still open); conversion = converted / (contacted - pending). Beside the
+    funnel, no step of it: the contacted offers dismissed (closed by the customer within the
+    window; one may still have been clicked or converted)."""
 
     eligible: int
     contacted: int
@@ -186,11 +188,18 @@ class Funnel:
     clicked: int
     converted: int
     pending: int
+    dismissed: int
     conversion: float | None
+
+    @property
+    def dismissal(self) -> float | None:
+        """The share of the contacted offers that were dismissed (None when none was contacted)."""
+        return ratio(self.dismissed, self.contacted)
 
     @classmethod
     def from_json(cls, j: Mapping[str, Any]) -> Funnel:
-        counts = ("eligible", "contacted", "opened", "clicked", "converted", "pending")
+        """A funnel row; a count it lacks is 0 (a report.json written before ``dismissed``)."""
+        counts = ("eligible", "contacted", "opened", "clicked", "converted", "pending", "dismissed")
         values = {k: int(j.get(k) or 0) for k in counts}
         return cls(**values, conversion=_float(j.get("conversion")))
 

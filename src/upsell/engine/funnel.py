@@ -1,12 +1,13 @@
 """The offer funnel over whole tables: eligible, contacted, opened, clicked, converted and pending
-offers by kind, channel, playbook and variant, and the reach of the offers (metrics.md).
+offers by kind, channel, playbook and variant, beside them the dismissed ones, and the reach of the
+offers (metrics.md).
 
 The input is the period's contacts (the store's contact columns) with their outcomes
-(`upsell.engine.outcomes.offer_outcomes`: converted, opened, clicked, pending) and the period's
-refusals (as_of, account_id, playbook). Eligible counts (run, account) pairs: an offer decided
-for the account in that run — sent, held out or failed — or, by playbook, refused by a guardrail.
-Contacted counts offers that reached the account (not held out, not failed); opened counts those
-opened or clicked.
+(`upsell.engine.outcomes.offer_outcomes`: converted, opened, clicked, dismissed, pending) and the
+period's refusals (as_of, account_id, playbook). Eligible counts (run, account) pairs: an offer
+decided for the account in that run — sent, held out or failed — or, by playbook, refused by a
+guardrail. Contacted counts offers that reached the account (not held out, not failed); opened
+counts those opened or clicked; dismissed those of them the customer closed.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ import pyarrow as pa
 
 from upsell.engine.backends import Backend
 
-#: The funnel's stages after eligible, in order.
+#: The funnel's stages after eligible, in order, then pending (contacted, outcome not known yet).
 STAGES = ("contacted", "opened", "clicked", "converted", "pending")
+#: Counted beside the stages, no step of them: a dismissed offer may still be clicked or convert.
+BESIDE = ("dismissed",)
+#: Every count of a funnel row, in order.
+COUNTS = ("eligible", *STAGES, *BESIDE)
 #: The groupings of the report, and the key each groups by (variant: ``experiment/variant``).
 GROUPINGS = ("by_kind", "by_channel", "by_playbook", "by_variant")
 
@@ -36,7 +41,7 @@ def _key(t: ir.Table, grouping: str) -> ir.StringValue:
 def funnels(
     backend: Backend, records: pa.Table, refusals: pa.Table
 ) -> dict[str, dict[str, dict[str, int]]]:
-    """Per grouping and key (sorted): ``eligible`` and the `STAGES` counts."""
+    """Per grouping and key (sorted): the `COUNTS` (``eligible``, the `STAGES`, ``dismissed``)."""
     r = backend.table(records, "funnel_records")
     x = backend.table(refusals, "funnel_refusals")
     out: dict[str, dict[str, dict[str, int]]] = {}
@@ -59,13 +64,14 @@ def funnels(
             clicked=reached.clicked.cast("int64").sum(),
             converted=reached.converted.cast("int64").sum(),
             pending=reached.pending.cast("int64").sum(),
+            dismissed=reached.dismissed.cast("int64").sum(),
         )
         joined = eligible.left_join(counts, "key").select(
-            eligible.key, "eligible", *(counts[s].fill_null(0).name(s) for s in STAGES)
+            eligible.key, "eligible", *(counts[s].fill_null(0).name(s) for s in COUNTS[1:])
         )
         rows = backend.arrow(joined).to_pylist()
         out[grouping] = {
-            str(row["key"]): {k: int(row[k]) for k in ("eligible", *STAGES)}
+            str(row["key"]): {k: int(row[k]) for k in COUNTS}
             for row in sorted(rows, key=lambda row: str(row["key"]))
         }
     return out

@@ -22,6 +22,8 @@ from upsell.domain.events import FEATURE_USED, RESPONSE_EVENTS, SEEN_RESPONSES
 from upsell.engine.backends import Backend
 
 DAY = 86_400
+#: What a contact's response events say of it, in the order of `offer_outcomes`' columns.
+ANSWERS = ("opened", "clicked", "dismissed")
 
 
 def _responses(kinds: tuple[ResponseKind, ...]) -> list[str]:
@@ -45,16 +47,18 @@ def offer_outcomes(
     window_days: int,
     data_end: datetime | None = None,
 ) -> pa.Table:
-    """Per contact (in the order given): ``converted``, ``opened``, ``clicked``, ``pending``.
+    """Per contact (in the order given): ``converted``, ``opened``, ``clicked``, ``dismissed``,
+    ``pending``.
 
     An expansion offer converted when a paid row of its item started within `window_days` (plus the
     offer's trial) after the offer; a save offer when the account still paid at the end of the
     window. Opened: an ``Offer Viewed`` or ``Email Opened`` event with the offer's id within the
-    window; clicked: an ``Offer Clicked``. `contacts` has the store's contact columns and
-    ``trial_days``; `responses` the response events with ``offer_id``. A paid row or a response
-    is credited to the latest contact before it whose window holds it (an offer made twice converts
-    once). An offer whose window ends after `data_end` is ``pending``: its outcome is not known yet
-    (it is never counted as converted).
+    window; clicked: an ``Offer Clicked``; dismissed: an ``Offer Dismissed`` (the customer closed
+    it: not a step towards converting, a dismissed offer may still convert). `contacts` has the
+    store's contact columns and ``trial_days``; `responses` the response events with ``offer_id``.
+    A paid row or a response is credited to the latest contact before it whose window holds it (an
+    offer made twice converts once). An offer whose window ends after `data_end` is ``pending``:
+    its outcome is not known yet (it is never counted as converted).
     """
     start = _seconds(contacts.column("as_of"))
     extra = pc.multiply(pc.add(contacts.column("trial_days"), window_days), DAY)
@@ -120,6 +124,7 @@ def offer_outcomes(
     seen = seen.group_by("n").aggregate(
         opened=seen.event.isin(_responses(SEEN_RESPONSES)).any(),
         clicked=seen.event.isin(_responses(("clicked",))).any(),
+        dismissed=seen.event.isin(_responses(("dismissed",))).any(),
     )
     out = (
         c.left_join(took, "n")
@@ -127,7 +132,7 @@ def offer_outcomes(
         .left_join(kept, "n")
         .select("n", "kind", "until_s", "window_s", "took", kept.mrr)
         .left_join(seen, "n")
-        .select("n", "kind", "until_s", "window_s", "took", "mrr", seen.opened, seen.clicked)
+        .select("n", "kind", "until_s", "window_s", "took", "mrr", *(seen[a] for a in ANSWERS))
     )
     end_s = None if data_end is None else int(data_end.astimezone(UTC).timestamp())
     closes = ibis.cases((out.kind == "save", out.window_s), else_=out.until_s)
@@ -141,8 +146,7 @@ def offer_outcomes(
         out.select(
             "n",
             converted=converted,
-            opened=out.opened.fill_null(False),
-            clicked=out.clicked.fill_null(False),
+            **{a: out[a].fill_null(False) for a in ANSWERS},
             pending=pending,
         ).order_by("n")
     )

@@ -13,10 +13,28 @@ from upsell.report.charts import COLOURS, STAGE_COLOURS, STAGES, Section, Table,
 from upsell.report.numbers import DASH, Numbers
 
 
+def _dismissed(f: Funnel, numbers: Numbers) -> str:
+    """The dismissed offers and their share of the contacted ones: ``12 (8.5%)``."""
+    share = f.dismissal
+    count = numbers.count(f.dismissed)
+    return count if share is None else f"{count} ({numbers.percent(share)})"
+
+
 def _funnel_table(caption: str, what: str, rows: Mapping[str, Funnel], numbers: Numbers) -> Table:
+    """The funnel's stages, then the dismissed offers beside them (no stage: a dismissed offer
+    may still convert)."""
     return Table(
         caption,
-        [what, "Eligible", "Contacted", "Opened", "Clicked", "Converted", "Conversion"],
+        [
+            what,
+            "Eligible",
+            "Contacted",
+            "Opened",
+            "Clicked",
+            "Converted",
+            "Conversion",
+            "Dismissed",
+        ],
         [
             [
                 name,
@@ -26,10 +44,11 @@ def _funnel_table(caption: str, what: str, rows: Mapping[str, Funnel], numbers: 
                 numbers.count(f.clicked),
                 numbers.count(f.converted),
                 numbers.percent(f.conversion),
+                _dismissed(f, numbers),
             ]
             for name, f in rows.items()
         ],
-        [False] + [True] * 6,
+        [False] + [True] * 7,
     )
 
 
@@ -62,7 +81,9 @@ def funnel(offers: Offers, numbers: Numbers) -> tuple[Section, dict[str, go.Figu
         "funnel",
         "Offer funnel",
         "For each playbook and each channel, the four bars are the offers that were eligible, "
-        "contacted, opened or clicked, and converted; each bar is at most the one before it.",
+        "contacted, opened or clicked, and converted; each bar is at most the one before it. "
+        "The tables add the offers dismissed (closed by the customer) and their share of those "
+        "contacted: no step of the funnel, since a dismissed offer may still convert.",
     )
     figures: dict[str, go.Figure] = {}
     if not offers:

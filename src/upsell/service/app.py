@@ -12,6 +12,7 @@ from upsell import __version__
 from upsell.service import (
     admin,
     checkout,
+    demo,
     errors,
     health,
     logs,
@@ -22,6 +23,7 @@ from upsell.service import (
     segment,
     stripe,
     triggers,
+    widget,
 )
 from upsell.service.auth import Keys
 from upsell.workspace import Workspace
@@ -52,4 +54,6 @@ def create_app(ws: Workspace) -> FastAPI:
     app.include_router(posthog.router)
     app.include_router(stripe.router)
     app.include_router(checkout.router)
+    app.include_router(widget.router)
+    app.include_router(demo.router)
     return app

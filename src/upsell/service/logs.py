@@ -42,8 +42,8 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
 
 
 class JsonFormatter(logging.Formatter):
-    """A record as one JSON line: time, level, logger, message, request_id, the `extra` fields,
-    and the exception's traceback (``exception``)."""
+    """A record as one JSON line of ASCII: time, level, logger, message, request_id, the `extra`
+    fields, and the exception's traceback (``exception``)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -62,7 +62,9 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        # ASCII only: a path or a name may hold U+2028, U+0085 or other characters that some
+        # line readers (Python's str.splitlines among them) take for line breaks.
+        return json.dumps(line, default=str, ensure_ascii=True)
 
 
 def config(level: str) -> dict[str, Any]:

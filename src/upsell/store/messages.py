@@ -3,7 +3,7 @@ contact, the messages shown lately, and the widget's answers (docs/in-app.md).""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -182,3 +182,32 @@ def plan_row(*, conn: sa.Connection, account_id: str, item_id: str, at: datetime
         unit_price=Money.of(row.unit_price, row.currency),
         quantity=row.quantity,
     )
+
+
+def unanswered_in_app(*, conn: sa.Connection, limit: int) -> list[Contact]:
+    """At most `limit` in-app contacts that are neither held out, failed, nor answered (dismissed,
+    clicked, converted), newest first: the demo page's candidates (service/demo.py)."""
+    c = contacts_table.c
+    rows = conn.execute(
+        sa.select(contacts_table)
+        .where(c.channel == IN_APP, c.held_out.is_(False), c.status != "failed")
+        .where(c.dismissed_at.is_(None), c.clicked_at.is_(None), c.converted_at.is_(None))
+        .order_by(c.as_of.desc(), c.contact_id.desc())
+        .limit(limit)
+    )
+    return [contact_from_row(row) for row in rows]
+
+
+def a_user_of(*, conn: sa.Connection, account_ids: Collection[str]) -> dict[str, str]:
+    """One user of each of the accounts that has any (the first by id), by account id."""
+    u = users_table.c
+    found: dict[str, str] = {}
+    ids = sorted(set(account_ids))
+    for start in range(0, len(ids), 500):
+        rows = conn.execute(
+            sa.select(u.account_id, sa.func.min(u.user_id))
+            .where(u.account_id.in_(ids[start : start + 500]))
+            .group_by(u.account_id)
+        )
+        found.update({account: user for account, user in rows})
+    return found
