@@ -613,3 +613,24 @@ def test_a_few_accounts_signals_are_those_the_whole_company_run_gives_them(
         assert any(expected[a].metrics for a in sample)
         assert any(expected[a].engagement.power_users for a in sample)
         assert any(s.features.get("automation") for a, s in expected.items() if a in sample[:20])
+
+
+def test_ingestion_reads_the_trigger_rules_at_most_every_few_seconds_even_without_a_catalog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A workspace without a catalog has no rules; finding that out once per request cost a
+    third of its ingestion rate."""
+    from upsell.service import triggers as door
+    from upsell.service.metrics import Metrics
+    from upsell.settings import Settings
+    from upsell.workspace import Workspace
+
+    with Workspace.create(tmp_path / "ws", Settings()) as ws:
+        rules = door.Triggers(ws, Metrics(ws.db))
+        reads: list[object] = []
+        real = rules._read_rules
+        monkeypatch.setattr(rules, "_read_rules", lambda known: reads.append(known) or real(known))
+        assert [rules.rules() for _ in range(5)] == [None] * 5
+        assert len(reads) == 1
+        monkeypatch.setattr(door, "RULES_SECONDS", 0.0)
+        assert rules.rules() is None and len(reads) == 2
