@@ -14,7 +14,6 @@ The load and the server share the machine's cores, as they would on one host.
 from __future__ import annotations
 
 import json
-import secrets
 import signal
 import subprocess
 import sys
@@ -23,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from child import UPSELL, child_env
-from host import DATA, ROOT, commit, cpus
-from service import _cli, _port, _postgresql, _wait_ready
+from host import ROOT, commit, cpus
+from service import _cli, _port, _wait_ready, on_each_database
 
 HEADING = "## Messages"
 LOAD = ROOT / "bench" / "messages_load.py"
@@ -77,35 +76,7 @@ def measure(database: str, folder: Path, database_url: str | None) -> Measured:
 
 
 def section(command: str) -> tuple[str, list[str]]:
-    import shutil
-
-    import sqlalchemy as sa
-
-    work = DATA / "messages"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    results = [measure("SQLite", work / "sqlite", None)]
-    base, hint = _postgresql()
-    skipped = ""
-    if base is None:
-        skipped = f"PostgreSQL skipped: {hint}"
-    else:
-        schema = f"bench_{secrets.token_hex(6)}"
-        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        try:
-            url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-            results.append(
-                measure(
-                    "PostgreSQL", work / "postgresql", url.render_as_string(hide_password=False)
-                )
-            )
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            admin.dispose()
-    shutil.rmtree(work, ignore_errors=True)
+    results, skipped = on_each_database("messages", measure)
     return render(results, skipped, command)
 
 

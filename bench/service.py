@@ -26,11 +26,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from child import UPSELL, child_env
 from host import DATA, ROOT, commit, cpus
+
+T = TypeVar("T")
 
 HEADING = "## Service"
 LOAD = ROOT / "bench" / "service_load.py"
@@ -176,12 +180,17 @@ def _postgresql() -> tuple[str | None, str]:
     return (base or None), f"set {' or '.join(DATABASE_ENVS)} to a PostgreSQL URL"
 
 
-def section(command: str) -> tuple[str, list[str]]:
+def on_each_database(
+    name: str, measure: Callable[[str, Path, str | None], T]
+) -> tuple[list[T], str]:
+    """`measure(database, folder, url)` on SQLite (url None), then on PostgreSQL in a schema of
+    its own when a URL is set, each in a folder under bench/.data/`name` (removed afterwards);
+    the results, and why PostgreSQL was skipped ("" when it ran)."""
     import shutil
 
     import sqlalchemy as sa
 
-    work = DATA / "service"
+    work = DATA / name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     results = [measure("SQLite", work / "sqlite", None)]
@@ -203,6 +212,11 @@ def section(command: str) -> tuple[str, list[str]]:
                 conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
             admin.dispose()
     shutil.rmtree(work, ignore_errors=True)
+    return results, skipped
+
+
+def section(command: str) -> tuple[str, list[str]]:
+    results, skipped = on_each_database("service", measure)
     return render(results, skipped, command)
 
 

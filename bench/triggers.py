@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import signal
 import statistics
 import subprocess
@@ -41,8 +40,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from child import UPSELL, child_env
-from host import DATA, commit, cpus
-from service import LOAD, _cli, _port, _postgresql, _wait_ready
+from host import commit, cpus
+from service import LOAD, _cli, _port, _wait_ready, on_each_database
 
 HEADING = "## Triggers"
 DEFAULT_ACCOUNTS = 2_000
@@ -294,32 +293,9 @@ def signal_times(folder: Path, accounts: int = 30) -> dict[str, float]:
 
 
 def section(command: str, accounts: int, probes: int) -> tuple[str, list[str]]:
-    import shutil
-
-    import sqlalchemy as sa
-
-    work = DATA / "triggers"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    results = [measure("SQLite", work / "sqlite", None, accounts, probes)]
-    base, hint = _postgresql()
-    skipped = ""
-    if base is None:
-        skipped = f"PostgreSQL skipped: {hint}"
-    else:
-        schema = f"bench_{secrets.token_hex(6)}"
-        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        try:
-            url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-            pg_url = url.render_as_string(hide_password=False)
-            results.append(measure("PostgreSQL", work / "postgresql", pg_url, accounts, probes))
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            admin.dispose()
-    shutil.rmtree(work, ignore_errors=True)
+    results, skipped = on_each_database(
+        "triggers", lambda name, folder, url: measure(name, folder, url, accounts, probes)
+    )
     return render(results, skipped, command, accounts), _failures(results)
 
 
