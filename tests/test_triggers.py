@@ -9,8 +9,6 @@ server per database (module scope): every case's trigger is sent at the start, t
 
 from __future__ import annotations
 
-import os
-import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -25,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 import trigger_company as company
-from conftest import POSTGRESQL_ENV
+from conftest import empty_database
 from live_server import LiveServer, child_env, live_server
 from upsell.domain.decisions import (
     History,
@@ -231,23 +229,8 @@ def module_database_url(
 ) -> Iterator[str]:
     """The URL of an empty database for a module's server (conftest's `database_url`, module
     scoped)."""
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path_factory.mktemp("triggers") / "ws")
-        return
-    base = os.environ.get(POSTGRESQL_ENV)
-    if not base:
-        pytest.skip(f"PostgreSQL tests need {POSTGRESQL_ENV}=postgresql+psycopg://...")
-    schema = f"t_{secrets.token_hex(6)}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-    finally:
-        admin.dispose()
+    with empty_database(request.param, tmp_path_factory.mktemp("triggers") / "ws") as url:
+        yield url
 
 
 def _store(folder: Path, database_url: str) -> sa.Engine:
