@@ -14,16 +14,15 @@ The load and the server share the machine's cores, as they would on one host.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from child import UPSELL, child_env
+from child import child_env
 from host import ROOT, commit, cpus
-from service import _cli, _port, _wait_ready, on_each_database
+from service import _cli, live_server, on_each_database
 
 HEADING = "## Messages"
 LOAD = ROOT / "bench" / "messages_load.py"
@@ -51,27 +50,14 @@ def measure(database: str, folder: Path, database_url: str | None) -> Measured:
     _cli(["init", str(folder)], env)
     key = _cli(["keys", "create", "-w", str(folder), "--kind", "publishable"], env)
     _load("seed", database_url or f"sqlite:///{folder / 'upsell.db'}", USERS)
-    port = _port()
-    url = f"http://127.0.0.1:{port}"
-    log = (folder.parent / f"serve-{database}.log").open("wb")
-    server = subprocess.Popen(
-        [str(UPSELL), "serve", "-w", str(folder), "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     try:
-        _wait_ready(url, server)
-        _load("get", url, key, 200, 2, 2, USERS)  # warm-up
-        out.result = _load("get", url, key, RATE, SECONDS, THREADS, USERS)
-        r = out.result
-        print(f"  {database}: {float(r['rate']):,.0f} req/s, p99 {float(r['p99_ms']):.2f} ms")  # type: ignore[arg-type]
+        with live_server(folder, env, database) as (url, _):
+            _load("get", url, key, 200, 2, 2, USERS)  # warm-up
+            out.result = _load("get", url, key, RATE, SECONDS, THREADS, USERS)
+            r = out.result
+            print(f"  {database}: {float(r['rate']):,.0f} req/s, p99 {float(r['p99_ms']):.2f} ms")  # type: ignore[arg-type]
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         out.problems.append(f"{database}: {exc}")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
-        log.close()
     return out
 
 

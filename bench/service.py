@@ -26,7 +26,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -97,6 +98,30 @@ def _wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("upsell serve did not answer in 60 s")
 
 
+@contextmanager
+def live_server(
+    folder: Path, env: dict[str, str], database: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The installed `upsell serve` on `folder`, started as users start it (its log next to the
+    folder), ready; yields its URL and process, and stops it with SIGTERM afterwards."""
+    port = _port()
+    url = f"http://127.0.0.1:{port}"
+    log = (folder.parent / f"serve-{database}.log").open("wb")
+    server = subprocess.Popen(
+        [str(UPSELL), "serve", "-w", str(folder), "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_ready(url, server)
+        yield url, server
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+        log.close()
+
+
 def _load(url: str, key: str, *args: object) -> dict[str, object]:
     done = subprocess.run(
         [sys.executable, str(LOAD), url, key, *map(str, args)],
@@ -127,47 +152,36 @@ def measure(database: str, folder: Path, database_url: str | None) -> Measured:
     env = child_env(database_url)
     _cli(["init", str(folder)], env)
     key = _cli(["keys", "create", "-w", str(folder), "--kind", "write", "--name", "bench"], env)
-    port = _port()
-    url = f"http://127.0.0.1:{port}"
-    log = (folder.parent / f"serve-{database}.log").open("wb")
-    server = subprocess.Popen(
-        [str(UPSELL), "serve", "-w", str(folder), "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     try:
-        _wait_ready(url, server)
-        _load(url, key, "batch", 100, 20, 2)  # warm-up: imports, connections, first pages
-        out.sent += 2_000
-        for size, requests in RUNS:
-            result = _load(url, key, "batch", size, requests, THREADS)
-            result["size"] = size
-            out.rows.append(result)
-            out.sent += size * requests
-            print(f"  {database}, batches of {size}: {result['events_per_second']:,.0f} events/s")
-        out.track = _load(url, key, "track", TRACKS)
-        out.sent += TRACKS
-        print(f"  {database}, one track: p50 {out.track['p50_ms']:.2f} ms")
-        fill = FILLED - out.sent
-        _load(url, key, "batch", 500, fill // 500, THREADS)
-        out.sent += fill // 500 * 500
-        for size, requests in RUNS:
-            result = _load(url, key, "batch", size, requests, THREADS)
-            result["size"] = size
-            out.filled.append(result)
-            out.sent += size * requests
-            rate = result["events_per_second"]
-            print(
-                f"  {database}, {FILLED:,} events stored, batches of {size}: {rate:,.0f} events/s"
-            )
-        out.peak_rss_mib = _peak_rss_mib(server.pid)
+        with live_server(folder, env, database) as (url, server):
+            _load(url, key, "batch", 100, 20, 2)  # warm-up: imports, connections, first pages
+            out.sent += 2_000
+            for size, requests in RUNS:
+                result = _load(url, key, "batch", size, requests, THREADS)
+                result["size"] = size
+                out.rows.append(result)
+                out.sent += size * requests
+                print(
+                    f"  {database}, batches of {size}: {result['events_per_second']:,.0f} events/s"
+                )
+            out.track = _load(url, key, "track", TRACKS)
+            out.sent += TRACKS
+            print(f"  {database}, one track: p50 {out.track['p50_ms']:.2f} ms")
+            fill = FILLED - out.sent
+            _load(url, key, "batch", 500, fill // 500, THREADS)
+            out.sent += fill // 500 * 500
+            for size, requests in RUNS:
+                result = _load(url, key, "batch", size, requests, THREADS)
+                result["size"] = size
+                out.filled.append(result)
+                out.sent += size * requests
+                rate = result["events_per_second"]
+                print(
+                    f"  {database}, {FILLED:,} events stored, batches of {size}: {rate:,.0f} events/s"
+                )
+            out.peak_rss_mib = _peak_rss_mib(server.pid)
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         out.problems.append(f"{database}: {exc}")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
-        log.close()
     if not out.problems:
         out.stored = _stored(database_url or f"sqlite:///{folder / 'upsell.db'}")
         if out.stored != out.sent:

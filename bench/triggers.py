@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from child import UPSELL, child_env
+from child import child_env
 from host import commit, cpus
-from service import LOAD, _cli, _port, _wait_ready, on_each_database
+from service import LOAD, _cli, live_server, on_each_database
 
 HEADING = "## Triggers"
 DEFAULT_ACCOUNTS = 2_000
@@ -181,73 +181,60 @@ def measure(
     if len(ids) < probes * len(CONDITIONS) + 1:
         out.problems.append(f"{database}: only {len(ids)} accounts with a plan to probe")
         return out
-    port = _port()
-    url = f"http://127.0.0.1:{port}"
-    log = (folder.parent / f"serve-{database}.log").open("wb")
-    server = subprocess.Popen(
-        [str(UPSELL), "serve", "-w", str(folder), "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     try:
-        _wait_ready(url, server)
-        warm = ids.pop()  # the worker compiles its queries at start: wait for a first decision
-        _decided(store, {warm: _track(url, key, warm)}, timeout=120)
-        for condition in CONDITIONS:
-            mine, ids = ids[:probes], ids[probes:]
-            load = None
-            if condition != "idle":
-                # Enough batches of 100 for the probes at up to 30,000 events/s.
-                requests = int((probes * INTERVAL + SETTLE) * 300)
-                args = [sys.executable, str(LOAD), url, key, "batch", "100", str(requests), "4"]
-                if condition == "load that triggers":
-                    args.append("now")
-                start = _events(store)
-                load = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-                while _events(store) == start and load.poll() is None:
-                    time.sleep(0.1)  # the load builds its bodies first
-                time.sleep(SETTLE)
-            before, began = _events(store), time.monotonic()
-            sent = {}
-            for account_id in mine:
-                sent[account_id] = _track(url, key, account_id)
-                time.sleep(INTERVAL)
-            rate = (_events(store) - before) / (time.monotonic() - began)
-            if load is not None:
-                if load.poll() is not None:
-                    out.problems.append(
-                        f"{database}, {condition}: the load ended before the probes"
-                    )
-                load.send_signal(signal.SIGTERM)
-                load.wait(30)
-            found = _decided(store, sent)
-            latencies = found["latencies"]
-            assert isinstance(latencies, list)
-            row = {
-                "condition": condition,
-                "probes": len(sent),
-                "decided": len(latencies),
-                "p50": _quantile(latencies, 0.5),
-                "p99": _quantile(latencies, 0.99),
-                "max": max(latencies, default=float("nan")),
-                "mean": statistics.fmean(latencies) if latencies else float("nan"),
-                "events_per_second": rate,
-                "offers": found["offers"],
-            }
-            out.rows.append(row)
-            print(
-                f"  {database}, {condition}: p50 {row['p50']:.3f} s, p99 {row['p99']:.3f} s "
-                f"({len(latencies)}/{len(sent)} decided; {rate:,.0f} events/s ingested)"
-            )
-            if found["missing"]:
-                out.problems.append(f"{database}, {condition}: {found['missing']} not decided")
+        with live_server(folder, env, database) as (url, _):
+            warm = ids.pop()  # the worker compiles its queries at start: wait for a first decision
+            _decided(store, {warm: _track(url, key, warm)}, timeout=120)
+            for condition in CONDITIONS:
+                mine, ids = ids[:probes], ids[probes:]
+                load = None
+                if condition != "idle":
+                    # Enough batches of 100 for the probes at up to 30,000 events/s.
+                    requests = int((probes * INTERVAL + SETTLE) * 300)
+                    args = [sys.executable, str(LOAD), url, key, "batch", "100", str(requests), "4"]
+                    if condition == "load that triggers":
+                        args.append("now")
+                    start = _events(store)
+                    load = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+                    while _events(store) == start and load.poll() is None:
+                        time.sleep(0.1)  # the load builds its bodies first
+                    time.sleep(SETTLE)
+                before, began = _events(store), time.monotonic()
+                sent = {}
+                for account_id in mine:
+                    sent[account_id] = _track(url, key, account_id)
+                    time.sleep(INTERVAL)
+                rate = (_events(store) - before) / (time.monotonic() - began)
+                if load is not None:
+                    if load.poll() is not None:
+                        out.problems.append(
+                            f"{database}, {condition}: the load ended before the probes"
+                        )
+                    load.send_signal(signal.SIGTERM)
+                    load.wait(30)
+                found = _decided(store, sent)
+                latencies = found["latencies"]
+                assert isinstance(latencies, list)
+                row = {
+                    "condition": condition,
+                    "probes": len(sent),
+                    "decided": len(latencies),
+                    "p50": _quantile(latencies, 0.5),
+                    "p99": _quantile(latencies, 0.99),
+                    "max": max(latencies, default=float("nan")),
+                    "mean": statistics.fmean(latencies) if latencies else float("nan"),
+                    "events_per_second": rate,
+                    "offers": found["offers"],
+                }
+                out.rows.append(row)
+                print(
+                    f"  {database}, {condition}: p50 {row['p50']:.3f} s, p99 {row['p99']:.3f} s "
+                    f"({len(latencies)}/{len(sent)} decided; {rate:,.0f} events/s ingested)"
+                )
+                if found["missing"]:
+                    out.problems.append(f"{database}, {condition}: {found['missing']} not decided")
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         out.problems.append(f"{database}: {exc}")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
-        log.close()
     if database == "SQLite":
         out.signals_ms = _signals_child(folder, env)
     return out
