@@ -136,3 +136,7 @@ class PlaybooksError(ProblemsError):
     """The workspace's playbooks (playbooks.yaml) are invalid."""
 
     heading = "the playbooks are invalid:"
+
+
+class NotFittedError(UpsellError, ValueError):
+    """A model used before `fit` (scikit-learn's estimator contract)."""

@@ -17,6 +17,7 @@ from upsell.cli import (
     imports,
     init,
     keys,
+    learn,
     messages,
     opportunities,
     playbooks,
@@ -71,6 +72,7 @@ app.command("import")(imports.import_)
 app.add_typer(keys.app)
 app.command("serve")(serve.serve)
 app.command("messages")(messages.messages)
+app.command("learn")(learn.learn)
 
 
 def main() -> None:

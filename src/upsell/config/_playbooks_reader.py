@@ -26,6 +26,7 @@ from typing import Any
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from upsell.config._yaml import At, Reader, is_int, plain, show
+from upsell.domain.answers import Learning
 from upsell.domain.playbooks import (
     DEFAULT_CONTACT_COST,
     DEFAULT_REACH_DAYS,
@@ -49,8 +50,11 @@ from upsell.domain.playbooks import (
 
 #: The sections of playbooks.yaml, in the order the docs list them.
 SECTIONS = ("settings", "guardrails", "promotions", "playbooks")
-SETTINGS_KEYS = ("holdout", "months_retained", "contact_cost", "checkout_url")
+SETTINGS_KEYS = ("holdout", "months_retained", "contact_cost", "checkout_url", "learning")
 HOLDOUT_KEYS = ("share", "key")
+LEARNING_KEYS = (
+    "use", "refit_days", "min_decisions", "explore", "strength", "churn_strength",
+)  # fmt: skip
 GUARDRAILS_KEYS = (
     "caps",
     "dismissed_cooldown_days",
@@ -179,6 +183,19 @@ class PlaybooksReader(Reader):
                 {**DEFAULT_CONTACT_COST, **{k: v for k, v in read.items() if v is not None}}
             )
         given["checkout_url"] = self.get(f, "checkout_url", self.text)
+        learning = self.get(
+            f, "learning", lambda v, a: self.fields(v, a, "learning", (), LEARNING_KEYS)
+        )
+        if learning:
+            taught: dict[str, Any] = {
+                "use": self.get(learning, "use", self.flag),
+                "refit_days": self.get(learning, "refit_days", self.count),
+                "min_decisions": self.get(learning, "min_decisions", self.count),
+                "explore": self.get(learning, "explore", self.flag),
+                "strength": self.get(learning, "strength", self.number),
+                "churn_strength": self.get(learning, "churn_strength", self.number),
+            }
+            given["learning"] = Learning(**{k: v for k, v in taught.items() if v is not None})
         return DecisionSettings(**{k: v for k, v in given.items() if v is not None})
 
     def guardrails(self, value: Any, at: At) -> Guardrails:

@@ -26,6 +26,8 @@ from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Literal, get_args
 
+from upsell.domain.answers import Answers, Estimate
+from upsell.domain.calendar import iso
 from upsell.domain.contacts import ResponseKind
 from upsell.domain.offers import Kind
 from upsell.domain.opportunities import Opportunity, Policy
@@ -51,6 +53,7 @@ RefusalCode = Literal[
     "promotion_limit",
     "deadline_too_short",
     "already_offered",
+    "no_uplift",
 ]
 REFUSALS: tuple[RefusalCode, ...] = get_args(RefusalCode)
 
@@ -125,6 +128,7 @@ class Decision:
     deadline: date | None = None
     promotion: Promotion | None = None
     held_out: bool = False
+    estimate: Estimate | None = None
 
     @property
     def account_id(self) -> str:
@@ -279,6 +283,8 @@ def decide(
     model: AcceptanceModel | None = None,
     policy: Policy = Policy(),  # noqa: B008 - frozen: a shared default is safe
     triggered: bool = False,
+    answers: Answers | None = None,
+    explore: bool = False,
 ) -> Choice:
     """The one offer worth making to this account at `signals.as_of`, or none (module docstring).
 
@@ -289,7 +295,11 @@ def decide(
     not repeated here. `model` estimates P(accept); by default it is `acceptance` with `policy`,
     the workspace's opportunity policy (which company is large). `triggered`: a real-time
     trigger decides (docs/in-app.md), not the daily run; each refuses an offer the other made
-    within ``same_offer_days`` (``already_offered``).
+    within ``same_offer_days`` (``already_offered``). `answers` are what the workspace's own
+    outcomes say (`upsell.domain.answers`, fitted by ``upsell learn``): they calibrate the model's
+    P(accept) by group, subtract the chance of buying anyway and the churn a contact adds, and with
+    `explore` sample the calibration (Thompson sampling, seeded by the account, the offer, the
+    playbook and the instant).
     """
     accept = model if model is not None else partial(acceptance, policy=policy)
     account_id, at = signals.account_id, signals.as_of
@@ -333,19 +343,15 @@ def decide(
             if refusal is not None:
                 refusals.append(refusal)
                 continue
-            p = accept(o, signals, arm, history, at, deadline)
-            ev = _expected_value(o, arm, promotion, playbooks, p)
+            prior = accept(o, signals, arm, history, at, deadline)
+            est = _estimate(answers, explore, prior, o, arm, account_id, at)
+            p = est.p_accept
+            value = _value(o, arm, promotion, playbooks)
+            cost = float(playbooks.settings.contact_cost.get(arm.channel, 0))
+            gain = p * value - cost
+            ev = gain - _uplift_cost(est, value, signals, playbooks)
             if ev <= 0:
-                refusals.append(
-                    Refusal(
-                        account_id,
-                        o.offer_id,
-                        "not_worth_it",
-                        f"expected value {ev:.2f} (P(accept) {p:.3f}) does not cover the "
-                        f"{arm.channel} contact cost",
-                        playbook.id,
-                    )
-                )
+                refusals.append(_unworthy(account_id, o, arm, playbook.id, est, gain, ev))
                 continue
             decision = Decision(
                 opportunity=o,
@@ -355,6 +361,7 @@ def decide(
                 expected_value=ev,
                 deadline=deadline,
                 promotion=promotion,
+                estimate=est if answers is not None else None,
             )
             options.append((-round(ev, 9), index, o.offer_id, decision))
     if not matched:
@@ -365,22 +372,15 @@ def decide(
         return Choice(account_id, None, tuple(refusals))
     best = min(options, key=lambda t: t[:3])[3]
     if held_out(account_id, playbooks):
-        best = Decision(
-            opportunity=best.opportunity,
-            playbook=best.playbook,
-            variant=best.variant,
-            p_accept=best.p_accept,
-            expected_value=best.expected_value,
-            deadline=best.deadline,
-            promotion=best.promotion,
-            held_out=True,
-        )
+        best = replace(best, held_out=True)
     return Choice(account_id, best, tuple(refusals))
 
 
-def _expected_value(
-    o: Opportunity, arm: Playbook, promotion: Promotion | None, playbooks: Playbooks, p: float
+def _value(
+    o: Opportunity, arm: Playbook, promotion: Promotion | None, playbooks: Playbooks
 ) -> float:
+    """What an accepted offer brings: MRR delta (base currency) x months retained x the share
+    the discount leaves."""
     s = playbooks.settings
     months = s.months_retained
     percent = promotion.discount_percent if promotion is not None else arm.offer.discount_percent
@@ -389,8 +389,53 @@ def _expected_value(
         dm = promotion.discount_months if promotion is not None else arm.offer.discount_months
         share = min(float(dm) if dm is not None else months, months) / months
         kept = 1.0 - float(percent) / 100 * share
-    cost = float(s.contact_cost.get(arm.channel, 0))
-    return p * float(o.expected_mrr_delta_base.amount) * months * kept - cost
+    return float(o.expected_mrr_delta_base.amount) * months * kept
+
+
+def _estimate(
+    answers: Answers | None,
+    explore: bool,
+    prior: float,
+    o: Opportunity,
+    arm: Playbook,
+    account_id: str,
+    at: datetime,
+) -> Estimate:
+    if answers is None:
+        return Estimate(prior)
+    draw = unit_hash("explore", account_id, o.offer_id, arm.id, iso(at)) if explore else None
+    return answers.estimate(prior, o.kind, arm.channel, arm.placement, arm.id, draw=draw)
+
+
+def _uplift_cost(est: Estimate, value: float, s: AccountSignals, playbooks: Playbooks) -> float:
+    """What the offer would not earn after all: the value of those who buy anyway, and the churn
+    a contact adds (churn push x the account's MRR x months retained)."""
+    months = playbooks.settings.months_retained
+    return est.anyway * value + max(est.churn_push, 0.0) * float(s.mrr.amount) * months
+
+
+def _unworthy(
+    account_id: str, o: Opportunity, arm: Playbook, playbook_id: str, est: Estimate, gain: float,
+    ev: float,
+) -> Refusal:  # fmt: skip
+    if gain > 0:  # worth it by P(accept) alone: not over what happens without the offer
+        return Refusal(
+            account_id,
+            o.offer_id,
+            "no_uplift",
+            f"expected value {gain:.2f} by P(accept) {est.p_accept:.3f}, {ev:.2f} once buying "
+            f"anyway ({est.anyway:.3f}) and the churn a contact adds ({est.churn_push:+.3f}) are "
+            f"counted ({est.group}, n={est.n})",
+            playbook_id,
+        )
+    return Refusal(
+        account_id,
+        o.offer_id,
+        "not_worth_it",
+        f"expected value {ev:.2f} (P(accept) {est.p_accept:.3f}) does not cover the "
+        f"{arm.channel} contact cost",
+        playbook_id,
+    )
 
 
 def _account_guardrails(

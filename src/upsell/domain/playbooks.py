@@ -22,6 +22,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Literal, get_args
 
+from upsell.domain.answers import Learning
 from upsell.domain.offers import CHANNELS, KINDS, PLACEMENTS
 from upsell.domain.opportunities import Opportunity
 from upsell.domain.signals import AccountSignals
@@ -320,6 +321,7 @@ class DecisionSettings:
     - `contact_cost`: what one contact costs per channel, base currency (a CSM's time, an email).
     - `checkout_url`: the call to action's URL; ``{account_id}`` and the other `CHECKOUT_FIELDS`
       are filled in (URL-encoded).
+    - `learning`: how the decision step learns from outcomes (`Learning`).
     """
 
     holdout_share: float = 0.10
@@ -327,6 +329,7 @@ class DecisionSettings:
     months_retained: float = 12.0
     contact_cost: Mapping[str, Decimal] = field(default_factory=lambda: DEFAULT_CONTACT_COST)
     checkout_url: str = DEFAULT_CHECKOUT_URL
+    learning: Learning = field(default_factory=Learning)
 
 
 @dataclass(frozen=True)
@@ -428,6 +431,15 @@ class Playbooks:
                     "settings.holdout.share",
                 )
             )
+        learning = s.learning
+        for name in ("strength", "churn_strength"):
+            if getattr(learning, name) <= 0:
+                problems.append(
+                    Problem(
+                        f"must be positive, got {getattr(learning, name)}",
+                        f"settings.learning.{name}",
+                    )
+                )
         if s.months_retained <= 0:
             problems.append(
                 Problem(f"must be positive, got {s.months_retained}", "settings.months_retained")

@@ -274,3 +274,35 @@ def cohorts(
         adopting=table.active.cast("int64").sum(),
     )
     return backend.arrow(out.order_by(["cohort", "age"]))
+
+
+def contact_churn(
+    backend: Backend, contacts: pa.Table, changes: ir.Table, *, window_days: int
+) -> pa.Table:
+    """Per contact (in the order given): ``paid``, whether the account's MRR was above 0 just
+    before the decision, and ``churned``, whether it paid then and its MRR was 0 at the end of the
+    `window_days` window (the learning step's churn push, docs/learning.md)."""
+    start = _seconds(contacts.column("as_of"))
+    c = backend.table(
+        pa.table(
+            {
+                "n": pa.array(range(contacts.num_rows), pa.int64()),
+                "account_id": contacts.column("account_id"),
+                "start_s": start,
+                "window_s": pc.add(start, window_days * DAY),
+            }
+        ),
+        "churn_contacts",
+    )
+    ch = changes.select("account_id", "after", at_s=changes.at.epoch_seconds().cast("int64"))
+    joined = c.join(ch, c.account_id == ch.account_id)
+    before = joined.filter(joined.at_s < joined.start_s)
+    before = before.group_by("n").aggregate(before=before.after.argmax(before.at_s))
+    after = joined.filter(joined.at_s < joined.window_s)
+    after = after.group_by("n").aggregate(after=after.after.argmax(after.at_s))
+    out = c.left_join(before, "n").select(c.n, "before").left_join(after, "n")
+    paid = out.before.fill_null(0) > 0
+    result = backend.arrow(
+        out.select(out.n, paid=paid, churned=paid & (out.after.fill_null(0) <= 0)).order_by("n")
+    )
+    return result.drop_columns(["n"])

@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from upsell.channels.base import Channel, Delivery, Outcome
+from upsell.domain.answers import Answers
 from upsell.domain.calendar import day_start, iso
 from upsell.domain.catalog import Catalog
 from upsell.domain.contacts import Contact
@@ -31,6 +32,7 @@ from upsell.domain.money import Money
 from upsell.domain.opportunities import Opportunity, Policy
 from upsell.domain.playbooks import DEFAULT_ANCHOR, Playbooks
 from upsell.domain.signals import AccountSignals
+from upsell.flows.learn import answers_for, stored_answers
 from upsell.flows.opportunities import OpportunityRun, find_all
 from upsell.store.accounts import names_and_emails
 from upsell.store.contacts import (
@@ -97,6 +99,7 @@ def decision_line(
         "trial_days": d.trial_days if o.kind != "save" else 0,
         "playbook": d.playbook.id,
         "p_accept": round(d.p_accept, 4),
+        "p_source": {"source": "prior"} if d.estimate is None else d.estimate.provenance(),
         "expected_value": f"{d.expected_value:.2f}",
     }
     if price is not None:
@@ -123,11 +126,15 @@ class Decider:
     templates: MessageTemplates
     policy: Policy
     people: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    answers: Answers | None = None
 
     @classmethod
     def of(cls, ws: Workspace, catalog: Catalog | None = None) -> Decider:
+        """The workspace's decider, with the newest stored answers (docs/learning.md)."""
         catalog = catalog or ws.catalog()
-        return cls(catalog, ws.playbooks(catalog), ws.templates, ws.config.opportunities)
+        playbooks = ws.playbooks(catalog)
+        answers = stored_answers(ws, playbooks.settings.learning)
+        return cls(catalog, playbooks, ws.templates, ws.config.opportunities, answers=answers)
 
     def decide(
         self,
@@ -152,6 +159,8 @@ class Decider:
             email=email,
             policy=self.policy,
             triggered=trigger is not None,
+            answers=self.answers,
+            explore=self.playbooks.settings.learning.explore,
         )
         d = choice.decision
         if d is None:
@@ -229,6 +238,7 @@ def run_offers(
     dry = channels is None
     db = ws.db
     decider = Decider.of(ws)
+    decider.answers = answers_for(ws, as_of, decider.playbooks.settings.learning, refit=not dry)
     found = find_all(ws, as_of, rebuild=rebuild, keep_signals=True)
     same_offer = timedelta(days=decider.playbooks.guardrails.same_offer_days)
     with db.connect() as conn:

@@ -376,3 +376,18 @@ trigger_queue = sa.Table(
     sa.Column("cool_until", UTCDateTime),
     sa.Index(None, "due_at"),
 )
+
+#: Fitted models (`upsell learn`, docs/learning.md): one row a fit, the parameters the decision
+#: step reads and the fit's out-of-sample evaluation; the newest of a name is in use.
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("fitted_at", UTCDateTime, nullable=False),
+    sa.Column("data_end", UTCDateTime),
+    sa.Column("decisions", sa.Integer, nullable=False),
+    sa.Column("params", JSON, nullable=False),
+    sa.Column("evaluation", JSON),
+    sa.Index(None, "name"),
+)

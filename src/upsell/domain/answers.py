@@ -1,0 +1,298 @@
+"""What the workspace's own answers say of its offers: how far the decision step's P(accept) is off
+for each kind of offer, channel and playbook, how often the offered item is bought without any
+offer, and how much a contact adds to churn (issue 15, "learn who answers"; docs/learning.md).
+
+The model is empirical Bayes on counts, the sufficient statistics `upsell learn` takes from past
+decisions and their outcomes in the attribution window (`Counts`). Groups nest: all offers, the
+kind, the kind on one channel and placement, the playbook. Each group's estimate is shrunk
+towards its parent's, so that a new workspace decides exactly as the prior (the heuristic
+`upsell.domain.decisions.acceptance`) and a group moves away from its parent only as its own
+evidence grows:
+
+* **Acceptance.** A group's treated contacts converted k times where the prior expected E (the sum
+  of their prior P(accept)). k is Poisson with mean m x E, and the calibration multiplier m has a
+  Gamma prior of mean m_parent and shape `strength` x m_parent (rate `strength`): its posterior is
+  Gamma(strength x m_parent + k, strength + E), of mean (strength x m_parent + k) / (strength + E)
+  (the Gamma-Poisson model of relative risks: Clayton & Kaldor, Biometrics 43, 1987). The root's
+  parent multiplier is 1 (the prior as it is). P(accept) = min(prior x m, `P_MAX`).
+* **Buying anyway.** Held-out decisions were made (and their prior P(accept) recorded) but not
+  sent: their conversions tell how often the offered item is bought without the offer. The same
+  model with its own multiplier a, of Gamma prior mean a_parent (0 at the root: the prior assumes
+  that nobody buys without an offer), gives P(anyway) = prior x a. The uplift of an offer is then
+  prior x (m - a): a two-model uplift that shares the prior's ranking of accounts.
+* **Churn push.** Churn in the window among treated and among held-out accounts that paid at the
+  decision, each a Beta-binomial mean shrunk with `churn_strength` decisions towards its parent's
+  rate (the root's towards the rate of both together): their difference is the churn a contact
+  adds. It is not counted for saves, whose conversion already is the account staying.
+
+`estimate` gives P(accept), the chance of buying anyway and the churn push for one option; with a
+`draw` (a number in (0, 1) fixed by the account, the offer and the instant) it samples m from its
+Gamma posterior instead of taking its mean: Thompson sampling (Russo et al., "A Tutorial on
+Thompson Sampling", 2018), so that arms with little evidence are still tried now and then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from scipy import special
+
+#: The highest P(accept) an estimate gives (a calibrated prior may overshoot 1).
+P_MAX = 0.99
+ROOT = "*"
+
+
+@dataclass(frozen=True)
+class Learning:
+    """How the decision step learns from the workspace's outcomes (docs/learning.md): `use` the
+    fitted answers once they rest on `min_decisions` decisions whose window closed, refit them when
+    the fit is `refit_days` old, `explore` by Thompson sampling; `strength` and `churn_strength`
+    weigh a group's parent (in expected conversions, and in decisions)."""
+
+    use: bool = True
+    refit_days: int = 7
+    min_decisions: int = 200
+    explore: bool = True
+    strength: float = 5.0
+    churn_strength: float = 20.0
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A group's sufficient statistics: treated decisions (`treated`, `conversions`, `expected`:
+    the sum of their prior P(accept)), held-out decisions (the same three), and among the accounts
+    that paid at the decision, how many of each group churned."""
+
+    treated: int = 0
+    conversions: int = 0
+    expected: float = 0.0
+    held_out: int = 0
+    held_out_conversions: int = 0
+    held_out_expected: float = 0.0
+    paid_treated: int = 0
+    churned_treated: int = 0
+    paid_held_out: int = 0
+    churned_held_out: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One past decision and what followed it in the attribution window: `prior` is the
+    heuristic P(accept) it was made with, `converted` whether the offered item was bought (a save:
+    whether the account still paid), `paid` whether the account paid at the decision and
+    `churned` whether it paid nothing at the window's end."""
+
+    kind: str
+    channel: str
+    placement: str
+    playbook: str
+    prior: float
+    held_out: bool
+    converted: bool
+    paid: bool = False
+    churned: bool = False
+
+    def counts(self) -> Counts:
+        churned = self.paid and self.churned
+        if self.held_out:
+            return Counts(
+                held_out=1,
+                held_out_conversions=int(self.converted),
+                held_out_expected=self.prior,
+                paid_held_out=int(self.paid),
+                churned_held_out=int(churned),
+            )
+        return Counts(
+            treated=1,
+            conversions=int(self.converted),
+            expected=self.prior,
+            paid_treated=int(self.paid),
+            churned_treated=int(churned),
+        )
+
+
+def path(kind: str, channel: str, placement: str, playbook: str) -> tuple[str, ...]:
+    """The keys of an option's groups, from all offers to its playbook."""
+    arm = f"{kind}/{channel}/{placement}"
+    return (ROOT, kind, arm, f"{arm}/{playbook}")
+
+
+def count(outcomes: Iterable[Outcome]) -> dict[str, Counts]:
+    """Every group's counts (an outcome counts in each group of its `path`)."""
+    out: dict[str, Counts] = {}
+    for o in outcomes:
+        c = o.counts()
+        for key in path(o.kind, o.channel, o.placement, o.playbook):
+            out[key] = out.get(key, Counts()) + c
+    return out
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One option's learned numbers: P(accept), P(buying the item anyway), the churn a contact
+    adds; `source` ``prior`` (no fitted answers) or ``model``, the answers' `version`, `n`, the
+    treated decisions of the deepest group with any (`group`), and the heuristic `prior` it
+    calibrated."""
+
+    p_accept: float
+    anyway: float = 0.0
+    churn_push: float = 0.0
+    source: str = "prior"
+    version: int | None = None
+    n: int = 0
+    group: str = ROOT
+    explored: bool = False
+    prior: float | None = None
+
+    def provenance(self) -> dict[str, Any]:
+        """What a decision line says of where its P(accept) came from."""
+        out: dict[str, Any] = {"source": self.source}
+        if self.source == "model":
+            out["prior"] = None if self.prior is None else round(self.prior, 4)
+            out |= {"version": self.version, "n": self.n, "group": self.group}
+            out |= {"anyway": round(self.anyway, 4), "churn_push": round(self.churn_push, 4)}
+            if self.explored:
+                out["explored"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class Answers:
+    """The fitted answers model (a plain value: counts per group and the two prior strengths)."""
+
+    counts: Mapping[str, Counts] = field(default_factory=dict)
+    strength: float = 5.0
+    churn_strength: float = 20.0
+    version: int | None = None
+    fitted_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.strength <= 0 or self.churn_strength <= 0:
+            raise ValueError("strengths must be positive")
+
+    @property
+    def contacts(self) -> int:
+        root = self.counts.get(ROOT, Counts())
+        return root.treated + root.held_out
+
+    def posterior(self, kind: str, channel: str, placement: str, playbook: str) -> Posterior:
+        """The option's posterior, down its groups from all offers. Each group's prior is its
+        parent's posterior on the parent's other groups only (its own counts taken out), so that no
+        decision counts twice."""
+        root = self.counts.get(ROOT, Counts())
+        paid = root.paid_treated + root.paid_held_out
+        pooled = (root.churned_treated + root.churned_held_out) / paid if paid else 0.0
+        prior = _Prior(m=1.0, anyway=0.0, churn_treated=pooled, churn_held_out=pooled)
+        keys = path(kind, channel, placement, playbook)
+        chain = [self.counts.get(key, Counts()) for key in keys]
+        n, deepest = 0, ROOT
+        for i, c in enumerate(chain):
+            if c.treated:
+                n, deepest = c.treated, keys[i]
+            if i + 1 < len(chain):
+                prior = self._update(prior, _minus(c, chain[i + 1]))
+        last = self._update(prior, chain[-1])
+        shape = self.strength * prior.m + chain[-1].conversions
+        rate = self.strength + chain[-1].expected
+        push = last.churn_treated - last.churn_held_out
+        return Posterior(shape, rate, last.anyway, push, n, deepest)
+
+    def _update(self, prior: _Prior, c: Counts) -> _Prior:
+        s, k = self.strength, self.churn_strength
+        return _Prior(
+            m=(s * prior.m + c.conversions) / (s + c.expected),
+            anyway=(s * prior.anyway + c.held_out_conversions) / (s + c.held_out_expected),
+            churn_treated=(k * prior.churn_treated + c.churned_treated) / (k + c.paid_treated),
+            churn_held_out=(k * prior.churn_held_out + c.churned_held_out) / (k + c.paid_held_out),
+        )
+
+    def estimate(
+        self,
+        prior: float,
+        kind: str,
+        channel: str,
+        placement: str,
+        playbook: str,
+        *,
+        draw: float | None = None,
+    ) -> Estimate:
+        """The option's learned numbers for a decision whose heuristic P(accept) is `prior`; with
+        `draw` in (0, 1), the multiplier is that quantile of its posterior (Thompson sampling)."""
+        post = self.posterior(kind, channel, placement, playbook)
+        m = post.multiplier if draw is None else post.quantile(draw)
+        return Estimate(
+            p_accept=min(prior * m, P_MAX),
+            anyway=min(prior * post.anyway, P_MAX),
+            churn_push=0.0 if kind == "save" else post.churn_push,
+            source="model",
+            version=self.version,
+            n=post.n,
+            group=post.group,
+            explored=draw is not None,
+            prior=prior,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "strength": self.strength,
+            "churn_strength": self.churn_strength,
+            "counts": {k: asdict(c) for k, c in sorted(self.counts.items())},
+        }
+
+    @classmethod
+    def from_json(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        version: int | None = None,
+        fitted_at: datetime | None = None,
+    ) -> Answers:
+        return cls(
+            counts={k: Counts(**v) for k, v in data["counts"].items()},
+            strength=float(data["strength"]),
+            churn_strength=float(data["churn_strength"]),
+            version=version,
+            fitted_at=fitted_at,
+        )
+
+
+@dataclass(frozen=True)
+class _Prior:
+    m: float
+    anyway: float
+    churn_treated: float
+    churn_held_out: float
+
+
+def _minus(a: Counts, b: Counts) -> Counts:
+    return Counts(**{f.name: getattr(a, f.name) - getattr(b, f.name) for f in fields(a)})
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """The calibration multiplier's Gamma(shape, rate) posterior, the multiplier of the prior that
+    gives the chance of buying anyway, the churn push, and the treated decisions `n` of the deepest
+    group with any (`group`)."""
+
+    shape: float
+    rate: float
+    anyway: float
+    churn_push: float
+    n: int
+    group: str
+
+    @property
+    def multiplier(self) -> float:
+        return self.shape / self.rate
+
+    def quantile(self, u: float) -> float:
+        """The multiplier's `u` quantile (the regularised incomplete gamma function's inverse)."""
+        return float(special.gammaincinv(self.shape, min(max(u, 1e-12), 1 - 1e-12))) / self.rate
