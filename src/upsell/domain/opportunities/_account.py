@@ -298,7 +298,9 @@ class Account:
 
     def _limit_needs(self) -> list[LimitNeed]:
         """Limits that bind or will bind soon (S9): used >= near_limit_utilisation, the pace
-        reaches the limit within near_limit_days, or the limit was hit in the last 30 days.
+        reaches the limit within near_limit_days, or the limit was hit in the last 30 days. A
+        metric the account does not use and never ran into is no need, whatever its limit: a plan
+        that includes none of it (a limit of 0) is "0 of 0" but asks for nothing.
 
         The need is projected: a gauge's value + slope x projection_days; a counter's use in one
         window at the current pace (slope x window days, at least what it used so far). A limit
@@ -308,7 +310,7 @@ class Account:
         out = []
         for metric in sorted(self.s.metrics):
             u = self.s.metrics[metric]
-            if u.limit is None:
+            if u.limit is None or (u.value <= 0 and u.limit_reached_30d <= 0):
                 continue
             util = u.utilisation
             soon_days = u.days_to_limit is not None and u.days_to_limit <= p.near_limit_days
