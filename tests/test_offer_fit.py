@@ -23,7 +23,7 @@ from upsell.domain.decisions import decide
 from upsell.domain.money import Money
 from upsell.domain.opportunities import Opportunity, find_opportunities
 from upsell.domain.playbooks import Playbooks
-from upsell.domain.signals import AccountSignals, Engagement, MetricUsage
+from upsell.domain.signals import AccountSignals, Engagement, FeatureUse, MetricUsage
 from upsell.domain.subscriptions import SubscriptionItem
 
 CATALOG = """
@@ -112,6 +112,31 @@ def test_a_free_account_at_its_seat_limit_is_offered_the_next_plan_not_enterpris
     signals = account("free", {"seats": MetricUsage("seats", "gauge", 2, 2, days_to_limit=0)})
     assert chosen(signals) == "upsell:free->basic"
     assert "upsell:free->enterprise" not in candidates(signals)
+
+
+def test_an_account_that_needs_only_storage_is_offered_the_storage_add_on_not_a_plan() -> None:
+    storage = MetricUsage("storage_gb", "gauge", 18, 20, slope_per_day=0.2, days_to_limit=10)
+    signals = account("basic", {"storage_gb": storage})
+    found = candidates(signals)
+    assert found["add_on:storage_50"].qualified
+    assert found["upsell:basic->business"].gates == ("smaller_offer_suffices",)
+    assert chosen(signals) == "add_on:storage_50"
+
+
+def test_a_plan_that_answers_a_need_the_add_on_does_not_stays_qualified() -> None:
+    storage = MetricUsage("storage_gb", "gauge", 18, 20, slope_per_day=0.2, days_to_limit=10)
+    automation = {"automation": FeatureUse("automation", blocked_30d=4)}
+    found = candidates(account("basic", {"storage_gb": storage}, features=automation))
+    assert found["upsell:basic->business"].qualified
+    assert found["add_on:storage_50"].qualified
+
+
+def test_a_gated_smaller_offer_does_not_stop_the_bigger_one() -> None:
+    # The add-on works only with Basic and Business: a Free account cannot buy it.
+    storage = MetricUsage("storage_gb", "gauge", 2, 2, days_to_limit=0, limit_reached_30d=1)
+    found = candidates(account("free", {"storage_gb": storage}))
+    assert found["add_on:storage_50"].gates == ("not_on_required_plan",)
+    assert found["upsell:free->basic"].qualified
 
 
 # -- a limit of 0 -------------------------------------------------------------------------------

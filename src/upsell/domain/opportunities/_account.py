@@ -42,6 +42,9 @@ class Draft:
     reasons: list[Reason]
     gates: set[Gate] = field(default_factory=set)
     route: Route = "self_serve"
+    #: The needs the offer answers (`Need.key`): a cheaper qualified offer that answers all of
+    #: them gates this one ``smaller_offer_suffices`` (find_opportunities).
+    answers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,11 @@ class LimitNeed:
 
 @dataclass(frozen=True)
 class Need:
-    """Evidence for a plan change: how strong it is, which plans answer it, what it says."""
+    """Evidence for a plan change: how strong it is, which plans answer it, what it says; `key`
+    names the need itself (``limit:seats``, ``feature:sso``, ``break_even:assessments``), the same
+    whichever offer answers it."""
 
+    key: str
     strength: float
     fits: Callable[[Plan], bool]
     reasons: Callable[[Plan], list[Reason]]
@@ -459,7 +465,15 @@ def limit_need(a: Account, ln: LimitNeed) -> Need | None:
             )
         return out
 
-    return Need(ln.strength, fits, reasons)
+    return Need(limit_key(metric), ln.strength, fits, reasons)
+
+
+def limit_key(metric: str) -> str:
+    return f"limit:{metric}"
+
+
+def feature_key(feature: str) -> str:
+    return f"feature:{feature}"
 
 
 def _limit_strength(u: MetricUsage, p: Policy) -> float:
