@@ -139,6 +139,29 @@ def test_a_gated_smaller_offer_does_not_stop_the_bigger_one() -> None:
     assert found["upsell:free->basic"].qualified
 
 
+# -- trials -------------------------------------------------------------------------------------
+
+
+def test_a_trial_is_converted_not_upsold_past() -> None:
+    # Basic paid for, Business on trial with 9 seats; the signals hold Business's limit of 50 and
+    # the two hits of Basic's limit before the trial (engine: they no longer count, see
+    # tests/test_engine.py); the offer is the trial's plan, never Enterprise.
+    trial = account(
+        "basic",
+        {"seats": MetricUsage("seats", "gauge", 9, 50, limit_reached_30d=2)},
+        holdings=(held("basic"), held("business", "trialing")),
+        plan_id="business",
+        plan_status="trialing",
+        features={"automation": FeatureUse("automation", used_in_trial=6)},
+    )
+    found = candidates(trial)
+    assert [o for o in found if o.startswith("upsell:")] == ["upsell:basic->business"]
+    seats = found["upsell:basic->business"].reasons[0]
+    assert seats.text == "9 seats in use during the trial; Basic, the plan after it, allows 5"
+    assert seats.code == "limit_reached" and "times_30d" not in seats.values
+    assert chosen(trial) == "upsell:basic->business"
+
+
 # -- a limit of 0 -------------------------------------------------------------------------------
 
 
