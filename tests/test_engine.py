@@ -215,8 +215,11 @@ def _t(day: date, hour: int = 12) -> datetime:
     return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
 
 
-def _hand_signals(events: list[tuple], *, backend: str = "duckdb") -> dict[str, pa.Table]:
-    """Signals as of AS_OF for account `a` (Basic since 2026-01-31, 2 seat add-ons, 8 seats now)."""
+def _hand_signals(
+    events: list[tuple], *, backend: str = "duckdb", more_rows: tuple[dict, ...] = ()
+) -> dict[str, pa.Table]:
+    """Signals as of AS_OF for account `a` (Basic since 2026-01-31, 2 seat add-ons, 8 seats now;
+    `more_rows`: further subscription rows)."""
     catalog = parse_catalog(CATALOG, "catalog.yaml").catalog
     engine = Backend(backend)  # type: ignore[arg-type]
     accounts = pa.Table.from_pylist(
@@ -242,6 +245,7 @@ def _hand_signals(events: list[tuple], *, backend: str = "duckdb") -> dict[str, 
             {"account_id": "a", "item_id": "seats5", "started_at": _t(date(2026, 2, 10)),
              "ended_at": None, "quantity": 2, "interval": "month", "unit_price": "20",
              "currency": "USD", "status": "active"},
+            *more_rows,
         ],
         schema=SUBSCRIPTION_SCHEMA,
     )  # fmt: skip
@@ -326,6 +330,24 @@ def test_an_event_gauge_takes_the_latest_reading_and_its_trend() -> None:
     exports = _metric(tables, "exports")
     assert exports["value"] == 2  # the 7-day window
     assert exports["slope_per_day"] == pytest.approx(2 / 7)
+
+
+def test_limit_hits_under_an_earlier_plan_do_not_count_against_the_plan_on_trial() -> None:
+    # Basic's 5 seats (+10 from the add-ons) hit twice, then a trial of Pro from April 5: its
+    # limit is 25 + 10, and only the hit after the trial's first day was a hit of it.
+    d = AS_OF
+    trial = {"account_id": "a", "item_id": "pro", "started_at": _t(date(2026, 4, 5), 9),
+             "ended_at": None, "quantity": 1, "interval": "month", "unit_price": "99",
+             "currency": "USD", "status": "trialing"}  # fmt: skip
+    events = [
+        ("Limit Reached", _t(date(2026, 4, 1)), {"metric": "seats"}, None),
+        ("Limit Reached", _t(date(2026, 4, 5), 8), {"metric": "seats"}, None),  # that morning
+        ("Limit Reached", _t(d - timedelta(days=2)), {"metric": "seats"}, None),
+    ]
+    seats = _metric(_hand_signals(events, more_rows=(trial,)), "seats")
+    assert seats["limit"] == 35
+    assert seats["limit_reached_30d"] == 1
+    assert _metric(_hand_signals(events), "seats")["limit_reached_30d"] == 3  # no trial: Basic's
 
 
 def test_activation_is_dated_the_day_the_last_condition_was_met() -> None:

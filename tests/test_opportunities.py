@@ -103,7 +103,10 @@ def test_a_limit_that_binds_soon_offers_the_next_plan_with_the_accounts_numbers(
     up = found["upsell:basic->pro"]
     assert (up.kind, up.item_id, up.from_item_id) == ("upsell", "pro", "basic")
     assert up.expected_mrr_delta == Money.of("70", "USD")
-    assert up.qualified and up.route == "self_serve"
+    assert up.route == "self_serve"
+    # 5 extra seats at $20 answer the same need for less: they are the offer, the plan waits.
+    assert found["add_on:extra_seats_5"].qualified
+    assert up.gates == ("smaller_offer_suffices",)
     assert up.reasons[0].to_json() == {
         "code": "near_limit",
         "metric": "seats",
@@ -425,6 +428,8 @@ def test_a_free_account_gets_no_save_offer() -> None:
 # -- gates ----------------------------------------------------------------------------------------
 
 NEED = seats(4, 5, slope_per_day=0.1, days_to_limit=10)
+#: A need only a plan answers (no add-on grants projects): Basic's 3 projects all in use.
+PLAN_NEED = {"projects": MetricUsage("projects", "gauge", 3, 3, days_to_limit=0)}
 
 
 def gates(
@@ -434,9 +439,9 @@ def gates(
 
 
 def test_before_activation_gates_expansion() -> None:
-    assert gates(account(metrics=NEED, activated=False)) == ("before_activation",)
+    assert gates(account(metrics=PLAN_NEED, activated=False)) == ("before_activation",)
     relaxed = Policy(require_activation=False)
-    assert gates(account(metrics=NEED, activated=False), policy=relaxed) == ()
+    assert gates(account(metrics=PLAN_NEED, activated=False), policy=relaxed) == ()
 
 
 def test_too_new_gates_expansion() -> None:
@@ -448,7 +453,7 @@ def test_payment_failures_gate_as_cannot_afford() -> None:
 
 
 def test_a_tiny_company_is_not_asked_for_more_than_the_small_company_maximum() -> None:
-    assert gates(account(metrics=NEED, employees=1)) == ("cannot_afford",)
+    assert gates(account(metrics=PLAN_NEED, employees=1)) == ("cannot_afford",)
     assert gates(account(metrics=NEED, employees=1), "add_on:extra_seats_5") == ()  # $20 < $50
 
 
@@ -602,7 +607,7 @@ def test_the_same_signals_in_any_order_give_the_same_list() -> None:
 
 
 def test_the_json_line_has_the_contracts_fields() -> None:
-    up = offers(account(metrics=NEED))["upsell:basic->pro"]
+    up = offers(account(metrics=PLAN_NEED))["upsell:basic->pro"]
     line = up.to_json()
     assert list(line) == [
         "account_id",

@@ -133,10 +133,7 @@ def metrics(at: AsOf, plan: ir.Table, periods: ir.Table) -> ir.Table:
         return _empty_metrics(at.backend)
     values = reduce(lambda a, b: a.union(b), parts)
     limits = effective_limits(at, plan)
-    reached = window(at.events(LIMIT_REACHED), at.d30)
-    reached = reached.group_by(metric=reached.key, account_id=reached.account_id).aggregate(
-        limit_reached_30d=reached.n.sum()
-    )
+    reached = limit_hits(at, plan)
     j = values.left_join(limits, ["account_id", "metric"]).left_join(
         reached, ["account_id", "metric"]
     )
@@ -158,6 +155,18 @@ def metrics(at: AsOf, plan: ir.Table, periods: ir.Table) -> ir.Table:
         limit_reached_30d=j.limit_reached_30d.fill_null(0).cast("int64"),
         last_units=j.last_units.cast("float64"),
     )
+
+
+def limit_hits(at: AsOf, plan: ir.Table) -> ir.Table:
+    """``account_id, metric, limit_reached_30d``: the ``Limit Reached`` events of the last 30 days
+    that hit the limit of the plan held (`plan`): those of the days after its row started. A hit
+    under an earlier plan (before an upgrade or a trial, or on the day of the change) was a hit of
+    that plan's limit, not of this one's."""
+    r = window(at.events(LIMIT_REACHED), at.d30)
+    since = plan.select(account_id=plan.account_id, since=plan.plan_started_at.date())
+    r = r.left_join(since, "account_id")
+    r = r.filter(r.since.isnull() | (r.day > r.since))
+    return r.group_by(metric=r.key, account_id=r.account_id).aggregate(limit_reached_30d=r.n.sum())
 
 
 def usage_spend(at: AsOf, metrics: ir.Table, periods: ir.Table) -> ir.Table:

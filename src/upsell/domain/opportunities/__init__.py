@@ -23,7 +23,10 @@ domain/wording.py.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from upsell.domain.catalog import Catalog
+from upsell.domain.offers import Kind
 from upsell.domain.opportunities._account import Account
 from upsell.domain.opportunities.add_ons import find_add_ons
 from upsell.domain.opportunities.candidates import (
@@ -77,8 +80,35 @@ def find_opportunities(
         *find_cross_sells(account),
         *find_saves(account),
     ]
-    found = [
-        account.finish(d, chosen) for d in drafts if chosen.allows(d.kind, paying=account.paying)
-    ]
+    kept = [d for d in drafts if chosen.allows(d.kind, paying=account.paying)]
+    found = _smallest_sufficient([(account.finish(d, chosen), d.answers) for d in kept])
     found.sort(key=lambda o: (not o.qualified, -o.priority, o.offer_id))
     return found
+
+
+#: The kinds that answer the same needs (a limit, a wanted feature) and so compete on price.
+_ANSWERING: frozenset[Kind] = frozenset({"upsell", "add_on"})
+
+
+def _smallest_sufficient(found: list[tuple[Opportunity, frozenset[str]]]) -> list[Opportunity]:
+    """Gate ``smaller_offer_suffices`` an upsell or add-on when a qualified one that costs less a
+    month (base currency) answers every need it answers: the add-on when it suffices, the next
+    plan before the one after it. A plan that answers a need the cheaper offer does not (a
+    feature only it has, usage the next plan's limit would not hold) stays qualified."""
+    cheaper = [
+        (o.expected_mrr_delta_base.amount, needs)
+        for o, needs in found
+        if o.qualified and o.kind in _ANSWERING and needs
+    ]
+    out = []
+    for o, needs in found:
+        price = o.expected_mrr_delta_base.amount
+        if (
+            o.kind in _ANSWERING
+            and needs
+            and any(p < price and needs <= other for p, other in cheaper)
+        ):
+            gates = {*o.gates, "smaller_offer_suffices"}
+            o = replace(o, gates=tuple(g for g in GATES if g in gates))
+        out.append(o)
+    return out

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from upsell.domain.catalog import AddOn, Catalog, Plan, Product
 from upsell.domain.money import Interval, Money, format_money
@@ -42,6 +42,9 @@ class Draft:
     reasons: list[Reason]
     gates: set[Gate] = field(default_factory=set)
     route: Route = "self_serve"
+    #: The needs the offer answers (`Need.key`): a cheaper qualified offer that answers all of
+    #: them gates this one ``smaller_offer_suffices`` (find_opportunities).
+    answers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,11 @@ class LimitNeed:
 
 @dataclass(frozen=True)
 class Need:
-    """Evidence for a plan change: how strong it is, which plans answer it, what it says."""
+    """Evidence for a plan change: how strong it is, which plans answer it, what it says; `key`
+    names the need itself (``limit:seats``, ``feature:sso``, ``break_even:assessments``), the same
+    whichever offer answers it."""
 
+    key: str
     strength: float
     fits: Callable[[Plan], bool]
     reasons: Callable[[Plan], list[Reason]]
@@ -86,6 +92,7 @@ class Account:
         self.active = tuple(h for h in s.holdings if h.status != "trialing")
         self.held = frozenset(h.item_id for h in self.active)
         self.plan = self._plan()
+        self.trial = self._trial()
         self.owned = self.held | ({self.plan.id} if self.plan else set())
         plan_rows = [h for h in self.active if self.plan and h.item_id == self.plan.id]
         self.plan_quantity = plan_rows[0].quantity if plan_rows else 1
@@ -136,6 +143,14 @@ class Account:
         if named is not None and not s.trialing:
             return named
         return catalog.highest_plan(h.item_id for h in self.active)
+
+    def _trial(self) -> Plan | None:
+        """The higher plan on trial, if any (the engine names it as the plan held)."""
+        s = self.s
+        on_trial = self.catalog.plan(s.plan_id) if s.trialing and s.plan_id is not None else None
+        if on_trial is None or (self.plan is not None and on_trial.tier <= self.plan.tier):
+            return None
+        return on_trial
 
     def _features(self) -> frozenset[str]:
         """Features the account has now: its plan's and those of the items it pays for."""
@@ -298,7 +313,9 @@ class Account:
 
     def _limit_needs(self) -> list[LimitNeed]:
         """Limits that bind or will bind soon (S9): used >= near_limit_utilisation, the pace
-        reaches the limit within near_limit_days, or the limit was hit in the last 30 days.
+        reaches the limit within near_limit_days, or the limit was hit in the last 30 days. A
+        metric the account does not use and never ran into is no need, whatever its limit: a plan
+        that includes none of it (a limit of 0) is "0 of 0" but asks for nothing.
 
         The need is projected: a gauge's value + slope x projection_days; a counter's use in one
         window at the current pace (slope x window days, at least what it used so far). A limit
@@ -307,8 +324,8 @@ class Account:
         p = self.policy
         out = []
         for metric in sorted(self.s.metrics):
-            u = self.s.metrics[metric]
-            if u.limit is None:
+            u = self._after_trial(self.s.metrics[metric])
+            if u.limit is None or (u.value <= 0 and u.limit_reached_30d <= 0):
                 continue
             util = u.utilisation
             soon_days = u.days_to_limit is not None and u.days_to_limit <= p.near_limit_days
@@ -323,10 +340,22 @@ class Account:
                 need = u.value + slope * p.projection_days
             if hit:
                 need = max(need, u.limit + 1)
-            out.append(
-                LimitNeed(u, float(u.limit), need, _limit_strength(u, p), _limit_reason(u, p))
-            )
+            reason = _limit_reason(u, p, self.plan if self.trial is not None else None)
+            out.append(LimitNeed(u, float(u.limit), need, _limit_strength(u, p), reason))
         return out
+
+    def _after_trial(self, u: MetricUsage) -> MetricUsage:
+        """During a trial of a higher plan, usage against the limit of the plan paid for, which the
+        account keeps when the trial ends (none: no plan paid for, no limit to judge by). The
+        signals' limit and hits are the trial's: its hits say nothing of the plan paid for."""
+        if self.trial is None:
+            return u
+        limit = self.limit_under(self.plan, u.metric) if self.plan is not None else None
+        if limit is None:
+            return replace(u, limit=None, days_to_limit=None, limit_reached_30d=0)
+        room, slope = limit - u.value, u.slope_per_day
+        days = 0.0 if room <= 0 else (room / slope if slope is not None and slope > 0 else None)
+        return replace(u, limit=limit, days_to_limit=days, limit_reached_30d=0)
 
     def _window_days(self, metric: str) -> int:
         m = self.catalog.metrics.get(metric)
@@ -457,7 +486,15 @@ def limit_need(a: Account, ln: LimitNeed) -> Need | None:
             )
         return out
 
-    return Need(ln.strength, fits, reasons)
+    return Need(limit_key(metric), ln.strength, fits, reasons)
+
+
+def limit_key(metric: str) -> str:
+    return f"limit:{metric}"
+
+
+def feature_key(feature: str) -> str:
+    return f"feature:{feature}"
 
 
 def _limit_strength(u: MetricUsage, p: Policy) -> float:
@@ -480,10 +517,18 @@ def _limit_strength(u: MetricUsage, p: Policy) -> float:
     return s
 
 
-def _limit_reason(u: MetricUsage, p: Policy) -> Reason:
+def _limit_reason(u: MetricUsage, p: Policy, after_trial: Plan | None = None) -> Reason:
+    """What the limit says; `after_trial`: the plan paid for, whose limit `u` holds during a trial."""
     limit = u.limit or 0.0
     name = metric_name(u.metric)
     values: dict[str, int | float | str] = {"used": as_value(u.value), "limit": as_value(limit)}
+    if after_trial is not None:
+        code = "limit_reached" if u.value >= limit else "near_limit"
+        text = (
+            f"{number(u.value)} {name} in use during the trial; {after_trial.name}, the plan "
+            f"after it, allows {number(limit)}"
+        )
+        return Reason(code, text, metric=u.metric, values=values | {"plan": after_trial.id})
     if u.value >= limit and (u.value > 0 or u.limit_reached_30d > 0):
         text = f"{number(u.value)} of {number(limit)} {name} used — the limit is reached"
         if u.limit_reached_30d > 0:

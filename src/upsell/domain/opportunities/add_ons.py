@@ -15,6 +15,8 @@ from upsell.domain.opportunities._account import (
     Evidence,
     LimitNeed,
     combine,
+    feature_key,
+    limit_key,
     limit_need,
 )
 from upsell.domain.opportunities.candidates import Reason
@@ -30,18 +32,21 @@ def find_add_ons(a: Account) -> list[Draft]:
         if price is None:
             continue
         evidence: list[Evidence] = []
+        answers: set[str] = set()
         quantity = 0
         for ln in a.limit_needs:
             found = _limit_add_on(a, add_on, price, ln)
             if found is not None:
                 units, reasons_ = found
                 quantity = max(quantity, units)
+                answers.add(limit_key(ln.usage.metric))
                 evidence += [
                     Evidence(r, ln.strength if i == 0 else 0.0) for i, r in enumerate(reasons_)
                 ]
         for_limits = quantity > 0
         for f, how in a.wanted(add_on.features):
             evidence.append(a.feature_evidence(f, how, f"{add_on.name} unlocks it"))
+            answers.add(feature_key(f.feature))
         evidence += a.co_adoption(add_on.id)
         if not evidence:
             continue
@@ -54,6 +59,7 @@ def find_add_ons(a: Account) -> list[Draft]:
             delta=price * max(quantity, 1),
             score=combine(e.strength for e in evidence),
             reasons=[e.reason for e in evidence],
+            answers=frozenset(answers),
         )
         if add_on.requires and not set(add_on.requires) & a.owned:
             draft.gates.add("not_on_required_plan")

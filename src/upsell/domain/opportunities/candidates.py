@@ -26,6 +26,7 @@ Gate = Literal[
     "not_on_required_plan",
     "already_has_item",
     "sales_assisted",
+    "smaller_offer_suffices",
 ]
 GATES: tuple[Gate, ...] = get_args(Gate)
 Route = Literal["self_serve", "csm"]

@@ -15,7 +15,15 @@ from decimal import Decimal
 
 from upsell.domain.catalog import Plan, UsagePricedItem
 from upsell.domain.money import MONTHS_IN_INTERVAL, Money
-from upsell.domain.opportunities._account import Account, Draft, Evidence, Need, combine, limit_need
+from upsell.domain.opportunities._account import (
+    Account,
+    Draft,
+    Evidence,
+    Need,
+    combine,
+    feature_key,
+    limit_need,
+)
 from upsell.domain.opportunities.candidates import Reason
 from upsell.domain.signals import FeatureUse
 from upsell.domain.wording import as_value, feature_name, number, times
@@ -51,6 +59,7 @@ def find_upsells(a: Account) -> list[Draft]:
             delta=a.mrr_with_plan(target) - a.mrr,
             score=combine(strengths),
             reasons=reasons,
+            answers=frozenset(n.key for n in met),
         )
         if target.sales_assisted:
             if a.large:
@@ -73,7 +82,8 @@ def _feature_upsell_needs(a: Account, higher: Sequence[Plan]) -> list[Need]:
         def reasons(plan: Plan, f: FeatureUse = f, how: str = how) -> list[Reason]:
             return [a.feature_evidence(f, how, f"it is in {plan.name}").reason]
 
-        out.append(Need(a.feature_evidence(f, how, "").strength, fits, reasons))
+        strength = a.feature_evidence(f, how, "").strength
+        out.append(Need(feature_key(f.feature), strength, fits, reasons))
     return out
 
 
@@ -102,7 +112,7 @@ def _break_even_needs(a: Account, higher: Sequence[Plan]) -> list[Need]:
         if not saving or be.bill.amount <= 0:
             continue
         share = float(max(s.amount for s in saving) / be.bill.amount)
-        out.append(Need(min(1.0, 0.5 + share), be.fits, be.reasons))
+        out.append(Need(f"break_even:{spend.item_id}", min(1.0, 0.5 + share), be.fits, be.reasons))
     return out
 
 
