@@ -18,11 +18,12 @@ from typing import Any
 
 from upsell.config.catalog import parse_catalog
 from upsell.config.playbooks import DEFAULT_PLAYBOOKS, parse_playbooks
+from upsell.domain.answers import Answers, Outcome, count
 from upsell.domain.catalog import Catalog
 from upsell.domain.decisions import decide
 from upsell.domain.money import Money
 from upsell.domain.opportunities import Opportunity, find_opportunities
-from upsell.domain.playbooks import Playbooks
+from upsell.domain.playbooks import Playbooks, facts_of
 from upsell.domain.signals import AccountSignals, Engagement, FeatureUse, MetricUsage
 from upsell.domain.subscriptions import SubscriptionItem
 
@@ -119,7 +120,7 @@ def test_an_account_that_needs_only_storage_is_offered_the_storage_add_on_not_a_
     signals = account("basic", {"storage_gb": storage})
     found = candidates(signals)
     assert found["add_on:storage_50"].qualified
-    assert found["upsell:basic->business"].gates == ("smaller_offer_suffices",)
+    assert found["upsell:basic->business"].smaller == "add_on:storage_50"
     assert chosen(signals) == "add_on:storage_50"
 
 
@@ -128,7 +129,47 @@ def test_a_plan_that_answers_a_need_the_add_on_does_not_stays_qualified() -> Non
     automation = {"automation": FeatureUse("automation", blocked_30d=4)}
     found = candidates(account("basic", {"storage_gb": storage}, features=automation))
     assert found["upsell:basic->business"].qualified
+    assert found["upsell:basic->business"].smaller is None
     assert found["add_on:storage_50"].qualified
+
+
+def _dearer_playbook(signals: AccountSignals, offer_id: str) -> Any:
+    o = candidates(signals)[offer_id]
+    facts = facts_of(o, signals)
+    return next(p for p in playbooks().playbooks if p.matches(facts))
+
+
+def test_evidence_that_dearer_offers_convert_lets_them_be_made() -> None:
+    storage = MetricUsage("storage_gb", "gauge", 18, 20, slope_per_day=0.2, days_to_limit=10)
+    signals = account("basic", {"storage_gb": storage})
+    opportunities = find_opportunities(signals, catalog())
+    arm = _dearer_playbook(signals, "upsell:basic->business")
+
+    def with_answers(data: list[Outcome]) -> str | None:
+        # Besides: 1,000 other offers of every kind that converted as their prior said.
+        usual = [
+            Outcome(kind, "in_app", "modal", "other", 0.1, False, i % 10 == 0)
+            for kind in ("upsell", "add_on")
+            for i in range(1000)
+        ]
+        answers = Answers(count(usual + data))
+        choice = decide(signals, opportunities, playbooks(), email="a@example.com", answers=answers)
+        return choice.decision.offer_id if choice.decision is not None else None
+
+    def dearer(n: int, converted: int, prior: float) -> list[Outcome]:
+        return [
+            Outcome("upsell", arm.channel, arm.placement, arm.id, prior, False, i < converted,
+                    dearer=True)
+            for i in range(n)
+        ]  # fmt: skip
+
+    # A fit without evidence on dearer offers keeps the rule: the smaller offer is made.
+    assert with_answers([]) == "add_on:storage_50"
+    # Dearer offers made before (by exploration) converted as if price did not matter: their
+    # price-neutral prior was 10x too low, and the plan is now worth more than the add-on.
+    assert with_answers(dearer(300, 30, 0.01)) == "upsell:basic->business"
+    # ... or converted as their price-neutral prior said: the smaller offer stays.
+    assert with_answers(dearer(300, 3, 0.01)) == "add_on:storage_50"
 
 
 def test_a_gated_smaller_offer_does_not_stop_the_bigger_one() -> None:

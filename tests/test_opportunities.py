@@ -106,7 +106,7 @@ def test_a_limit_that_binds_soon_offers_the_next_plan_with_the_accounts_numbers(
     assert up.route == "self_serve"
     # 5 extra seats at $20 answer the same need for less: they are the offer, the plan waits.
     assert found["add_on:extra_seats_5"].qualified
-    assert up.gates == ("smaller_offer_suffices",)
+    assert up.qualified and up.smaller == "add_on:extra_seats_5"
     assert up.reasons[0].to_json() == {
         "code": "near_limit",
         "metric": "seats",

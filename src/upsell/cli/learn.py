@@ -77,9 +77,9 @@ def _groups(answers: Any) -> list[dict[str, Any]]:
     out = []
     for key, c in sorted(answers.counts.items()):
         parts = key.split("/")
-        if len(parts) != 4:
+        if len(parts) not in (4, 5):
             continue
-        post = answers.posterior(*parts)
+        post = answers.posterior(*parts[:4], dearer=len(parts) == 5)
         out.append(
             {
                 "group": key,

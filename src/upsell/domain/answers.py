@@ -4,7 +4,8 @@ offer, and how much a contact adds to churn (issue 15, "learn who answers"; docs
 
 The model is empirical Bayes on counts, the sufficient statistics `upsell learn` takes from past
 decisions and their outcomes in the attribution window (`Counts`). Groups nest: all offers, the
-kind, the kind on one channel and placement, the playbook. Each group's estimate is shrunk
+kind, the kind on one channel and placement, the playbook, and the playbook's offers made although
+a smaller one answered the same needs ("dearer"). Each group's estimate is shrunk
 towards its parent's, so that a new workspace decides exactly as the prior (the heuristic
 `upsell.domain.decisions.acceptance`) and a group moves away from its parent only as its own
 evidence grows:
@@ -43,6 +44,7 @@ from scipy import special
 #: The highest P(accept) an estimate gives (a calibrated prior may overshoot 1).
 P_MAX = 0.99
 ROOT = "*"
+DEARER = "dearer"
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,10 @@ class Counts:
 class Outcome:
     """One past decision and what followed it in the attribution window: `prior` is the
     heuristic P(accept) it was made with, `converted` whether the offered item was bought (a save:
-    whether the account still paid), `paid` whether the account paid at the decision and
-    `churned` whether it paid nothing at the window's end."""
+    whether the account still paid), `paid` whether the account paid at the decision,
+    `churned` whether it paid nothing at the window's end, and `dearer` whether a smaller offer
+    answered every need it answered (its prior was then price-neutral: `decisions._price_neutral`).
+    """
 
     kind: str
     channel: str
@@ -99,6 +103,7 @@ class Outcome:
     converted: bool
     paid: bool = False
     churned: bool = False
+    dearer: bool = False
 
     def counts(self) -> Counts:
         churned = self.paid and self.churned
@@ -119,10 +124,14 @@ class Outcome:
         )
 
 
-def path(kind: str, channel: str, placement: str, playbook: str) -> tuple[str, ...]:
-    """The keys of an option's groups, from all offers to its playbook."""
+def path(
+    kind: str, channel: str, placement: str, playbook: str, *, dearer: bool = False
+) -> tuple[str, ...]:
+    """The keys of an option's groups, from all offers to its playbook, and for an offer dearer
+    than a smaller one that answers the same needs, to the playbook's dearer offers."""
     arm = f"{kind}/{channel}/{placement}"
-    return (ROOT, kind, arm, f"{arm}/{playbook}")
+    keys = (ROOT, kind, arm, f"{arm}/{playbook}")
+    return (*keys, f"{keys[-1]}/{DEARER}") if dearer else keys
 
 
 def count(outcomes: Iterable[Outcome]) -> dict[str, Counts]:
@@ -130,7 +139,7 @@ def count(outcomes: Iterable[Outcome]) -> dict[str, Counts]:
     out: dict[str, Counts] = {}
     for o in outcomes:
         c = o.counts()
-        for key in path(o.kind, o.channel, o.placement, o.playbook):
+        for key in path(o.kind, o.channel, o.placement, o.playbook, dearer=o.dearer):
             out[key] = out.get(key, Counts()) + c
     return out
 
@@ -183,7 +192,9 @@ class Answers:
         root = self.counts.get(ROOT, Counts())
         return root.treated + root.held_out
 
-    def posterior(self, kind: str, channel: str, placement: str, playbook: str) -> Posterior:
+    def posterior(
+        self, kind: str, channel: str, placement: str, playbook: str, *, dearer: bool = False
+    ) -> Posterior:
         """The option's posterior, down its groups from all offers. Each group's prior is its
         parent's posterior on the parent's other groups only (its own counts taken out), so that no
         decision counts twice."""
@@ -191,7 +202,7 @@ class Answers:
         paid = root.paid_treated + root.paid_held_out
         pooled = (root.churned_treated + root.churned_held_out) / paid if paid else 0.0
         prior = _Prior(m=1.0, anyway=0.0, churn_treated=pooled, churn_held_out=pooled)
-        keys = path(kind, channel, placement, playbook)
+        keys = path(kind, channel, placement, playbook, dearer=dearer)
         chain = [self.counts.get(key, Counts()) for key in keys]
         n, deepest = 0, ROOT
         for i, c in enumerate(chain):
@@ -222,11 +233,12 @@ class Answers:
         placement: str,
         playbook: str,
         *,
+        dearer: bool = False,
         draw: float | None = None,
     ) -> Estimate:
         """The option's learned numbers for a decision whose heuristic P(accept) is `prior`; with
         `draw` in (0, 1), the multiplier is that quantile of its posterior (Thompson sampling)."""
-        post = self.posterior(kind, channel, placement, playbook)
+        post = self.posterior(kind, channel, placement, playbook, dearer=dearer)
         m = post.multiplier if draw is None else post.quantile(draw)
         return Estimate(
             p_accept=min(prior * m, P_MAX),

@@ -54,6 +54,7 @@ RefusalCode = Literal[
     "deadline_too_short",
     "already_offered",
     "no_uplift",
+    "smaller_offer_suffices",
 ]
 REFUSALS: tuple[RefusalCode, ...] = get_args(RefusalCode)
 
@@ -312,7 +313,7 @@ def decide(
         return Choice(account_id, None, (account_refusal,))
 
     refusals: list[Refusal] = []
-    options: list[tuple[float, int, str, Decision]] = []
+    options: list[tuple[float, bool, int, str, Decision]] = []
     matched = False
     for o in qualified:
         facts = facts_of(o, signals)
@@ -343,7 +344,10 @@ def decide(
             if refusal is not None:
                 refusals.append(refusal)
                 continue
-            prior = accept(o, signals, arm, history, at, deadline)
+            if o.smaller is not None and answers is None:
+                refusals.append(_smaller(account_id, o, playbook.id))
+                continue
+            prior = accept(o, signals, arm, history, at, deadline) * _price_neutral(o)
             est = _estimate(answers, explore, prior, o, arm, account_id, at)
             p = est.p_accept
             value = _value(o, arm, promotion, playbooks)
@@ -363,14 +367,14 @@ def decide(
                 promotion=promotion,
                 estimate=est if answers is not None else None,
             )
-            options.append((-round(ev, 9), index, o.offer_id, decision))
+            options.append((-round(ev, 9), o.smaller is not None, index, o.offer_id, decision))
     if not matched:
         refusals.append(
             Refusal(account_id, top.offer_id, "no_playbook", "no playbook's trigger matches")
         )
     if not options:
         return Choice(account_id, None, tuple(refusals))
-    best = min(options, key=lambda t: t[:3])[3]
+    best = min(options, key=lambda t: t[:4])[4]
     if held_out(account_id, playbooks):
         best = replace(best, held_out=True)
     return Choice(account_id, best, tuple(refusals))
@@ -404,7 +408,31 @@ def _estimate(
     if answers is None:
         return Estimate(prior)
     draw = unit_hash("explore", account_id, o.offer_id, arm.id, iso(at)) if explore else None
-    return answers.estimate(prior, o.kind, arm.channel, arm.placement, arm.id, draw=draw)
+    dearer = o.smaller is not None
+    return answers.estimate(
+        prior, o.kind, arm.channel, arm.placement, arm.id, dearer=dearer, draw=draw
+    )
+
+
+def _price_neutral(o: Opportunity) -> float:
+    """1, or for an offer dearer than a smaller one that answers every need it answers, the
+    smaller's MRR delta over its own: until evidence says otherwise, the dearer offer is assumed
+    to earn no more than the smaller one (docs/learning.md, "The smallest sufficient offer")."""
+    if o.smaller_delta_base is None:
+        return 1.0
+    mine = float(o.expected_mrr_delta_base.amount)
+    return min(1.0, float(o.smaller_delta_base.amount) / mine) if mine > 0 else 1.0
+
+
+def _smaller(account_id: str, o: Opportunity, playbook_id: str) -> Refusal:
+    return Refusal(
+        account_id,
+        o.offer_id,
+        "smaller_offer_suffices",
+        f"{o.smaller} answers every need this offer answers, for less a month; until the "
+        "workspace's own outcomes say otherwise (docs/learning.md), the smaller offer is made",
+        playbook_id,
+    )
 
 
 def _uplift_cost(est: Estimate, value: float, s: AccountSignals, playbooks: Playbooks) -> float:

@@ -167,6 +167,7 @@ def _outcome(
         converted=converted,
         paid=bool(churn["paid"]),
         churned=bool(churn["churned"]),
+        dearer=isinstance(d.get("smaller"), str),
     )
 
 

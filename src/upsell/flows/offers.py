@@ -105,6 +105,8 @@ def decision_line(
     if price is not None:
         line["price"] = price.as_string()
         line["price_currency"] = price.currency
+    if o.smaller is not None:
+        line["smaller"] = o.smaller
     if d.placement == "tooltip":
         line["anchor"] = d.playbook.anchor or DEFAULT_ANCHOR
     if d.promotion is not None:

@@ -91,24 +91,27 @@ _ANSWERING: frozenset[Kind] = frozenset({"upsell", "add_on"})
 
 
 def _smallest_sufficient(found: list[tuple[Opportunity, frozenset[str]]]) -> list[Opportunity]:
-    """Gate ``smaller_offer_suffices`` an upsell or add-on when a qualified one that costs less a
-    month (base currency) answers every need it answers: the add-on when it suffices, the next
-    plan before the one after it. A plan that answers a need the cheaper offer does not (a
-    feature only it has, usage the next plan's limit would not hold) stays qualified."""
-    cheaper = [
-        (o.expected_mrr_delta_base.amount, needs)
-        for o, needs in found
-        if o.qualified and o.kind in _ANSWERING and needs
-    ]
+    """Name on an upsell or add-on the cheapest qualified one that costs less a month (base
+    currency) and answers every need it answers (`Opportunity.smaller`): the add-on when it
+    suffices, the next plan before the one after it. A plan that answers a need the cheaper offer
+    does not (a feature only it has, usage the next plan's limit would not hold) has none. The
+    decision step makes the smaller offer unless evidence says otherwise (docs/decisions.md)."""
+    cheaper = sorted(
+        (
+            (o.expected_mrr_delta_base.amount, o.offer_id, needs, o)
+            for o, needs in found
+            if o.qualified and o.kind in _ANSWERING and needs
+        ),
+        key=lambda t: (t[0], t[1]),
+    )
     out = []
     for o, needs in found:
         price = o.expected_mrr_delta_base.amount
-        if (
-            o.kind in _ANSWERING
-            and needs
-            and any(p < price and needs <= other for p, other in cheaper)
-        ):
-            gates = {*o.gates, "smaller_offer_suffices"}
-            o = replace(o, gates=tuple(g for g in GATES if g in gates))
+        if o.kind in _ANSWERING and needs:
+            smaller = next((c for p, _, other, c in cheaper if p < price and needs <= other), None)
+            if smaller is not None:
+                o = replace(
+                    o, smaller=smaller.offer_id, smaller_delta_base=smaller.expected_mrr_delta_base
+                )
         out.append(o)
     return out

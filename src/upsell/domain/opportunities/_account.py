@@ -43,7 +43,7 @@ class Draft:
     gates: set[Gate] = field(default_factory=set)
     route: Route = "self_serve"
     #: The needs the offer answers (`Need.key`): a cheaper qualified offer that answers all of
-    #: them gates this one ``smaller_offer_suffices`` (find_opportunities).
+    #: them is this one's `Opportunity.smaller` (find_opportunities).
     answers: frozenset[str] = frozenset()
 
 

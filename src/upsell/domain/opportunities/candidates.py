@@ -26,7 +26,6 @@ Gate = Literal[
     "not_on_required_plan",
     "already_has_item",
     "sales_assisted",
-    "smaller_offer_suffices",
 ]
 GATES: tuple[Gate, ...] = get_args(Gate)
 Route = Literal["self_serve", "csm"]
@@ -87,6 +86,8 @@ class Opportunity:
     account's currency, `expected_mrr_delta_base` in the catalog's; for a save offer it is the MRR
     kept compared with what the account asked for (or with cancelling). `score` in [0, 1] is the
     strength of the evidence; `weight` the strategy's preference for this kind for this account.
+    `smaller` names the cheapest qualified offer that answers every need this one answers (with
+    its `smaller_delta_base`): the decision step prefers it unless evidence says otherwise.
     """
 
     account_id: str
@@ -102,6 +103,8 @@ class Opportunity:
     gates: tuple[Gate, ...] = ()
     route: Route = "self_serve"
     weight: float = 1.0
+    smaller: str | None = None
+    smaller_delta_base: Money | None = None
 
     @property
     def qualified(self) -> bool:
@@ -122,8 +125,9 @@ class Opportunity:
         return "; ".join(r.text for r in self.reasons)
 
     def to_json(self) -> dict[str, object]:
-        """data-contract.md's opportunities line, plus `route`."""
-        return {
+        """data-contract.md's opportunities line, plus `route` (and `smaller`, the cheaper offer
+        that answers every need this one answers, when there is one)."""
+        out: dict[str, object] = {
             "account_id": self.account_id,
             "as_of": iso(self.as_of),
             "kind": self.kind,
@@ -138,3 +142,6 @@ class Opportunity:
             "gates": list(self.gates),
             "route": self.route,
         }
+        if self.smaller is not None:
+            out["smaller"] = self.smaller
+        return out
