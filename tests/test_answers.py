@@ -9,7 +9,15 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from upsell.domain.answers import Answers, Counts, Outcome, count
+from upsell.domain.answers import (
+    FEATURES,
+    Answers,
+    Counts,
+    Linear,
+    Outcome,
+    account_features,
+    count,
+)
 from upsell.domain.decisions import decide
 from upsell.domain.money import Money
 from upsell.domain.opportunities import Opportunity
@@ -234,3 +242,56 @@ def test_qini_is_one_for_the_perfect_ranking_and_below_zero_for_its_reverse() ->
     reverse = qini(-perfect, treated, y, tiebreak=ties)
     assert reverse is not None and reverse < 0
     assert qini(perfect, np.ones(8, dtype=bool), y, tiebreak=ties) is None
+
+
+def _synthetic(effect: float, n: int = 3000) -> tuple[list[Outcome], list[str]]:
+    """Treated decisions at a prior of 0.1 whose conversion depends on `score` by `effect`
+    (log scale per unit of score), and held-out ones that never convert; other features noise."""
+    rng = np.random.default_rng(7)
+    out = []
+    for i in range(n):
+        score = float(rng.uniform(0, 1))
+        noise = float(rng.normal())
+        p = min(0.1 * np.exp(effect * (score - 0.5)), 0.95)
+        held = i % 10 == 0
+        converted = bool(rng.uniform() < (0.01 if held else p))
+        out.append(
+            Outcome("upsell", "in_app", "modal", "modal", 0.1, held, converted,
+                    features={"score": score, "log_mrr": noise})
+        )  # fmt: skip
+    return out, [f"a-{i}" for i in range(n)]
+
+
+def test_a_feature_that_drives_conversion_earns_a_per_account_model() -> None:
+    data, accounts = _synthetic(effect=3.0)
+    fitter = AnswersFitter().fit(data, accounts)
+    e = fitter.evaluation_
+    assert e.treated_alpha is not None and fitter.answers.treated_model is not None
+    assert e.auc is not None and e.auc_groups is not None and e.auc > e.auc_groups + 0.1
+    model = fitter.answers.treated_model
+    assert model.coefficients["score"] > 0.5 > abs(model.coefficients["log_mrr"])
+    high = fitter.answers.estimate(0.1, "upsell", "in_app", "modal", "modal", features={"score": 1})
+    low = fitter.answers.estimate(0.1, "upsell", "in_app", "modal", "modal", features={"score": 0})
+    assert high.p_accept > 3 * low.p_accept
+
+
+def test_features_that_say_nothing_leave_the_groups_alone() -> None:
+    data, accounts = _synthetic(effect=0.0)
+    fitter = AnswersFitter().fit(data, accounts)
+    assert fitter.evaluation_.treated_alpha is None and fitter.answers.treated_model is None
+
+
+def test_a_per_account_multiplier_is_bounded_and_a_missing_feature_counts_as_its_mean() -> None:
+    model = Linear({"score": 10.0}, {"score": 0.5}, {"score": 0.25}, intercept=0.1)
+    assert model.multiplier({}) == pytest.approx(np.exp(0.1))
+    assert model.multiplier({"score": 1.0}) == pytest.approx(np.exp(3.0))
+    assert model.multiplier({"score": 0.0}) == pytest.approx(np.exp(-3.0))
+
+
+def test_account_features_are_the_accounts_numbers() -> None:
+    f = account_features(_opportunity(), _signals(mrr="50"), recent_contacts=2)
+    assert set(f) == set(FEATURES)
+    assert f["log_mrr"] == pytest.approx(np.log1p(50))
+    assert f["log_price_share"] == pytest.approx(np.log1p(40 / 50))
+    assert f["active_days_share"] == pytest.approx(20 / 30)
+    assert (f["score"], f["recent_contacts"], f["detractor"]) == (0.7, 2.0, 0.0)

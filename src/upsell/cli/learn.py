@@ -56,9 +56,15 @@ def learn(
         )
     typer.echo("")
     typer.echo("Out of sample (5-fold cross-validation by account):")
-    typer.echo(f"  AUC of P(accept)     {_num(e.auc)}  (the prior alone: {_num(e.auc_prior)})")
+    typer.echo(
+        f"  AUC of P(accept)     {_num(e.auc)}  (its groups alone: {_num(e.auc_groups)}; "
+        f"the prior alone: {_num(e.auc_prior)})"
+    )
     typer.echo(f"  Brier score          {_num(e.brier)}  (the prior alone: {_num(e.brier_prior)})")
     typer.echo(f"  Qini (normalised)    {_num(e.qini)}")
+    for label, alpha in (("P(accept)", e.treated_alpha), ("buying anyway", e.held_out_alpha)):
+        kept = "none (the groups alone did as well)" if alpha is None else f"L2 penalty {alpha:g}"
+        typer.echo(f"  per-account model of {label}: {kept}")
     if e.calibration:
         typer.echo("  calibration: decisions, mean P(accept), observed conversion")
         for c in e.calibration:

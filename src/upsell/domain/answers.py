@@ -26,6 +26,12 @@ evidence grows:
   rate (the root's towards the rate of both together): their difference is the churn a contact
   adds. It is not counted for saves, whose conversion already is the account staying.
 
+* **Per account.** Within a group, a fit may also carry a log-linear model of the account's
+  `features` (`Linear`): conversions are Poisson with mean prior x m x exp(beta . z), z the
+  standardised features, fitted as a Poisson regression with the group estimate as exposure and
+  an L2 penalty (so that beta is 0 without evidence). `upsell learn` keeps it only when it predicts
+  better out of sample than the groups alone (learning/answers.py). The same for buying anyway.
+
 `estimate` gives P(accept), the chance of buying anyway and the churn push for one option; with a
 `draw` (a number in (0, 1) fixed by the account, the offer and the instant) it samples m from its
 Gamma posterior instead of taking its mean: Thompson sampling (Russo et al., "A Tutorial on
@@ -34,12 +40,17 @@ Thompson Sampling", 2018), so that arms with little evidence are still tried now
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scipy import special
+
+if TYPE_CHECKING:
+    from upsell.domain.opportunities import Opportunity
+    from upsell.domain.signals import AccountSignals
 
 #: The highest P(accept) an estimate gives (a calibrated prior may overshoot 1).
 P_MAX = 0.99
@@ -79,10 +90,18 @@ class Counts:
     paid_held_out: int = 0
     churned_held_out: int = 0
 
+    def _values(self) -> tuple[Any, ...]:
+        return (
+            self.treated, self.conversions, self.expected, self.held_out,
+            self.held_out_conversions, self.held_out_expected, self.paid_treated,
+            self.churned_treated, self.paid_held_out, self.churned_held_out,
+        )  # fmt: skip
+
     def __add__(self, other: Counts) -> Counts:
-        return Counts(
-            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
-        )
+        return Counts(*(a + b for a, b in zip(self._values(), other._values(), strict=True)))
+
+    def __sub__(self, other: Counts) -> Counts:
+        return Counts(*(a - b for a, b in zip(self._values(), other._values(), strict=True)))
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,7 @@ class Outcome:
     paid: bool = False
     churned: bool = False
     dearer: bool = False
+    features: Mapping[str, float] = field(default_factory=dict)
 
     def counts(self) -> Counts:
         churned = self.paid and self.churned
@@ -136,10 +156,16 @@ def path(
 
 def count(outcomes: Iterable[Outcome]) -> dict[str, Counts]:
     """Every group's counts (an outcome counts in each group of its `path`)."""
-    out: dict[str, Counts] = {}
+    leaves: dict[tuple[str, str, str, str, bool], list[Any]] = {}
     for o in outcomes:
-        c = o.counts()
-        for key in path(o.kind, o.channel, o.placement, o.playbook, dearer=o.dearer):
+        leaf = (o.kind, o.channel, o.placement, o.playbook, o.dearer)
+        acc = leaves.setdefault(leaf, [0, 0, 0.0, 0, 0, 0.0, 0, 0, 0, 0])
+        for n, value in enumerate(o.counts()._values()):
+            acc[n] += value
+    out: dict[str, Counts] = {}
+    for (kind, channel, placement, playbook, dearer), acc in leaves.items():
+        c = Counts(*acc)
+        for key in path(kind, channel, placement, playbook, dearer=dearer):
             out[key] = out.get(key, Counts()) + c
     return out
 
@@ -182,6 +208,11 @@ class Answers:
     churn_strength: float = 20.0
     version: int | None = None
     fitted_at: datetime | None = None
+    treated_model: Linear | None = None
+    held_out_model: Linear | None = None
+    _posteriors: dict[tuple[str, ...], Posterior] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.strength <= 0 or self.churn_strength <= 0:
@@ -197,19 +228,25 @@ class Answers:
     ) -> Posterior:
         """The option's posterior, down its groups from all offers. Each group's prior is its
         parent's posterior on the parent's other groups only (its own counts taken out), so that no
-        decision counts twice."""
+        decision counts twice. Computed once per group."""
+        keys = path(kind, channel, placement, playbook, dearer=dearer)
+        found = self._posteriors.get(keys)
+        if found is None:
+            found = self._posteriors[keys] = self._posterior(keys)
+        return found
+
+    def _posterior(self, keys: tuple[str, ...]) -> Posterior:
         root = self.counts.get(ROOT, Counts())
         paid = root.paid_treated + root.paid_held_out
         pooled = (root.churned_treated + root.churned_held_out) / paid if paid else 0.0
         prior = _Prior(m=1.0, anyway=0.0, churn_treated=pooled, churn_held_out=pooled)
-        keys = path(kind, channel, placement, playbook, dearer=dearer)
         chain = [self.counts.get(key, Counts()) for key in keys]
         n, deepest = 0, ROOT
         for i, c in enumerate(chain):
             if c.treated:
                 n, deepest = c.treated, keys[i]
             if i + 1 < len(chain):
-                prior = self._update(prior, _minus(c, chain[i + 1]))
+                prior = self._update(prior, c - chain[i + 1])
         last = self._update(prior, chain[-1])
         shape = self.strength * prior.m + chain[-1].conversions
         rate = self.strength + chain[-1].expected
@@ -235,14 +272,22 @@ class Answers:
         *,
         dearer: bool = False,
         draw: float | None = None,
+        features: Mapping[str, float] | None = None,
     ) -> Estimate:
         """The option's learned numbers for a decision whose heuristic P(accept) is `prior`; with
-        `draw` in (0, 1), the multiplier is that quantile of its posterior (Thompson sampling)."""
+        `draw` in (0, 1), the multiplier is that quantile of its posterior (Thompson sampling);
+        with `features` (`account_features`), the per-account models' multipliers apply."""
         post = self.posterior(kind, channel, placement, playbook, dearer=dearer)
         m = post.multiplier if draw is None else post.quantile(draw)
+        m_account = a_account = 1.0
+        if features is not None:
+            if self.treated_model is not None:
+                m_account = self.treated_model.multiplier(features)
+            if self.held_out_model is not None:
+                a_account = self.held_out_model.multiplier(features)
         return Estimate(
-            p_accept=min(prior * m, P_MAX),
-            anyway=min(prior * post.anyway, P_MAX),
+            p_accept=min(prior * m * m_account, P_MAX),
+            anyway=min(prior * post.anyway * a_account, P_MAX),
             churn_push=0.0 if kind == "save" else post.churn_push,
             source="model",
             version=self.version,
@@ -257,6 +302,8 @@ class Answers:
             "strength": self.strength,
             "churn_strength": self.churn_strength,
             "counts": {k: asdict(c) for k, c in sorted(self.counts.items())},
+            "treated_model": None if self.treated_model is None else asdict(self.treated_model),
+            "held_out_model": None if self.held_out_model is None else asdict(self.held_out_model),
         }
 
     @classmethod
@@ -273,6 +320,84 @@ class Answers:
             churn_strength=float(data["churn_strength"]),
             version=version,
             fitted_at=fitted_at,
+            treated_model=Linear.from_json(data.get("treated_model")),
+            held_out_model=Linear.from_json(data.get("held_out_model")),
+        )
+
+
+#: The account's numbers the per-account models read (`account_features`).
+FEATURES = (
+    "log_mrr",
+    "log_tenure_days",
+    "active_days_share",
+    "log_active_users",
+    "activity_trend",
+    "log_employees",
+    "score",
+    "log_price_share",
+    "utilisation",
+    "log_limit_hits",
+    "recent_contacts",
+    "detractor",
+)
+#: The most a per-account model moves its group's estimate, either way (a factor of e^3).
+MAX_LOG_MULTIPLIER = 3.0
+
+
+def account_features(o: Opportunity, s: AccountSignals, recent_contacts: int) -> dict[str, float]:
+    """The `FEATURES` of an option for an account at its signals' instant, each a plain number:
+    MRR, tenure, active days in 30 (a share), active users, the 30-day activity trend (log ratio),
+    employees, the opportunity's score, its MRR delta over the account's MRR, the highest
+    utilisation of a limited metric (at most 2), limit hits in 30 days, contacts that reached the
+    account in 28 days, and an NPS detractor flag. Logs are log(1 + x)."""
+    e = s.engagement
+    mrr = float(s.mrr.amount)
+    uses = [u.utilisation for u in s.metrics.values() if u.utilisation is not None]
+    hits = sum(u.limit_reached_30d for u in s.metrics.values())
+    return {
+        "log_mrr": math.log1p(max(mrr, 0.0)),
+        "log_tenure_days": math.log1p(max(s.tenure_days, 0)),
+        "active_days_share": min(e.active_days_30d / 30, 1.0),
+        "log_active_users": math.log1p(e.active_users_30d),
+        "activity_trend": math.log((e.events_30d + 1) / (e.events_prev_30d + 1)),
+        "log_employees": math.log1p(s.employees or 0),
+        "score": o.score,
+        "log_price_share": math.log1p(
+            max(float(o.expected_mrr_delta_base.amount), 0.0) / max(mrr, 1.0)
+        ),
+        "utilisation": min(max(uses, default=0.0), 2.0),
+        "log_limit_hits": math.log1p(hits),
+        "recent_contacts": float(recent_contacts),
+        "detractor": 1.0 if s.risk.detractor else 0.0,
+    }
+
+
+@dataclass(frozen=True)
+class Linear:
+    """A per-account multiplier exp(intercept + sum of coefficient x (feature - mean) / scale), at most
+    e^`MAX_LOG_MULTIPLIER` either way; a feature the account lacks counts as its mean."""
+
+    coefficients: Mapping[str, float]
+    means: Mapping[str, float]
+    scales: Mapping[str, float]
+    intercept: float = 0.0
+
+    def multiplier(self, features: Mapping[str, float]) -> float:
+        z = self.intercept + sum(
+            c * (features.get(k, self.means[k]) - self.means[k]) / self.scales[k]
+            for k, c in self.coefficients.items()
+        )
+        return math.exp(min(max(z, -MAX_LOG_MULTIPLIER), MAX_LOG_MULTIPLIER))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Linear | None:
+        if not data:
+            return None
+        return cls(
+            coefficients={k: float(v) for k, v in data["coefficients"].items()},
+            means={k: float(v) for k, v in data["means"].items()},
+            scales={k: float(v) for k, v in data["scales"].items()},
+            intercept=float(data.get("intercept", 0.0)),
         )
 
 
@@ -282,10 +407,6 @@ class _Prior:
     anyway: float
     churn_treated: float
     churn_held_out: float
-
-
-def _minus(a: Counts, b: Counts) -> Counts:
-    return Counts(**{f.name: getattr(a, f.name) - getattr(b, f.name) for f in fields(a)})
 
 
 @dataclass(frozen=True)

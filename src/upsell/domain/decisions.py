@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Literal, get_args
 
-from upsell.domain.answers import Answers, Estimate
+from upsell.domain.answers import Answers, Estimate, account_features
 from upsell.domain.calendar import iso
 from upsell.domain.contacts import ResponseKind
 from upsell.domain.offers import Kind
@@ -130,6 +130,7 @@ class Decision:
     promotion: Promotion | None = None
     held_out: bool = False
     estimate: Estimate | None = None
+    features: Mapping[str, float] | None = None
 
     @property
     def account_id(self) -> str:
@@ -313,6 +314,7 @@ def decide(
         return Choice(account_id, None, (account_refusal,))
 
     refusals: list[Refusal] = []
+    recent = len(history.reached_since(at - timedelta(days=FATIGUE_DAYS), at))
     options: list[tuple[float, bool, int, str, Decision]] = []
     matched = False
     for o in qualified:
@@ -348,7 +350,8 @@ def decide(
                 refusals.append(_smaller(account_id, o, playbook.id))
                 continue
             prior = accept(o, signals, arm, history, at, deadline) * _price_neutral(o)
-            est = _estimate(answers, explore, prior, o, arm, account_id, at)
+            features = account_features(o, signals, recent)
+            est = _estimate(answers, explore, prior, o, arm, account_id, at, features)
             p = est.p_accept
             value = _value(o, arm, promotion, playbooks)
             cost = float(playbooks.settings.contact_cost.get(arm.channel, 0))
@@ -366,6 +369,7 @@ def decide(
                 deadline=deadline,
                 promotion=promotion,
                 estimate=est if answers is not None else None,
+                features=features,
             )
             options.append((-round(ev, 9), o.smaller is not None, index, o.offer_id, decision))
     if not matched:
@@ -404,13 +408,21 @@ def _estimate(
     arm: Playbook,
     account_id: str,
     at: datetime,
+    features: Mapping[str, float],
 ) -> Estimate:
     if answers is None:
         return Estimate(prior)
     draw = unit_hash("explore", account_id, o.offer_id, arm.id, iso(at)) if explore else None
     dearer = o.smaller is not None
     return answers.estimate(
-        prior, o.kind, arm.channel, arm.placement, arm.id, dearer=dearer, draw=draw
+        prior,
+        o.kind,
+        arm.channel,
+        arm.placement,
+        arm.id,
+        dearer=dearer,
+        draw=draw,
+        features=features,
     )
 
 

@@ -168,7 +168,19 @@ def _outcome(
         paid=bool(churn["paid"]),
         churned=bool(churn["churned"]),
         dearer=isinstance(d.get("smaller"), str),
+        features=_features(d.get("features")),
     )
+
+
+def _features(value: Any) -> dict[str, float]:
+    """A decision line's features (those of the past decisions that carry them)."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        k: float(v)
+        for k, v in value.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 def _evaluation_json(e: Evaluation, pending: int) -> dict[str, Any]:

@@ -100,6 +100,7 @@ def decision_line(
         "playbook": d.playbook.id,
         "p_accept": round(d.p_accept, 4),
         "p_source": {"source": "prior"} if d.estimate is None else d.estimate.provenance(),
+        "features": {k: round(v, 4) for k, v in (d.features or {}).items()},
         "expected_value": f"{d.expected_value:.2f}",
     }
     if price is not None:

@@ -9,13 +9,15 @@ how well it ranks and how well it is calibrated, out of sample (docs/learning.md
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
 from scipy.stats import rankdata
+from sklearn.linear_model import PoissonRegressor
+from threadpoolctl import threadpool_limits
 
-from upsell.domain.answers import Answers, Outcome, count
+from upsell.domain.answers import FEATURES, Answers, Linear, Outcome, count
 from upsell.domain.decisions import unit_hash
 from upsell.errors import NotFittedError
 
@@ -36,30 +38,49 @@ class Calibration:
 @dataclass(frozen=True)
 class Evaluation:
     """Out-of-sample quality (`FOLDS`-fold cross-validation by account): ROC AUC and Brier score
-    of P(accept) on treated decisions, for the model and for the prior alone; calibration bins;
-    the normalised Qini coefficient of the predicted uplift over treated and held-out decisions
-    (None where a class or a group is missing)."""
+    of P(accept) on treated decisions for the fit, for its groups alone and for the prior alone;
+    calibration bins; the normalised Qini coefficient of the predicted uplift over treated and
+    held-out decisions (None where a class or a group is missing); and the L2 penalty of each
+    per-account model kept (None: the groups predicted as well without it)."""
 
     treated: int
     held_out: int
     converted: int
     auc: float | None = None
+    auc_groups: float | None = None
     auc_prior: float | None = None
     brier: float | None = None
     brier_prior: float | None = None
     qini: float | None = None
     calibration: tuple[Calibration, ...] = field(default_factory=tuple)
+    treated_alpha: float | None = None
+    held_out_alpha: float | None = None
+
+
+#: The L2 penalties tried for the per-account models (scikit-learn's `PoissonRegressor.alpha`, on
+#: standardised features), and the least evidence they are tried on.
+ALPHAS = (0.003, 0.03, 0.3)
+MIN_ROWS = {False: 200, True: 100}
+MIN_CONVERSIONS = {False: 20, True: 10}
 
 
 class AnswersFitter:
-    """Fits `Answers` (the group calibration, buying anyway, the churn push) from outcomes.
+    """Fits `Answers` (the group calibration, buying anyway, the churn push, and the per-account
+    models when they predict better out of sample) from outcomes.
 
     `strength` is the weight of a group's parent, in expected conversions; `churn_strength`
-    the weight, in decisions, of the parent's churn rates."""
+    the weight, in decisions, of the parent's churn rates; `alphas` the per-account models'
+    penalties to choose from by cross-validated Poisson deviance."""
 
-    def __init__(self, strength: float = 5.0, churn_strength: float = 20.0) -> None:
+    def __init__(
+        self,
+        strength: float = 5.0,
+        churn_strength: float = 20.0,
+        alphas: Sequence[float] = ALPHAS,
+    ) -> None:
         self.strength = strength
         self.churn_strength = churn_strength
+        self.alphas = alphas
 
     def fit(
         self,
@@ -73,8 +94,10 @@ class AnswersFitter:
         account of `outcomes[i]`)."""
         if len(outcomes) != len(accounts):
             raise ValueError("one account per outcome")
-        self.answers_ = self._answers(outcomes, version=version, fitted_at=fitted_at)
-        self.evaluation_ = self._evaluate(outcomes, accounts)
+        fold = np.array([int(unit_hash("fold", a) * FOLDS) for a in accounts])
+        alphas = {held: self._choose(outcomes, fold, held) for held in (False, True)}
+        self.answers_ = replace(self._fit(outcomes, alphas), version=version, fitted_at=fitted_at)
+        self.evaluation_ = self._evaluate(outcomes, accounts, fold, alphas)
         return self
 
     @property
@@ -83,32 +106,66 @@ class AnswersFitter:
             raise NotFittedError("AnswersFitter is not fitted: call fit() first")
         return self.answers_
 
-    def _answers(
+    def _groups(self, outcomes: Sequence[Outcome]) -> Answers:
+        return Answers(count(outcomes), strength=self.strength, churn_strength=self.churn_strength)
+
+    def _fit(self, outcomes: Sequence[Outcome], alphas: dict[bool, float | None]) -> Answers:
+        groups = self._groups(outcomes)
+        models = {
+            held: None if alpha is None else _linear(groups, _rows(outcomes, held), held, alpha)
+            for held, alpha in alphas.items()
+        }
+        return replace(groups, treated_model=models[False], held_out_model=models[True])
+
+    def _choose(self, outcomes: Sequence[Outcome], fold: np.ndarray, held: bool) -> float | None:
+        """The penalty whose per-account model has the lowest cross-validated Poisson deviance,
+        or None when the groups alone do as well (or there is too little evidence to try)."""
+        rows = _rows(outcomes, held)
+        if len(rows) < MIN_ROWS[held] or sum(o.converted for o in rows) < MIN_CONVERSIONS[held]:
+            return None
+        candidates: list[float | None] = [None, *self.alphas]
+        deviance = dict.fromkeys(candidates, 0.0)
+        for k in range(FOLDS):
+            train = [o for o, f in zip(outcomes, fold, strict=True) if f != k]
+            test = [o for o, f in zip(outcomes, fold, strict=True) if f == k and o.held_out == held]
+            test = [o for o in test if o.features]
+            if not test:
+                continue
+            groups = self._groups(train)
+            y = np.array([o.converted for o in test], dtype=float)
+            base = _exposure(groups, test, held)
+            for alpha in candidates:
+                mu = base
+                if alpha is not None:
+                    model = _linear(groups, _rows(train, held), held, alpha)
+                    if model is not None:
+                        mu = base * np.array([model.multiplier(o.features) for o in test])
+                deviance[alpha] += _poisson_deviance(y, mu)
+        return min(candidates, key=lambda a: (deviance[a], a is not None, a or 0.0))
+
+    def _evaluate(
         self,
         outcomes: Sequence[Outcome],
-        *,
-        version: int | None = None,
-        fitted_at: datetime | None = None,
-    ) -> Answers:
-        return Answers(
-            count(outcomes),
-            strength=self.strength,
-            churn_strength=self.churn_strength,
-            version=version,
-            fitted_at=fitted_at,
-        )
-
-    def _evaluate(self, outcomes: Sequence[Outcome], accounts: Sequence[str]) -> Evaluation:
-        fold = [int(unit_hash("fold", a) * FOLDS) for a in accounts]
+        accounts: Sequence[str],
+        fold: np.ndarray,
+        alphas: dict[bool, float | None],
+    ) -> Evaluation:
         p = np.zeros(len(outcomes))
+        p_groups = np.zeros(len(outcomes))
         uplift = np.zeros(len(outcomes))
         for k in range(FOLDS):
             train = [o for o, f in zip(outcomes, fold, strict=True) if f != k]
-            model = self._answers(train)
+            model, groups = self._fit(train, alphas), self._groups(train)
             for i, o in enumerate(outcomes):
                 if fold[i] == k:
-                    e = model.estimate(o.prior, o.kind, o.channel, o.placement, o.playbook)
-                    p[i], uplift[i] = e.p_accept, e.p_accept - e.anyway
+                    e = model.estimate(
+                        o.prior, o.kind, o.channel, o.placement, o.playbook,
+                        dearer=o.dearer, features=o.features or None,
+                    )  # fmt: skip
+                    g = groups.estimate(
+                        o.prior, o.kind, o.channel, o.placement, o.playbook, dearer=o.dearer
+                    )
+                    p[i], p_groups[i], uplift[i] = e.p_accept, g.p_accept, e.p_accept - e.anyway
         treated = np.array([not o.held_out for o in outcomes], dtype=bool)
         y = np.array([o.converted for o in outcomes], dtype=bool)
         prior = np.array([o.prior for o in outcomes])
@@ -116,22 +173,73 @@ class AnswersFitter:
             treated=int(treated.sum()),
             held_out=int((~treated).sum()),
             converted=int(y[treated].sum()),
+            treated_alpha=alphas[False],
+            held_out_alpha=alphas[True],
         )
         yt, pt, prt = y[treated], p[treated], prior[treated]
         if yt.size == 0:
             return out
         both = 0 < yt.sum() < yt.size
-        return Evaluation(
-            treated=out.treated,
-            held_out=out.held_out,
-            converted=out.converted,
+        return replace(
+            out,
             auc=auc(yt, pt) if both else None,
+            auc_groups=auc(yt, p_groups[treated]) if both else None,
             auc_prior=auc(yt, prt) if both else None,
             brier=brier(yt, pt),
             brier_prior=brier(yt, np.clip(prt, 0, 1)),
             qini=qini(uplift, treated, y, tiebreak=[unit_hash("tie", a) for a in accounts]),
             calibration=_calibration(pt, yt),
         )
+
+
+def _rows(outcomes: Sequence[Outcome], held: bool) -> list[Outcome]:
+    """The treated (or held-out) outcomes that carry features."""
+    return [o for o in outcomes if o.held_out == held and o.features]
+
+
+def _exposure(groups: Answers, rows: Sequence[Outcome], held: bool) -> np.ndarray:
+    """Each row's expected conversions by its groups alone: prior x m (held out: prior x a)."""
+    out = []
+    for o in rows:
+        post = groups.posterior(o.kind, o.channel, o.placement, o.playbook, dearer=o.dearer)
+        out.append(o.prior * (post.anyway if held else post.multiplier))
+    return np.asarray(np.maximum(np.array(out, dtype=float), 1e-6), dtype=float)
+
+
+def _linear(groups: Answers, rows: Sequence[Outcome], held: bool, alpha: float) -> Linear | None:
+    """The per-account model: a Poisson regression of conversions on the standardised
+    `FEATURES`, with the groups' expected conversions as exposure (target y / exposure, weight
+    exposure: the offset form of a log-link GLM) and an L2 penalty `alpha`."""
+    if not rows:
+        return None
+    names = [k for k in FEATURES if any(k in o.features for o in rows)]
+    if not names:
+        return None
+    x = np.array([[o.features.get(k, np.nan) for k in names] for o in rows], dtype=float)
+    known = ~np.isnan(x)
+    means = np.where(known, x, 0.0).sum(axis=0) / known.sum(axis=0)
+    x = np.where(known, x, means)
+    scales = x.std(axis=0)
+    scales = np.where(scales > 1e-9, scales, 1.0)
+    z = (x - means) / scales
+    exposure = _exposure(groups, rows, held)
+    y = np.array([o.converted for o in rows], dtype=float)
+    with threadpool_limits(limits=1):  # a few thousand rows: threads would only wait on each other
+        model = PoissonRegressor(alpha=alpha, max_iter=300)
+        model.fit(z, y / exposure, sample_weight=exposure)
+    return Linear(
+        coefficients={k: float(c) for k, c in zip(names, model.coef_, strict=True)},
+        means={k: float(m) for k, m in zip(names, means, strict=True)},
+        scales={k: float(v) for k, v in zip(names, scales, strict=True)},
+        intercept=float(model.intercept_),
+    )
+
+
+def _poisson_deviance(y: np.ndarray, mu: np.ndarray) -> float:
+    mu = np.maximum(mu, 1e-9)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term = np.where(y > 0, y * np.log(y / mu), 0.0)
+    return float(2 * np.sum(term - (y - mu)))
 
 
 def auc(y: np.ndarray, score: np.ndarray) -> float:
