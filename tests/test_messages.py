@@ -173,3 +173,47 @@ def test_french_plurals_follow_the_french_rule_not_the_english_one() -> None:
     singular = "You hit it %(count)s time in the last 30 days."
     plural = "You hit it %(count)s times in the last 30 days."
     assert fr.ungettext(singular, plural, 0) == fr.ungettext(singular, plural, 1)
+
+
+CSM_TEMPLATES = ("csm_upgrade", "qbr_cross_sell")
+
+
+@pytest.mark.parametrize("name", CSM_TEMPLATES)
+def test_talking_points_speak_to_the_csm_about_the_customer(name: str) -> None:
+    points = MessageTemplates().render(
+        name, sample_facts(), locale="en", checkout_url="https://x", html_part=False
+    )["talking_points"]
+    assert "They use 23 of their 25 seats." in " ".join(points)
+    second_person = [
+        p for p in points if {"you", "your"} & set(p.lower().replace(".", " ").split())
+    ]
+    assert second_person == []
+
+
+@pytest.mark.parametrize("language", [x for x in LANGUAGES if x != "en"])
+@pytest.mark.parametrize("name", CSM_TEMPLATES)
+def test_talking_points_in_every_language_are_not_the_customers_sentences(
+    name: str, language: str
+) -> None:
+    """No talking point is the sentence the customer would read, and each is translated."""
+    templates = MessageTemplates()
+    facts = sample_facts()
+    common = templates.environment(language).get_template("_common.j2").make_module(facts)
+    to_customer = {str(common.reason(r)).strip() for r in facts["reasons"]} - {""}
+    to_customer |= {str(common.gained_text()).strip(), str(common.terms()).strip()}
+    points = templates.render(
+        name, facts, locale=language, checkout_url="https://x", html_part=False
+    )["talking_points"]
+    english = templates.render(name, facts, locale="en", checkout_url="https://x", html_part=False)[
+        "talking_points"
+    ]
+    assert not [p for p in points if any(s and s in p for s in to_customer)]
+    untranslatable = {r["text"] for r in facts["reasons"]}  # a reason without a sentence
+    assert not set(points) & set(english) - untranslatable
+
+
+def test_every_shipped_language_translates_every_shipped_message() -> None:
+    templates = MessageTemplates()
+    report = templates.check(templates.names(), sample=sample_facts())
+    assert report.problems == []
+    assert [(m.language, m.messages) for m in report.missing if m.messages] == []
