@@ -53,6 +53,7 @@ from upsell.domain.playbooks import (
     Variant,
 )
 from upsell.domain.signals import AccountSignals, Engagement, Risk
+from upsell.domain.subscriptions import Purchase, SubscriptionItem, last_purchase
 
 AS_OF = datetime(2026, 6, 1, 12, tzinfo=UTC)
 TODAY = AS_OF.date()
@@ -460,6 +461,51 @@ def test_other_responses_start_no_cooldown() -> None:
     )
     choice = decide(signals(), [opp()], books(MODAL), History(responses=responses))
     assert choice.decision is not None and choice.refusals == ()
+
+
+# -- after a purchase -------------------------------------------------------------------------
+
+TIERS = {"free": 0, "basic": 1, "pro": 2}
+
+
+def row(item: str, started: float, ended: float | None = None, **kw: Any) -> SubscriptionItem:
+    """A row of `item` started `started` days before AS_OF (ended `ended` days before)."""
+    price = kw.pop("price", "29")
+    end = ago(ended) if ended is not None else None
+    return SubscriptionItem("a-1", item, ago(started), Money.of(price, "USD"), end, **kw)
+
+
+@pytest.mark.parametrize(
+    ("rows", "bought"),
+    [
+        ((row("basic", 200, 6), row("pro", 6)), ("pro", 6)),  # an upgrade
+        ((row("pro", 200, 6), row("basic", 6)), ("pro", 200)),  # a downgrade
+        ((row("basic", 200), row("storage", 3)), ("storage", 3)),  # an add-on
+        ((row("pro", 40, 10, status="trialing"), row("pro", 10)), ("pro", 10)),  # a trial converted
+        ((row("pro", 40, 10, quantity=5), row("pro", 10, quantity=8)), ("pro", 10)),  # more seats
+        ((row("pro", 40, 10, quantity=8), row("pro", 10, quantity=5)), ("pro", 40)),  # fewer
+        ((row("pro", 400, 35), row("pro", 35, price="31")), ("pro", 400)),  # a new price
+        ((row("pro", 3, status="trialing"),), None),  # a trial is no purchase
+        ((row("free", 3, price="0"),), None),  # nor is a free plan
+        ((row("basic", 90), row("pro", -1)), ("basic", 90)),  # not yet started
+    ],
+)
+def test_a_purchase_is_a_paid_row_that_adds_to_what_the_account_held(
+    rows: tuple[SubscriptionItem, ...], bought: tuple[str, float] | None
+) -> None:
+    p = last_purchase(rows, TIERS, AS_OF)
+    assert (None if p is None else (p.item_id, (AS_OF - p.at).days)) == bought
+
+
+def test_no_offer_for_the_cooldown_after_a_purchase() -> None:
+    upgraded = signals(last_purchase=Purchase("pro", ago(6)))
+    r = only_refusal(decide(upgraded, [opp("cross_sell:leads")], books(MODAL)))
+    assert r.guardrail == "recent_purchase"
+    assert r.detail == f"bought pro on {ago(6).date()} (cooldown 30 days)"
+    assert decide(upgraded, [opp()], books(MODAL, purchase_cooldown_days=5)).decision is not None
+    assert decide(upgraded, [opp()], books(MODAL, purchase_cooldown_days=0)).decision is not None
+    long_ago = signals(last_purchase=Purchase("pro", ago(31)))
+    assert decide(long_ago, [opp()], books(MODAL)).decision is not None
 
 
 OVERALL_ONLY = Guardrails(caps=(Cap(max=3, days=30),))

@@ -131,6 +131,19 @@ def test_the_engine_names_the_plan_the_domain_would(duckdb_run: DuckDBRun) -> No
     assert checked > 300
 
 
+def test_each_accounts_last_purchase_is_one_of_its_paid_rows(duckdb_run: DuckDBRun) -> None:
+    """The flow reads every row of an account, ended ones too, for its last purchase."""
+    tables, subs, catalog = duckdb_run
+    rows = {(r["account_id"], r["item_id"], r["started_at"]) for r in subs.to_pylist()}
+    bought = [s for s in pipeline.account_signals(tables, subs, catalog, AS_OF) if s.last_purchase]
+    assert len(bought) > 100
+    for s in bought:
+        p = s.last_purchase
+        assert p is not None and (s.account_id, p.item_id, p.at) in rows
+    upgraded = [s for s in bought if s.last_purchase and s.last_purchase.at > s.created_at]
+    assert upgraded, "some bought after they signed up"
+
+
 def test_signals_cover_the_company(company: Path, duckdb_signals: dict[str, pa.Table]) -> None:
     accounts = duckdb_signals["accounts"]
     signed_up = pq.read_table(company / "data" / "accounts.parquet")

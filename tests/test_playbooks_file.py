@@ -158,6 +158,7 @@ def test_contact_costs_and_reach_days_merge_over_the_defaults_and_caps_replace_t
         "guardrails:\n"
         "  caps: [{channel: email, max: 1, days: 7}]\n"
         "  dismissed_cooldown_days: 10\n"
+        "  purchase_cooldown_days: 14\n"
         "  quiet: {signup_days: 3, open_ticket: false}\n"
         "  promotions: {max_per_12_months: 4}\n"
         "  reach_days: {email: 5}\n"
@@ -167,6 +168,7 @@ def test_contact_costs_and_reach_days_merge_over_the_defaults_and_caps_replace_t
     assert dict(s.contact_cost) == {**DEFAULT_CONTACT_COST, "email": Decimal("0.25")}
     assert g.caps == (Cap(max=1, days=7, channel="email"),)
     assert (g.dismissed_cooldown_days, g.quiet_signup_days) == (10, 3)
+    assert g.purchase_cooldown_days == 14
     assert (g.quiet_open_ticket, g.quiet_payment_failed) == (False, True)
     assert g.promotion_max_per_12_months == 4
     assert dict(g.reach_days) == {**DEFAULT_REACH_DAYS, "email": 5}

@@ -54,6 +54,7 @@ HOLDOUT_KEYS = ("share", "key")
 GUARDRAILS_KEYS = (
     "caps",
     "dismissed_cooldown_days",
+    "purchase_cooldown_days",
     "quiet",
     "promotions",
     "reach_days",
@@ -191,6 +192,7 @@ class PlaybooksReader(Reader):
         given["caps"] = self.get(f, "caps", self.caps)
         given["dismissed_cooldown_days"] = self.get(f, "dismissed_cooldown_days", self.count)
         given["same_offer_days"] = self.get(f, "same_offer_days", self.count)
+        given["purchase_cooldown_days"] = self.get(f, "purchase_cooldown_days", self.count)
         quiet = self.get(f, "quiet", lambda v, a: self.fields(v, a, "quiet", (), QUIET_KEYS))
         if quiet:
             given["quiet_signup_days"] = self.get(quiet, "signup_days", self.count)

@@ -51,6 +51,7 @@ RefusalCode = Literal[
     "promotion_limit",
     "deadline_too_short",
     "already_offered",
+    "recent_purchase",
 ]
 REFUSALS: tuple[RefusalCode, ...] = get_args(RefusalCode)
 
@@ -396,8 +397,8 @@ def _expected_value(
 def _account_guardrails(
     s: AccountSignals, playbooks: Playbooks, history: History, top: Opportunity
 ) -> Refusal | None:
-    """Guardrails that hold for the account whatever the offer: quiet periods, a dismissed offer,
-    the cap over all channels."""
+    """Guardrails that hold for the account whatever the offer: quiet periods, a recent purchase,
+    a dismissed offer, the cap over all channels."""
     g, at = playbooks.guardrails, s.as_of
 
     def refuse(code: RefusalCode, detail: str) -> Refusal:
@@ -412,6 +413,14 @@ def _account_guardrails(
     if g.quiet_payment_failed and s.risk.payment_failures_30d > 0:
         return refuse(
             "quiet_period", f"{s.risk.payment_failures_30d} failed payment(s) in the last 30 days"
+        )
+    bought = s.last_purchase
+    cooldown = timedelta(days=g.purchase_cooldown_days)
+    if bought is not None and cooldown and bought.at >= at - cooldown:
+        return refuse(
+            "recent_purchase",
+            f"bought {bought.item_id} on {bought.at.date()} "
+            f"(cooldown {g.purchase_cooldown_days} days)",
         )
     since = at - timedelta(days=g.dismissed_cooldown_days)
     dismissed = [r for r in history.responses if r.response == "dismissed" and since <= r.at < at]

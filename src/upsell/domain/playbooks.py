@@ -267,6 +267,8 @@ class Guardrails:
 
     - `caps`: frequency caps (``frequency_cap`` per channel, ``recently_contacted`` overall).
     - `dismissed_cooldown_days`: no offer for this long after one was dismissed.
+    - `purchase_cooldown_days`: no offer for this long after a purchase (an upgrade, an add-on or a
+      product bought: `upsell.domain.subscriptions.last_purchase`; ``recent_purchase``); 0: none.
     - `quiet_signup_days`, `quiet_open_ticket`, `quiet_payment_failed`: ``quiet_period`` — the
       first days after signup, while a support ticket is open, within 30 days of a failed payment.
     - `promotion_max_per_12_months`: runs of one promotion in any 12 months on the calendar, and
@@ -279,6 +281,7 @@ class Guardrails:
 
     caps: tuple[Cap, ...] = DEFAULT_CAPS
     dismissed_cooldown_days: int = 30
+    purchase_cooldown_days: int = 30
     quiet_signup_days: int = 7
     quiet_open_ticket: bool = True
     quiet_payment_failed: bool = True
