@@ -508,6 +508,44 @@ def test_no_offer_for_the_cooldown_after_a_purchase() -> None:
     assert decide(long_ago, [opp()], books(MODAL)).decision is not None
 
 
+# -- accounts a CSM owns ------------------------------------------------------------------------
+
+ENTERPRISE = "upsell:pro->enterprise"
+
+
+@pytest.mark.parametrize("arm", [MAIL, MODAL, BANNER, HOOK], ids=lambda b: b.id)
+def test_an_owned_account_gets_no_automated_offer_while_its_csm_task_is_open(
+    arm: Playbook,
+) -> None:
+    history = History(contacts=(contact(7, "csm_task", "task", offer_id=ENTERPRISE),))
+    choice = decide(signals(), [opp("add_on:ai")], books(arm), history, email=EMAIL, owner="dana")
+    r = only_refusal(choice)
+    assert (r.guardrail, r.playbook) == ("csm_owned", arm.id)
+    assert r.detail == (
+        f"dana owns the account and the CSM task {ENTERPRISE} of {ago(7).date()} is open "
+        "(no answer yet; open for 30 days)"
+    )
+
+
+def test_the_csm_task_closes_with_an_answer_or_after_its_days() -> None:
+    task = contact(7, "csm_task", "task", offer_id=ENTERPRISE)
+    answered = History(contacts=(task,), responses=(PastResponse(ago(2), ENTERPRISE, "accepted"),))
+    old = History(contacts=(contact(31, "csm_task", "task", offer_id=ENTERPRISE),))
+    held = History(contacts=(replace(task, held_out=True),))
+    for history in (answered, old, held):
+        assert decide(signals(), [opp()], books(MODAL), history, owner="dana").decision
+    shorter = books(MODAL, csm_task_open_days=5)
+    assert decide(signals(), [opp()], shorter, History(contacts=(task,)), owner="dana").decision
+
+
+def test_an_account_without_an_owner_or_a_csm_offer_is_not_held_back() -> None:
+    history = History(contacts=(contact(7, "csm_task", "task", offer_id=ENTERPRISE),))
+    assert decide(signals(), [opp()], books(MODAL), history).decision is not None
+    csm_only = books(CSM, guardrails=Guardrails(caps=()))
+    s = signals(employees=80)
+    assert decide(s, [opp()], csm_only, history, owner="dana").decision is not None
+
+
 OVERALL_ONLY = Guardrails(caps=(Cap(max=3, days=30),))
 
 

@@ -159,6 +159,8 @@ def test_contact_costs_and_reach_days_merge_over_the_defaults_and_caps_replace_t
         "  caps: [{channel: email, max: 1, days: 7}]\n"
         "  dismissed_cooldown_days: 10\n"
         "  purchase_cooldown_days: 14\n"
+        "  csm_owner_trait: owner\n"
+        "  csm_task_open_days: 21\n"
         "  quiet: {signup_days: 3, open_ticket: false}\n"
         "  promotions: {max_per_12_months: 4}\n"
         "  reach_days: {email: 5}\n"
@@ -169,6 +171,7 @@ def test_contact_costs_and_reach_days_merge_over_the_defaults_and_caps_replace_t
     assert g.caps == (Cap(max=1, days=7, channel="email"),)
     assert (g.dismissed_cooldown_days, g.quiet_signup_days) == (10, 3)
     assert g.purchase_cooldown_days == 14
+    assert (g.csm_owner_trait, g.csm_task_open_days) == ("owner", 21)
     assert (g.quiet_open_ticket, g.quiet_payment_failed) == (False, True)
     assert g.promotion_max_per_12_months == 4
     assert dict(g.reach_days) == {**DEFAULT_REACH_DAYS, "email": 5}

@@ -55,6 +55,8 @@ GUARDRAILS_KEYS = (
     "caps",
     "dismissed_cooldown_days",
     "purchase_cooldown_days",
+    "csm_owner_trait",
+    "csm_task_open_days",
     "quiet",
     "promotions",
     "reach_days",
@@ -193,6 +195,8 @@ class PlaybooksReader(Reader):
         given["dismissed_cooldown_days"] = self.get(f, "dismissed_cooldown_days", self.count)
         given["same_offer_days"] = self.get(f, "same_offer_days", self.count)
         given["purchase_cooldown_days"] = self.get(f, "purchase_cooldown_days", self.count)
+        given["csm_owner_trait"] = self.get(f, "csm_owner_trait", self.text)
+        given["csm_task_open_days"] = self.get(f, "csm_task_open_days", self.count)
         quiet = self.get(f, "quiet", lambda v, a: self.fields(v, a, "quiet", (), QUIET_KEYS))
         if quiet:
             given["quiet_signup_days"] = self.get(quiet, "signup_days", self.count)

@@ -52,6 +52,7 @@ RefusalCode = Literal[
     "deadline_too_short",
     "already_offered",
     "recent_purchase",
+    "csm_owned",
 ]
 REFUSALS: tuple[RefusalCode, ...] = get_args(RefusalCode)
 
@@ -277,6 +278,7 @@ def decide(
     history: History = History(),
     *,
     email: str | None = None,
+    owner: str | None = None,
     model: AcceptanceModel | None = None,
     policy: Policy = Policy(),  # noqa: B008 - frozen: a shared default is safe
     triggered: bool = False,
@@ -285,7 +287,8 @@ def decide(
 
     `history` must hold only what happened before `signals.as_of` (and, in `later`, the
     triggers' contacts since): a run repeated for the same instant then decides the same way.
-    `email` is the account's address (an email offer to an account without one is refused).
+    `email` is the account's address (an email offer to an account without one is refused);
+    `owner` its customer-success manager, if any (``csm_owned``).
     Opportunities with gates never become offers; they are the opportunity step's refusals and are
     not repeated here. `model` estimates P(accept); by default it is `acceptance` with `policy`,
     the workspace's opportunity policy (which company is large). `triggered`: a real-time
@@ -329,7 +332,7 @@ def decide(
             matched = True
             deadline = deadline_of(arm.offer, promotion, at.date())
             refusal = _option_guardrails(
-                o, signals, arm, playbooks, history, promotion, deadline, email, triggered
+                o, signals, arm, playbooks, history, promotion, deadline, email, triggered, owner
             )
             if refusal is not None:
                 refusals.append(refusal)
@@ -450,14 +453,23 @@ def _option_guardrails(
     deadline: date | None,
     email: str | None,
     triggered: bool = False,
+    owner: str | None = None,
 ) -> Refusal | None:
     """Guardrails of one option: the same offer made by the other path (a trigger, the daily
-    run), its channel's caps, an address, the promotion's limit, and a deadline the account can be
-    reached before."""
+    run), an open CSM task on an owned account, its channel's caps, an address, the promotion's
+    limit, and a deadline the account can be reached before."""
     g, at = playbooks.guardrails, s.as_of
 
     def refuse(code: RefusalCode, detail: str) -> Refusal:
         return Refusal(s.account_id, o.offer_id, code, detail, arm.id)
+
+    task = open_csm_task(history, at, g.csm_task_open_days) if owner else None
+    if task is not None and arm.channel != "csm_task":
+        return refuse(
+            "csm_owned",
+            f"{owner} owns the account and the CSM task {task.offer_id} of {task.as_of.date()} "
+            f"is open (no answer yet; open for {g.csm_task_open_days} days)",
+        )
 
     other = offered_by_other_path(history, o.offer_id, at, g.same_offer_days, triggered=triggered)
     if other is not None:
@@ -504,6 +516,20 @@ def _option_guardrails(
                 f"{reach}",
             )
     return None
+
+
+def open_csm_task(history: History, at: datetime, days: int) -> PastContact | None:
+    """The latest CSM task that reached the account less than `days` days before `at` and has no
+    answer yet: no response to its offer since it was made (``csm_owned``)."""
+    open_ = [
+        c
+        for c in history.contacts
+        if c.channel == "csm_task"
+        and c.reached
+        and at - timedelta(days=days) <= c.as_of < at
+        and not any(r.offer_id == c.offer_id and r.at >= c.as_of for r in history.responses)
+    ]
+    return max(open_, key=lambda c: c.as_of, default=None)
 
 
 def offered_by_other_path(

@@ -269,6 +269,9 @@ class Guardrails:
     - `dismissed_cooldown_days`: no offer for this long after one was dismissed.
     - `purchase_cooldown_days`: no offer for this long after a purchase (an upgrade, an add-on or a
       product bought: `upsell.domain.subscriptions.last_purchase`; ``recent_purchase``); 0: none.
+    - `csm_owner_trait`, `csm_task_open_days`: an account whose trait `csm_owner_trait` names an
+      owner gets no offer but through a CSM task while a CSM task on it is open — it reached the
+      account less than `csm_task_open_days` ago and has no answer (``csm_owned``); 0: never.
     - `quiet_signup_days`, `quiet_open_ticket`, `quiet_payment_failed`: ``quiet_period`` — the
       first days after signup, while a support ticket is open, within 30 days of a failed payment.
     - `promotion_max_per_12_months`: runs of one promotion in any 12 months on the calendar, and
@@ -282,6 +285,8 @@ class Guardrails:
     caps: tuple[Cap, ...] = DEFAULT_CAPS
     dismissed_cooldown_days: int = 30
     purchase_cooldown_days: int = 30
+    csm_owner_trait: str = "csm_owner"
+    csm_task_open_days: int = 30
     quiet_signup_days: int = 7
     quiet_open_ticket: bool = True
     quiet_payment_failed: bool = True

@@ -32,7 +32,7 @@ from upsell.domain.opportunities import Opportunity, Policy
 from upsell.domain.playbooks import DEFAULT_ANCHOR, Playbooks
 from upsell.domain.signals import AccountSignals
 from upsell.flows.opportunities import OpportunityRun, find_all
-from upsell.store.accounts import names_and_emails
+from upsell.store.accounts import names_and_emails, owners
 from upsell.store.contacts import (
     contacts_at,
     histories,
@@ -116,13 +116,15 @@ def decision_line(
 class Decider:
     """Decide → render → record → deliver, the one code path of the daily run (`run_offers`) and
     of real-time triggers (flows/triggers.py): the workspace's catalog, playbooks, templates and
-    opportunity policy, read once, and the accounts' names and emails."""
+    opportunity policy, read once, the accounts' names and emails, and who owns which account
+    (`owners`: playbooks.yaml's `guardrails.csm_owner_trait`)."""
 
     catalog: Catalog
     playbooks: Playbooks
     templates: MessageTemplates
     policy: Policy
     people: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    owners: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, ws: Workspace, catalog: Catalog | None = None) -> Decider:
@@ -150,6 +152,7 @@ class Decider:
             self.playbooks,
             history,
             email=email,
+            owner=self.owners.get(account_id),
             policy=self.policy,
             triggered=trigger is not None,
         )
@@ -238,6 +241,7 @@ def run_offers(
         # The triggers' contacts since the as-of instant (already_offered).
         later = trigger_contacts(conn=conn, since=at, until=at + same_offer)
         decider.people = names_and_emails(conn=conn)
+        decider.owners = owners(conn=conn, trait=decider.playbooks.guardrails.csm_owner_trait)
     result = RunResult(as_of=as_of, opportunities=found, dry_run=dry)
     # An account decided by an earlier run at this instant keeps that run's refusals too.
     result.refusals.extend(kept_refusals)
