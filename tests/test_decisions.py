@@ -32,6 +32,7 @@ from upsell.domain.decisions import (
     acceptance,
     decide,
     held_out,
+    holdout_share,
     reach_days,
     unit_hash,
     variant_for,
@@ -1206,7 +1207,7 @@ def test_the_holdout_is_deterministic_and_keeps_the_decision_marked_held_out() -
         assert held_out(inside, default) and not held_out(outside, default)
     unheld = decision_of(decide(s, [o], books(MODAL)))  # no holdout
     assert unheld.held_out is False
-    assert first == replace(unheld, held_out=True)
+    assert first == replace(unheld, held_out=True, holdout_share=0.10)
     d_out = decision_of(decide(signals(outside), [opp(account_id=outside)], default))
     assert d_out.held_out is False
 
@@ -1233,6 +1234,40 @@ def test_another_holdout_key_reshuffles_who_is_held_out() -> None:
     assert in_a != in_b
     # Independent draws: about 10 % of one holdout is in the other, far from all of it.
     assert len(in_a & in_b) < 0.25 * len(in_a)
+
+
+def test_a_kind_and_a_playbook_override_the_global_holdout_share() -> None:
+    settings_ = DecisionSettings(holdout_share=0.10, holdout_by_kind={"cross_sell": 0.30})
+    half = replace(MODAL, id="half", holdout=0.5)
+    b = books(MODAL, half, decision_settings=settings_)
+    assert holdout_share(b, "upsell", MODAL) == 0.10
+    assert holdout_share(b, "cross_sell", MODAL) == 0.30
+    assert holdout_share(b, "cross_sell", half) == holdout_share(b, "upsell", half) == 0.5
+    u = {i: unit_hash("holdout", i) for i in IDS}
+    between = next(i for i in IDS if 0.10 <= u[i] < 0.30)
+    assert held_out(between, b, 0.30) and not held_out(between, b, 0.10)
+    upsell = decision_of(
+        decide(
+            signals(between), [opp(account_id=between)], books(MODAL, decision_settings=settings_)
+        )
+    )
+    cross = decision_of(decide(signals(between), [opp("cross_sell:leads", account_id=between)], b))
+    assert (upsell.held_out, upsell.holdout_share) == (False, 0.10)
+    assert (cross.held_out, cross.holdout_share) == (True, 0.30)
+
+
+def test_saves_hold_out_five_percent_by_default_or_less() -> None:
+    """Withholding a save can cost a customer; 5 % still measures (docs/decisions.md)."""
+    default = books(MODAL, decision_settings=DecisionSettings())
+    assert holdout_share(default, "save", MODAL) == 0.05
+    assert holdout_share(default, "upsell", MODAL) == 0.10
+    small = books(MODAL, decision_settings=DecisionSettings(holdout_share=0.02))
+    assert holdout_share(small, "save", MODAL) == 0.02
+    nobody = books(MODAL, decision_settings=DecisionSettings(holdout_share=0.0))
+    assert holdout_share(nobody, "save", MODAL) == 0.0
+    saves = [i for i in IDS if held_out(i, default, holdout_share(default, "save", MODAL))]
+    assert len(saves) / len(IDS) == pytest.approx(0.05, abs=0.01)
+    assert all(held_out(i, default) for i in saves), "the save holdout is within the global one"
 
 
 def test_a_held_out_decision_still_reports_the_refusals() -> None:

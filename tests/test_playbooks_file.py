@@ -355,6 +355,32 @@ def test_a_holdout_share_of_one_or_more_is_named() -> None:
     assert "below 1" in p.message
 
 
+def test_a_holdout_share_per_kind_and_per_playbook_is_read() -> None:
+    books = parse_playbooks(
+        "settings:\n"
+        "  holdout: {share: 0.2, kinds: {save: 0.03, cross_sell: 0.25}}\n"
+        + BOOK
+        + "    holdout: 0.01\n"
+    )
+    assert dict(books.settings.holdout_by_kind) == {"save": 0.03, "cross_sell": 0.25}
+    assert books.playbooks[0].holdout == 0.01
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ("settings:\n  holdout:\n    kinds: {save: 1}\n", 3, "settings.holdout.kinds.save"),
+        ("settings:\n  holdout:\n    kinds: {saves: 0.1}\n", 3, "settings.holdout.kinds.saves"),
+        (BOOK + "    holdout: -0.1\n", 6, "playbooks[0].holdout"),
+    ],
+)
+def test_a_holdout_share_per_kind_or_playbook_out_of_range_or_of_no_kind_is_named(
+    text: str, line: int, key: str
+) -> None:
+    p = only_problem(text)
+    assert where(p) == ("playbooks.yaml", line, key)
+
+
 def test_a_template_name_must_name_a_file() -> None:
     p = only_problem(BOOK.replace("template: t", "template: ../secret"))
     assert where(p) == ("playbooks.yaml", 5, "playbooks[0].template")

@@ -26,6 +26,7 @@ from typing import Any
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from upsell.config._yaml import At, Reader, is_int, plain, show
+from upsell.domain.offers import KINDS
 from upsell.domain.playbooks import (
     DEFAULT_CONTACT_COST,
     DEFAULT_REACH_DAYS,
@@ -50,7 +51,7 @@ from upsell.domain.playbooks import (
 #: The sections of playbooks.yaml, in the order the docs list them.
 SECTIONS = ("settings", "guardrails", "promotions", "playbooks")
 SETTINGS_KEYS = ("holdout", "months_retained", "contact_cost", "checkout_url")
-HOLDOUT_KEYS = ("share", "key")
+HOLDOUT_KEYS = ("share", "key", "kinds")
 GUARDRAILS_KEYS = (
     "caps",
     "dismissed_cooldown_days",
@@ -74,6 +75,7 @@ PLAYBOOK_KEYS = (
     "template",
     "experiment",
     "anchor",
+    "holdout",
 )
 OFFER_KEYS = ("trial_days", "discount", "deadline_days", "promotion")
 VARIANT_KEYS = ("id", "weight", "template", "placement", "offer")
@@ -120,6 +122,13 @@ class PlaybooksReader(Reader):
         if (is_int(value) or isinstance(value, float)) and math.isfinite(value):
             return float(value)
         self.fail(at.key, at.line, f"must be a number, got {show(value)}")
+        return None
+
+    def share(self, value: Any, at: At) -> float | None:
+        """A holdout share: at least 0 and below 1."""
+        if (is_int(value) or isinstance(value, float)) and 0 <= value < 1:
+            return float(value)
+        self.fail(at.key, at.line, f"must be at least 0 and below 1, got {show(value)}")
         return None
 
     def months(self, value: Any, at: At) -> int | None:
@@ -174,6 +183,21 @@ class PlaybooksReader(Reader):
         if holdout:
             given["holdout_share"] = self.get(holdout, "share", self.number)
             given["holdout_key"] = self.get(holdout, "key", self.text)
+            kinds = self.get(holdout, "kinds", lambda v, a: self.entries(v, a, "kinds"))
+            if kinds is not None:
+                shares: dict[str, float] = {}
+                for kind, v, kind_at in kinds:
+                    if kind not in KINDS:
+                        self.fail(
+                            kind_at.key,
+                            kind_at.line,
+                            f"is no kind of offer; choose {', '.join(KINDS)}",
+                        )
+                        continue
+                    share = self.share(v, kind_at)
+                    if share is not None:
+                        shares[kind] = share
+                given["holdout_by_kind"] = MappingProxyType(shares)
         given["months_retained"] = self.get(f, "months_retained", self.number)
         costs = self.get(f, "contact_cost", lambda v, a: self.entries(v, a, "channels"))
         if costs is not None:
@@ -285,6 +309,7 @@ class PlaybooksReader(Reader):
             experiment = self.get(f, "experiment", self.experiment)
             description = self.get(f, "description", self.description) or ""
             anchor = self.get(f, "anchor", self.text)
+            holdout = self.get(f, "holdout", self.share)
             if book_id is None or channel is None or placement is None or template is None:
                 continue
             out.append(
@@ -298,6 +323,7 @@ class PlaybooksReader(Reader):
                     experiment=experiment,
                     description=description,
                     anchor=anchor,
+                    holdout=holdout,
                 )
             )
             self.keep(at, i)

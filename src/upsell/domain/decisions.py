@@ -30,6 +30,7 @@ from upsell.domain.contacts import ResponseKind
 from upsell.domain.offers import Kind
 from upsell.domain.opportunities import Opportunity, Policy
 from upsell.domain.playbooks import (
+    SAVE_HOLDOUT_SHARE,
     Experiment,
     Playbook,
     Playbooks,
@@ -127,6 +128,7 @@ class Decision:
     deadline: date | None = None
     promotion: Promotion | None = None
     held_out: bool = False
+    holdout_share: float = 0.0
 
     @property
     def account_id(self) -> str:
@@ -199,9 +201,24 @@ def unit_hash(*parts: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def held_out(account_id: str, playbooks: Playbooks) -> bool:
+def holdout_share(playbooks: Playbooks, kind: Kind, playbook: Playbook) -> float:
+    """The share held out of offers of `kind` made through `playbook`: the playbook's own, else
+    its kind's, else the global one; saves `SAVE_HOLDOUT_SHARE` at most by default."""
     s = playbooks.settings
-    return unit_hash(s.holdout_key, account_id) < s.holdout_share
+    if playbook.holdout is not None:
+        return playbook.holdout
+    if kind in s.holdout_by_kind:
+        return s.holdout_by_kind[kind]
+    if kind == "save":
+        return min(s.holdout_share, SAVE_HOLDOUT_SHARE)
+    return s.holdout_share
+
+
+def held_out(account_id: str, playbooks: Playbooks, share: float | None = None) -> bool:
+    """Whether the account is held out at `share` (default: the global one). One number per
+    account and key (`unit_hash`), so the holdouts of smaller shares lie within the larger ones'."""
+    s = playbooks.settings
+    return unit_hash(s.holdout_key, account_id) < (s.holdout_share if share is None else share)
 
 
 def variant_for(account_id: str, experiment: Experiment) -> Variant:
@@ -368,17 +385,8 @@ def decide(
     if not options:
         return Choice(account_id, None, tuple(refusals))
     best = min(options, key=lambda t: t[:3])[3]
-    if held_out(account_id, playbooks):
-        best = Decision(
-            opportunity=best.opportunity,
-            playbook=best.playbook,
-            variant=best.variant,
-            p_accept=best.p_accept,
-            expected_value=best.expected_value,
-            deadline=best.deadline,
-            promotion=best.promotion,
-            held_out=True,
-        )
+    share = holdout_share(playbooks, best.opportunity.kind, best.playbook)
+    best = replace(best, holdout_share=share, held_out=held_out(account_id, playbooks, share))
     return Choice(account_id, best, tuple(refusals))
 
 

@@ -188,6 +188,7 @@ class Playbook:
     experiment: Experiment | None = None
     description: str = ""
     anchor: str | None = None
+    holdout: float | None = None
 
     def matches(self, facts: Mapping[str, object]) -> bool:
         return all(c.holds(facts) for c in self.trigger)
@@ -204,6 +205,7 @@ class Playbook:
             experiment=self.experiment,
             description=self.description,
             anchor=self.anchor,
+            holdout=self.holdout,
         )
 
 
@@ -318,12 +320,19 @@ CHECKOUT_FIELDS = (
 )
 
 
+#: The default holdout share of save offers (docs/decisions.md gives the reason).
+SAVE_HOLDOUT_SHARE = 0.05
+
+
 @dataclass(frozen=True)
 class DecisionSettings:
     """How offers are valued and measured.
 
     - `holdout_share` of eligible accounts (0.10), chosen by hashing the account id with
-      `holdout_key`, get nothing and are recorded as held out.
+      `holdout_key`, get nothing and are recorded as held out. `holdout_by_kind` sets the share of
+      a kind of offer; a playbook's own `holdout` wins over both. Saves hold out
+      `SAVE_HOLDOUT_SHARE` (5 %, or the global share when smaller) unless set: withholding a save
+      can cost a customer, and 5 % still measures.
     - `months_retained`: how long an accepted offer's MRR is expected to last (expected value).
     - `contact_cost`: what one contact costs per channel, base currency (a CSM's time, an email).
     - `checkout_url`: the call to action's URL; ``{account_id}`` and the other `CHECKOUT_FIELDS`
@@ -332,6 +341,7 @@ class DecisionSettings:
 
     holdout_share: float = 0.10
     holdout_key: str = "holdout"
+    holdout_by_kind: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     months_retained: float = 12.0
     contact_cost: Mapping[str, Decimal] = field(default_factory=lambda: DEFAULT_CONTACT_COST)
     checkout_url: str = DEFAULT_CHECKOUT_URL

@@ -75,8 +75,8 @@ def decision_line(
     d: Decision, message: Mapping[str, Any], as_of: datetime, price: Money | None = None
 ) -> dict[str, Any]:
     """data-contract.md's decision line, plus the playbook, P(accept), the expected value (base
-    currency), the promotion, the offered item's monthly `price` in the account's currency, and a
-    tooltip's anchor."""
+    currency), the holdout share the account was drawn at, the promotion, the offered item's
+    monthly `price` in the account's currency, and a tooltip's anchor."""
     o = d.opportunity
     line: dict[str, Any] = {
         "account_id": o.account_id,
@@ -98,6 +98,7 @@ def decision_line(
         "playbook": d.playbook.id,
         "p_accept": round(d.p_accept, 4),
         "expected_value": f"{d.expected_value:.2f}",
+        "holdout_share": d.holdout_share,
     }
     if price is not None:
         line["price"] = price.as_string()
