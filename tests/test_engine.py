@@ -396,6 +396,18 @@ def test_features_engagement_risk_and_named_signals() -> None:
     assert tables["signals"].to_pylist() == [{"account_id": "a", "signal": "inbound"}]
 
 
+def test_the_latest_cancel_request_gives_the_reason() -> None:
+    ago = lambda n: _t(AS_OF - timedelta(days=n))  # noqa: E731
+    events = [
+        ("Cancel Requested", ago(10), {"reason": "switching tool"}, None),
+        ("Cancel Requested", ago(3), {"reason": "too expensive"}, None),
+    ]
+    a = _hand_signals(events)["accounts"].to_pylist()[0]
+    assert (a["cancel_requested"], a["cancel_reason"]) == (True, "too expensive")
+    a = _hand_signals([("Cancel Requested", ago(3), {}, None)])["accounts"].to_pylist()[0]
+    assert (a["cancel_requested"], a["cancel_reason"]) == (True, None)
+
+
 def test_a_catalog_keying_one_event_by_two_properties_is_refused() -> None:
     text = CATALOG.replace(
         "  inbound:",

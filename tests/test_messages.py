@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -217,3 +218,82 @@ def test_every_shipped_language_translates_every_shipped_message() -> None:
     report = templates.check(templates.names(), sample=sample_facts())
     assert report.problems == []
     assert [(m.language, m.messages) for m in report.missing if m.messages] == []
+
+
+def save_decision(
+    item: str, *, request: Reason, motive: str | None = None, discount: bool = False
+) -> Decision:
+    """A save of a Pro account: keep Pro (`item` pro), Basic instead, or an add-on."""
+    extra = (Reason(motive, f"says {motive}"),) if motive else ()
+    offer_id = "save:pro" if item == "pro" else f"save:pro->{item}"
+    o = Opportunity(
+        account_id="a-1",
+        as_of=AT,
+        kind="save",
+        offer_id=offer_id,
+        item_id=item,
+        from_item_id="pro",
+        expected_mrr_delta=Money.of("92", "EUR"),
+        expected_mrr_delta_base=Money.of("99", "USD"),
+        score=0.9,
+        reasons=(request, *extra),
+    )
+    offer = Offer(discount_percent=Decimal(20), discount_months=3, deadline_days=14)
+    book = Playbook("save", "in_app", "modal", "save", offer=offer if discount else Offer())
+    deadline = date(2026, 6, 15) if discount else None
+    return Decision(o, book, None, p_accept=0.3, expected_value=80.0, deadline=deadline)
+
+
+CANCEL = Reason("cancel_requested", "asked to cancel")
+DOWNGRADE = Reason(
+    "downgrade_requested",
+    "asked to downgrade to Basic",
+    values={"to_plan": "basic", "to_plan_name": "Basic"},
+)
+RISK = Reason("churn_risk", "at risk of leaving: NPS 3")
+
+
+def save_message(d: Decision, locale: str = "en") -> dict[str, Any]:
+    pro = signals(plan_id="pro", holdings=())
+    return MessageTemplates().render(
+        "save",
+        message_facts(d, pro, CATALOG),
+        locale=locale,
+        checkout_url="https://x/{item_id}",
+    )
+
+
+def test_a_save_says_cancel_or_downgrade_and_names_the_plan_it_offers() -> None:
+    cancel = save_message(save_decision("pro", request=CANCEL))
+    assert (cancel["subject"], cancel["cta"]) == ("Before you cancel Pro", "Keep Pro")
+    down = save_message(save_decision("pro", request=DOWNGRADE))
+    assert down["subject"] == "Before you downgrade from Pro"
+    lower = save_message(save_decision("basic", request=CANCEL, motive="too_expensive"))
+    assert lower["subject"] == "Instead of cancelling: Basic keeps what you use"
+    assert lower["cta"] == "Switch to Basic"
+    risk = save_message(save_decision("basic", request=RISK))
+    assert risk["subject"] == "Basic may fit you better"
+    add = save_message(
+        save_decision("advanced_scheduling", request=CANCEL, motive="missing_feature")
+    )
+    assert add["subject"] == "Before you cancel: Advanced scheduling has what you were missing"
+    assert add["cta"] == "Add Advanced scheduling"
+
+
+def test_a_save_for_price_offers_its_discount() -> None:
+    d = save_decision("pro", request=CANCEL, motive="too_expensive", discount=True)
+    message = save_message(d)
+    assert message["cta"] == "Keep Pro at 20% off"
+    assert "20% off for the first 3 months." in message["body"]
+
+
+@pytest.mark.parametrize("language", [x for x in LANGUAGES if x != "en"])
+def test_cancel_and_downgrade_read_differently_in_every_language(language: str) -> None:
+    english = {
+        "cancel": save_message(save_decision("pro", request=CANCEL))["subject"],
+        "downgrade": save_message(save_decision("pro", request=DOWNGRADE))["subject"],
+    }
+    cancel = save_message(save_decision("pro", request=CANCEL), language)["subject"]
+    down = save_message(save_decision("pro", request=DOWNGRADE), language)["subject"]
+    assert cancel != down
+    assert cancel != english["cancel"] and down != english["downgrade"], "translated"

@@ -87,6 +87,8 @@ def test_the_default_file_loads_and_holds_what_its_yaml_says() -> None:
         "limit-reached-modal",
         "limit-approaching-banner",
         "usage-break-even-email",
+        "save-help-csm",
+        "save-discount",
         "save-modal",
         "cross-sell-qbr",
         "cross-sell-email",
@@ -98,7 +100,7 @@ def test_the_default_file_loads_and_holds_what_its_yaml_says() -> None:
         "limit-modal-trial-length", (Variant("A"), Variant("B", offer=Offer(trial_days=21)))
     )
     assert modal.with_variant(modal.experiment.variants[1]).offer.trial_days == 21
-    assert books.playbooks[5].trigger == (
+    assert books.playbooks[7].trigger == (
         Condition("kind", "equals", "cross_sell"),
         Condition("employees", "at_least", 50),
     )
@@ -121,7 +123,7 @@ def test_a_workspace_without_playbooks_yaml_uses_the_default(tmp_path: Path) -> 
     loaded = load_playbooks(tmp_path)
     assert loaded.default is True
     assert loaded.file == os.fspath(DEFAULT_PLAYBOOKS)
-    assert len(loaded.playbooks.playbooks) == 7
+    assert len(loaded.playbooks.playbooks) == 9
 
 
 def test_a_workspace_file_wins_over_the_default(tmp_path: Path) -> None:

@@ -177,6 +177,21 @@ def test_a_dry_run_writes_the_decisions_and_records_nothing(
     assert stored(workspace) == ([], [])
 
 
+def test_a_save_that_keeps_the_plan_links_to_the_save_url_not_a_checkout(
+    workspace: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "decisions.jsonl"
+    day = "2026-05-15"  # saves to make (2026-04-15 has too few)
+    assert run("run", "-w", workspace, "--as-of", day, "--dry-run", "--out", out).exit_code == 0
+    saves = [x for x in map(json.loads, out.read_text().splitlines()) if x["kind"] == "save"]
+    keep = [x for x in saves if x["item_id"] == x["from_item_id"]]
+    assert keep
+    for x in saves:
+        url = x["message"]["cta_url"]
+        kept = x in keep
+        assert url.startswith("https://app.example.com/billing/keep?" if kept else "https://shop")
+
+
 def test_a_run_delivers_records_and_holds_out(
     workspace: Path, tmp_path: Path, channels: tuple[_Mailbox, _Hooks]
 ) -> None:

@@ -50,7 +50,7 @@ from upsell.domain.playbooks import (
 
 #: The sections of playbooks.yaml, in the order the docs list them.
 SECTIONS = ("settings", "guardrails", "promotions", "playbooks")
-SETTINGS_KEYS = ("holdout", "months_retained", "contact_cost", "checkout_url")
+SETTINGS_KEYS = ("holdout", "months_retained", "contact_cost", "checkout_url", "save_url")
 HOLDOUT_KEYS = ("share", "key", "kinds")
 GUARDRAILS_KEYS = (
     "caps",
@@ -206,6 +206,7 @@ class PlaybooksReader(Reader):
                 {**DEFAULT_CONTACT_COST, **{k: v for k, v in read.items() if v is not None}}
             )
         given["checkout_url"] = self.get(f, "checkout_url", self.text)
+        given["save_url"] = self.get(f, "save_url", self.text)
         return DecisionSettings(**{k: v for k, v in given.items() if v is not None})
 
     def guardrails(self, value: Any, at: At) -> Guardrails:

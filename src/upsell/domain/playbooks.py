@@ -14,7 +14,6 @@ reaching its audience takes (S14), deadlines shorter than a channel's reach.
 from __future__ import annotations
 
 import itertools
-import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -22,6 +21,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Literal, get_args
 
+from upsell.domain.checkout import DEFAULT_CHECKOUT_URL, DEFAULT_SAVE_URL, check_url_template
 from upsell.domain.offers import CHANNELS, KINDS, PLACEMENTS
 from upsell.domain.opportunities import Opportunity
 from upsell.domain.signals import AccountSignals
@@ -305,21 +305,6 @@ DEFAULT_CONTACT_COST: Mapping[str, Decimal] = MappingProxyType(
         "webhook": Decimal("0"),
     }
 )
-DEFAULT_CHECKOUT_URL = (
-    "https://app.example.com/billing/checkout?account={account_id}&item={item_id}&offer={offer_id}"
-)
-#: The placeholders a checkout URL template may use.
-CHECKOUT_FIELDS = (
-    "account_id",
-    "item_id",
-    "offer_id",
-    "from_item_id",
-    "kind",
-    "trial_days",
-    "variant",
-)
-
-
 #: The default holdout share of save offers (docs/decisions.md gives the reason).
 SAVE_HOLDOUT_SHARE = 0.05
 
@@ -336,7 +321,8 @@ class DecisionSettings:
     - `months_retained`: how long an accepted offer's MRR is expected to last (expected value).
     - `contact_cost`: what one contact costs per channel, base currency (a CSM's time, an email).
     - `checkout_url`: the call to action's URL; ``{account_id}`` and the other `CHECKOUT_FIELDS`
-      are filled in (URL-encoded).
+      are filled in (URL-encoded). `save_url` instead for a save that keeps the plan held (there
+      is nothing to buy: the account withdraws its cancel or downgrade request).
     """
 
     holdout_share: float = 0.10
@@ -345,6 +331,12 @@ class DecisionSettings:
     months_retained: float = 12.0
     contact_cost: Mapping[str, Decimal] = field(default_factory=lambda: DEFAULT_CONTACT_COST)
     checkout_url: str = DEFAULT_CHECKOUT_URL
+    save_url: str = DEFAULT_SAVE_URL
+
+    def cta_url(self, kind: str, item_id: str, from_item_id: str | None) -> str:
+        """The URL template of an offer's call to action: `save_url` for a save that keeps the
+        plan held, else `checkout_url`."""
+        return self.save_url if kind == "save" and item_id == from_item_id else self.checkout_url
 
 
 @dataclass(frozen=True)
@@ -455,7 +447,8 @@ class Playbooks:
                 problems.append(
                     Problem(f"must not be negative, got {cost}", f"settings.contact_cost.{channel}")
                 )
-        problems += _check_checkout_url(s.checkout_url)
+        problems += check_url_template(s.checkout_url)
+        problems += check_url_template(s.save_url, "settings.save_url")
         for k, cap in enumerate(g.caps):
             if cap.max < 1 or cap.days < 1:
                 problems.append(Problem("max and days must be at least 1", f"guardrails.caps[{k}]"))
@@ -565,25 +558,6 @@ def _check_condition(c: Condition, at: str, _k: int) -> list[Problem]:
         if bad:
             return [Problem(f"unknown kind {bad[0]!r}; choose {', '.join(KINDS)}", at)]
     return []
-
-
-def _check_checkout_url(url: str) -> list[Problem]:
-    problems = []
-    if not url.startswith(("https://", "http://")):
-        problems.append(Problem(f"must be an http(s) URL, got {url!r}", "settings.checkout_url"))
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(url) if name is not None]
-    except ValueError as e:
-        return [*problems, Problem(f"is not a valid template: {e}", "settings.checkout_url")]
-    for name in names:
-        if name not in CHECKOUT_FIELDS:
-            problems.append(
-                Problem(
-                    f"unknown placeholder {{{name}}}; known: {', '.join(CHECKOUT_FIELDS)}",
-                    "settings.checkout_url",
-                )
-            )
-    return problems
 
 
 def deadline_of(offer: Offer, promotion: Promotion | None, day: date) -> date | None:

@@ -114,13 +114,16 @@ class Engagement:
 
 @dataclass(frozen=True)
 class Risk:
-    """Signs that an account may shrink or leave (S5's retention mindset, S11)."""
+    """Signs that an account may shrink or leave (S5's retention mindset, S11). `cancel_reason`
+    is the `reason` of the latest ``Cancel Requested`` in 30 days, as sent (opportunities/saves.py
+    reads it)."""
 
     payment_failures_30d: int = 0
     open_tickets: int = 0
     nps_score: int | None = None
     downgrade_requested_to: str | None = None
     cancel_requested: bool = False
+    cancel_reason: str | None = None
 
     @property
     def detractor(self) -> bool:

@@ -166,7 +166,9 @@ class Decider:
             d.playbook.template,
             facts,
             locale=locale,
-            checkout_url=self.playbooks.settings.checkout_url,
+            checkout_url=self.playbooks.settings.cta_url(
+                d.opportunity.kind, d.opportunity.item_id, d.opportunity.from_item_id
+            ),
             expires_at=expires_at(d.deadline),
             html_part=d.channel == "email",
         )
