@@ -152,57 +152,38 @@ def _feature_answer(
         key=lambda f: (-f.blocked_30d, f.feature),
     )
     for f in tried:
-        answers: list[tuple[Money, str, Draft]] = []
+        # (what it adds a month, the item, the account's MRR with it, the offer id)
+        answers: list[tuple[Money, AddOn | Plan, Money, str]] = []
         for add_on in a.catalog.add_ons:
             price = a.list_mrr(add_on.id)
             works = not add_on.requires or plan.id in add_on.requires
             if f.feature in add_on.features and works and price is not None:
-                answers.append(
-                    (price, add_on.id, _answer(a, f.feature, f.blocked_30d, f.blocked_7d,
-                                               add_on, a.mrr + price - alt_mrr, strength, head,
-                                               route, f"save:{plan.id}+{add_on.id}"))
-                )  # fmt: skip
+                answers.append((price, add_on, a.mrr + price, f"save:{plan.id}+{add_on.id}"))
         for higher in a.higher:
             if f.feature in higher.features and not higher.sales_assisted:
                 after = a.mrr_with_plan(higher)
-                answers.append(
-                    (after - a.mrr, higher.id, _answer(a, f.feature, f.blocked_30d, f.blocked_7d,
-                                                       higher, after - alt_mrr, strength, head,
-                                                       route, f"save:{plan.id}->{higher.id}"))
-                )  # fmt: skip
-        if answers:
-            return min(answers, key=lambda t: (t[0].amount, t[1]))[2]
+                answers.append((after - a.mrr, higher, after, f"save:{plan.id}->{higher.id}"))
+        if not answers:
+            continue
+        _, item, after, offer_id = min(answers, key=lambda t: (t[0].amount, t[1].id))
+        n = f.blocked_30d
+        tried_it = Reason(
+            "blocked_feature",
+            f"tried {feature_name(f.feature)} {times(n)} this month — {item.name} has it",
+            feature=f.feature,
+            values={"attempts_30d": n, "attempts_7d": f.blocked_7d},
+        )
+        return Draft(
+            kind="save",
+            offer_id=offer_id,
+            item_id=item.id,
+            from_item_id=plan.id,
+            delta=after - alt_mrr,
+            score=strength * min(1.0, 0.6 + 0.1 * n),
+            reasons=[*head, tried_it],
+            route=route,
+        )
     return None
-
-
-def _answer(
-    a: Account,
-    feature: str,
-    blocked_30d: int,
-    blocked_7d: int,
-    item: AddOn | Plan,
-    delta: Money,
-    strength: float,
-    head: list[Reason],
-    route: Route,
-    offer_id: str,
-) -> Draft:
-    tried = Reason(
-        "blocked_feature",
-        f"tried {feature_name(feature)} {times(blocked_30d)} this month — {item.name} has it",
-        feature=feature,
-        values={"attempts_30d": blocked_30d, "attempts_7d": blocked_7d},
-    )
-    return Draft(
-        kind="save",
-        offer_id=offer_id,
-        item_id=item.id,
-        from_item_id=a.plan.id if a.plan is not None else None,
-        delta=delta,
-        score=strength * min(1.0, 0.6 + 0.1 * blocked_30d),
-        reasons=[*head, tried],
-        route=route,
-    )
 
 
 def _lost_features(a: Account, target: Plan | None, label: str) -> list[Reason]:
