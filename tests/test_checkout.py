@@ -36,6 +36,7 @@ from upsell.workspace import Workspace
 DOC = Path(__file__).parent.parent / "docs" / "in-app.md"
 NODE = shutil.which("node") or "/usr/bin/node"
 CHECKOUT = "https://shop.example.com/upgrade?account={account_id}&to={item_id}&trial={trial_days}"
+SAVE_URL = "https://shop.example.com/keep?account={account_id}&offer={offer_id}"
 OFFER = "upsell:basic->pro"
 STARTED = timedelta(days=10)  # the basic plan row started 10 days ago, monthly, at 19.00 EUR
 
@@ -112,7 +113,7 @@ def shop(
     with empty_database(request.param, folder) as url:
         keys = new_workspace(folder / "ws", url)
         (folder / "ws" / "playbooks.yaml").write_text(
-            f'settings:\n  checkout_url: "{CHECKOUT}"\n'
+            f'settings:\n  checkout_url: "{CHECKOUT}"\n  save_url: "{SAVE_URL}"\n'
             "playbooks:\n  - {id: app, channel: in_app, placement: banner, template: limit_reached}\n"
         )
         settings = Settings(database_url=None if url.startswith("sqlite") else url)
@@ -146,8 +147,15 @@ def shop(
                 channel="in_app", placement="banner", message=message, decision=decision,
                 variant="b",
             )  # fmt: skip
+            keep = Contact(
+                account_id="globex", as_of=now, kind="save", offer_id="save:pro", item_id="pro",
+                channel="in_app", placement="banner", message={**message, "cta": "Keep Pro"},
+                decision={"account_id": "globex", "kind": "save", "offer_id": "save:pro",
+                          "item_id": "pro", "from_item_id": "pro"},
+            )  # fmt: skip
             with ws.db.begin() as conn:
                 contact_id, _ = record_contact(conn=conn, contact=contact)
+                record_contact(conn=conn, contact=keep)
             with live_server(folder / "ws", child_env(url)) as server:
                 yield Shop(server, ws, keys["publishable"], secret, str(contact_id))
 
@@ -205,6 +213,12 @@ def test_a_click_is_recorded_once_and_redirected_with_a_token_that_verifies(
     assert shop.count(f"SELECT count(*) FROM responses {where} AND response = 'clicked'") == 1
     assert shop.count(f"SELECT count(*) FROM contacts {where} AND clicked_at IS NOT NULL") == 1
     assert shop.count("SELECT count(*) FROM events WHERE event = 'Offer Clicked'") == 1
+
+
+def test_a_save_that_keeps_the_plan_leads_to_the_save_url_not_a_checkout(shop: Shop) -> None:
+    answer = shop.follow(shop.message("gus")["cta"]["url"])
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"].startswith("https://shop.example.com/keep?account=globex&")
 
 
 def test_the_snippets_refuse_a_tampered_a_foreign_or_an_expired_offer_token(

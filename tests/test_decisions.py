@@ -16,26 +16,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from upsell.domain.decisions import (
+from upsell.domain.acceptance import (
     CSM_LARGE_TERM,
     CSM_SMALL_TERM,
-    REFUSALS,
     SEEN,
     TRIAL_CONVERSION,
     TRIAL_TERM,
+    acceptance,
+)
+from upsell.domain.decisions import (
+    REFUSALS,
     Choice,
     Decision,
-    History,
-    PastContact,
-    PastResponse,
     Refusal,
-    acceptance,
     decide,
     held_out,
+    holdout_share,
     reach_days,
     unit_hash,
     variant_for,
 )
+from upsell.domain.history import History, PastContact, PastResponse
 from upsell.domain.money import Money
 from upsell.domain.offers import KINDS, Kind
 from upsell.domain.opportunities import Opportunity, Policy, Reason
@@ -53,6 +54,7 @@ from upsell.domain.playbooks import (
     Variant,
 )
 from upsell.domain.signals import AccountSignals, Engagement, Risk
+from upsell.domain.subscriptions import Purchase, SubscriptionItem, last_purchase
 
 AS_OF = datetime(2026, 6, 1, 12, tzinfo=UTC)
 TODAY = AS_OF.date()
@@ -460,6 +462,89 @@ def test_other_responses_start_no_cooldown() -> None:
     )
     choice = decide(signals(), [opp()], books(MODAL), History(responses=responses))
     assert choice.decision is not None and choice.refusals == ()
+
+
+# -- after a purchase -------------------------------------------------------------------------
+
+TIERS = {"free": 0, "basic": 1, "pro": 2}
+
+
+def row(item: str, started: float, ended: float | None = None, **kw: Any) -> SubscriptionItem:
+    """A row of `item` started `started` days before AS_OF (ended `ended` days before)."""
+    price = kw.pop("price", "29")
+    end = ago(ended) if ended is not None else None
+    return SubscriptionItem("a-1", item, ago(started), Money.of(price, "USD"), end, **kw)
+
+
+@pytest.mark.parametrize(
+    ("rows", "bought"),
+    [
+        ((row("basic", 200, 6), row("pro", 6)), ("pro", 6)),  # an upgrade
+        ((row("pro", 200, 6), row("basic", 6)), ("pro", 200)),  # a downgrade
+        ((row("basic", 200), row("storage", 3)), ("storage", 3)),  # an add-on
+        ((row("pro", 40, 10, status="trialing"), row("pro", 10)), ("pro", 10)),  # a trial converted
+        ((row("pro", 40, 10, quantity=5), row("pro", 10, quantity=8)), ("pro", 10)),  # more seats
+        ((row("pro", 40, 10, quantity=8), row("pro", 10, quantity=5)), ("pro", 40)),  # fewer
+        ((row("pro", 400, 35), row("pro", 35, price="31")), ("pro", 400)),  # a new price
+        ((row("pro", 3, status="trialing"),), None),  # a trial is no purchase
+        ((row("free", 3, price="0"),), None),  # nor is a free plan
+        ((row("basic", 90), row("pro", -1)), ("basic", 90)),  # not yet started
+    ],
+)
+def test_a_purchase_is_a_paid_row_that_adds_to_what_the_account_held(
+    rows: tuple[SubscriptionItem, ...], bought: tuple[str, float] | None
+) -> None:
+    p = last_purchase(rows, TIERS, AS_OF)
+    assert (None if p is None else (p.item_id, (AS_OF - p.at).days)) == bought
+
+
+def test_no_offer_for_the_cooldown_after_a_purchase() -> None:
+    upgraded = signals(last_purchase=Purchase("pro", ago(6)))
+    r = only_refusal(decide(upgraded, [opp("cross_sell:leads")], books(MODAL)))
+    assert r.guardrail == "recent_purchase"
+    assert r.detail == f"bought pro on {ago(6).date()} (cooldown 30 days)"
+    assert decide(upgraded, [opp()], books(MODAL, purchase_cooldown_days=5)).decision is not None
+    assert decide(upgraded, [opp()], books(MODAL, purchase_cooldown_days=0)).decision is not None
+    long_ago = signals(last_purchase=Purchase("pro", ago(31)))
+    assert decide(long_ago, [opp()], books(MODAL)).decision is not None
+
+
+# -- accounts a CSM owns ------------------------------------------------------------------------
+
+ENTERPRISE = "upsell:pro->enterprise"
+
+
+@pytest.mark.parametrize("arm", [MAIL, MODAL, BANNER, HOOK], ids=lambda b: b.id)
+def test_an_owned_account_gets_no_automated_offer_while_its_csm_task_is_open(
+    arm: Playbook,
+) -> None:
+    history = History(contacts=(contact(7, "csm_task", "task", offer_id=ENTERPRISE),))
+    choice = decide(signals(), [opp("add_on:ai")], books(arm), history, email=EMAIL, owner="dana")
+    r = only_refusal(choice)
+    assert (r.guardrail, r.playbook) == ("csm_owned", arm.id)
+    assert r.detail == (
+        f"dana owns the account and the CSM task {ENTERPRISE} of {ago(7).date()} is open "
+        "(no answer yet; open for 30 days)"
+    )
+
+
+def test_the_csm_task_closes_with_an_answer_or_after_its_days() -> None:
+    task = contact(7, "csm_task", "task", offer_id=ENTERPRISE)
+    answered = History(contacts=(task,), responses=(PastResponse(ago(2), ENTERPRISE, "accepted"),))
+    old = History(contacts=(contact(31, "csm_task", "task", offer_id=ENTERPRISE),))
+    held = History(contacts=(replace(task, held_out=True),))
+    for history in (answered, old, held):
+        assert decide(signals(), [opp()], books(MODAL), history, owner="dana").decision
+    shorter = books(MODAL, csm_task_open_days=5)
+    assert decide(signals(), [opp()], shorter, History(contacts=(task,)), owner="dana").decision
+
+
+def test_an_account_without_an_owner_or_a_csm_offer_is_not_held_back() -> None:
+    history = History(contacts=(contact(7, "csm_task", "task", offer_id=ENTERPRISE),))
+    assert decide(signals(), [opp()], books(MODAL), history).decision is not None
+    csm_only = books(CSM, guardrails=Guardrails(caps=()))
+    s = signals(employees=80)
+    assert decide(s, [opp()], csm_only, history, owner="dana").decision is not None
 
 
 OVERALL_ONLY = Guardrails(caps=(Cap(max=3, days=30),))
@@ -1122,7 +1207,7 @@ def test_the_holdout_is_deterministic_and_keeps_the_decision_marked_held_out() -
         assert held_out(inside, default) and not held_out(outside, default)
     unheld = decision_of(decide(s, [o], books(MODAL)))  # no holdout
     assert unheld.held_out is False
-    assert first == replace(unheld, held_out=True)
+    assert first == replace(unheld, held_out=True, holdout_share=0.10)
     d_out = decision_of(decide(signals(outside), [opp(account_id=outside)], default))
     assert d_out.held_out is False
 
@@ -1149,6 +1234,40 @@ def test_another_holdout_key_reshuffles_who_is_held_out() -> None:
     assert in_a != in_b
     # Independent draws: about 10 % of one holdout is in the other, far from all of it.
     assert len(in_a & in_b) < 0.25 * len(in_a)
+
+
+def test_a_kind_and_a_playbook_override_the_global_holdout_share() -> None:
+    settings_ = DecisionSettings(holdout_share=0.10, holdout_by_kind={"cross_sell": 0.30})
+    half = replace(MODAL, id="half", holdout=0.5)
+    b = books(MODAL, half, decision_settings=settings_)
+    assert holdout_share(b, "upsell", MODAL) == 0.10
+    assert holdout_share(b, "cross_sell", MODAL) == 0.30
+    assert holdout_share(b, "cross_sell", half) == holdout_share(b, "upsell", half) == 0.5
+    u = {i: unit_hash("holdout", i) for i in IDS}
+    between = next(i for i in IDS if 0.10 <= u[i] < 0.30)
+    assert held_out(between, b, 0.30) and not held_out(between, b, 0.10)
+    upsell = decision_of(
+        decide(
+            signals(between), [opp(account_id=between)], books(MODAL, decision_settings=settings_)
+        )
+    )
+    cross = decision_of(decide(signals(between), [opp("cross_sell:leads", account_id=between)], b))
+    assert (upsell.held_out, upsell.holdout_share) == (False, 0.10)
+    assert (cross.held_out, cross.holdout_share) == (True, 0.30)
+
+
+def test_saves_hold_out_five_percent_by_default_or_less() -> None:
+    """Withholding a save can cost a customer; 5 % still measures (docs/decisions.md)."""
+    default = books(MODAL, decision_settings=DecisionSettings())
+    assert holdout_share(default, "save", MODAL) == 0.05
+    assert holdout_share(default, "upsell", MODAL) == 0.10
+    small = books(MODAL, decision_settings=DecisionSettings(holdout_share=0.02))
+    assert holdout_share(small, "save", MODAL) == 0.02
+    nobody = books(MODAL, decision_settings=DecisionSettings(holdout_share=0.0))
+    assert holdout_share(nobody, "save", MODAL) == 0.0
+    saves = [i for i in IDS if held_out(i, default, holdout_share(default, "save", MODAL))]
+    assert len(saves) / len(IDS) == pytest.approx(0.05, abs=0.01)
+    assert all(held_out(i, default) for i in saves), "the save holdout is within the global one"
 
 
 def test_a_held_out_decision_still_reports_the_refusals() -> None:
@@ -1401,7 +1520,9 @@ def test_decide_returns_the_unrefused_option_with_the_highest_positive_expected_
     assert d.expected_value == pytest.approx(max(ev for _, _, ev in worth))
     assert (d.offer_id, d.playbook.id) in {(o, p) for o, p, _ in worth}
     assert (d.offer_id, d.playbook.id) not in refused
-    assert d.held_out == held_out(account_id, PROPERTY_BOOKS)
+    share = holdout_share(PROPERTY_BOOKS, d.opportunity.kind, d.playbook)
+    assert d.holdout_share == share  # a save's share is 5 %, the others' the global 10 %
+    assert d.held_out == held_out(account_id, PROPERTY_BOOKS, share)
     assert 0.0 < d.p_accept <= 1.0
 
 

@@ -131,6 +131,19 @@ def test_the_engine_names_the_plan_the_domain_would(duckdb_run: DuckDBRun) -> No
     assert checked > 300
 
 
+def test_each_accounts_last_purchase_is_one_of_its_paid_rows(duckdb_run: DuckDBRun) -> None:
+    """The flow reads every row of an account, ended ones too, for its last purchase."""
+    tables, subs, catalog = duckdb_run
+    rows = {(r["account_id"], r["item_id"], r["started_at"]) for r in subs.to_pylist()}
+    bought = [s for s in pipeline.account_signals(tables, subs, catalog, AS_OF) if s.last_purchase]
+    assert len(bought) > 100
+    for s in bought:
+        p = s.last_purchase
+        assert p is not None and (s.account_id, p.item_id, p.at) in rows
+    upgraded = [s for s in bought if s.last_purchase and s.last_purchase.at > s.created_at]
+    assert upgraded, "some bought after they signed up"
+
+
 def test_signals_cover_the_company(company: Path, duckdb_signals: dict[str, pa.Table]) -> None:
     accounts = duckdb_signals["accounts"]
     signed_up = pq.read_table(company / "data" / "accounts.parquet")
@@ -403,6 +416,18 @@ def test_features_engagement_risk_and_named_signals() -> None:
     # u1 was active on 3 days (1, 2, 3 days ago), u2 on 2 (1 and 20 days ago).
     assert a["days_per_user"] == pytest.approx(5 / 2)
     assert tables["signals"].to_pylist() == [{"account_id": "a", "signal": "inbound"}]
+
+
+def test_the_latest_cancel_request_gives_the_reason() -> None:
+    ago = lambda n: _t(AS_OF - timedelta(days=n))  # noqa: E731
+    events = [
+        ("Cancel Requested", ago(10), {"reason": "switching tool"}, None),
+        ("Cancel Requested", ago(3), {"reason": "too expensive"}, None),
+    ]
+    a = _hand_signals(events)["accounts"].to_pylist()[0]
+    assert (a["cancel_requested"], a["cancel_reason"]) == (True, "too expensive")
+    a = _hand_signals([("Cancel Requested", ago(3), {}, None)])["accounts"].to_pylist()[0]
+    assert (a["cancel_requested"], a["cancel_reason"]) == (True, None)
 
 
 def test_a_catalog_keying_one_event_by_two_properties_is_refused() -> None:

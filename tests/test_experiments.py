@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from upsell.domain.experiments import lift
+from upsell.domain.experiments import lift, stratified_lift
 
 
 def test_the_interval_is_welchs_as_scipy_computes_it() -> None:
@@ -58,3 +58,32 @@ def test_the_interval_contains_the_difference_and_matches_scipy(
 def test_variances_too_small_to_square_still_give_an_interval() -> None:
     found = lift([0.0, 0.0], [0.0, 2.1637802835790144e-157])
     assert found is not None and found.low is not None and found.low <= found.difference
+
+
+def test_one_stratum_is_the_plain_comparison() -> None:
+    treated = [0.0, 0.0, 70.0, 20.0, 0.0, 99.0, 0.0, 0.0, 29.0, 0.0]
+    holdout = [0.0, 20.0, 0.0, 0.0, 0.0, 0.0]
+    assert stratified_lift([(treated, holdout)]) == lift(treated, holdout)
+
+
+def test_strata_held_out_at_different_shares_are_compared_like_with_like() -> None:
+    """Upsells held out at 50 % earn 2 per account over their holdout, saves at 20 % 1: pooled,
+    the holdout is mostly upsell accounts and the difference looks negative; by stratum the
+    incremental total is 2 x 2 + 8 x 1 = 12."""
+    upsells = ([10.0, 10.0], [8.0, 8.0])
+    saves = ([1.0] * 8, [0.0, 0.0])
+    pooled = lift(upsells[0] + saves[0], upsells[1] + saves[1])
+    assert pooled is not None and pooled.difference < 0
+    found = stratified_lift([upsells, saves])
+    assert found is not None
+    assert (found.treated, found.holdout) == (10, 4)
+    assert found.incremental == pytest.approx(12.0)
+    assert found.mean_treated == pytest.approx(2.8)
+    assert found.mean_holdout == pytest.approx(2.8 - 1.2), "the holdout weighted like the treated"
+    assert found.low == found.high == pytest.approx(1.2), "no variance in either stratum"
+
+
+def test_a_stratum_without_both_groups_is_left_out_of_the_comparison() -> None:
+    found = stratified_lift([([3.0, 5.0], [1.0, 1.0]), ([100.0, 100.0], [])])
+    assert found == lift([3.0, 5.0], [1.0, 1.0])
+    assert stratified_lift([([1.0], []), ([], [2.0])]) is None

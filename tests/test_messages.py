@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -173,3 +174,126 @@ def test_french_plurals_follow_the_french_rule_not_the_english_one() -> None:
     singular = "You hit it %(count)s time in the last 30 days."
     plural = "You hit it %(count)s times in the last 30 days."
     assert fr.ungettext(singular, plural, 0) == fr.ungettext(singular, plural, 1)
+
+
+CSM_TEMPLATES = ("csm_upgrade", "qbr_cross_sell")
+
+
+@pytest.mark.parametrize("name", CSM_TEMPLATES)
+def test_talking_points_speak_to_the_csm_about_the_customer(name: str) -> None:
+    points = MessageTemplates().render(
+        name, sample_facts(), locale="en", checkout_url="https://x", html_part=False
+    )["talking_points"]
+    assert "They use 23 of their 25 seats." in " ".join(points)
+    second_person = [
+        p for p in points if {"you", "your"} & set(p.lower().replace(".", " ").split())
+    ]
+    assert second_person == []
+
+
+@pytest.mark.parametrize("language", [x for x in LANGUAGES if x != "en"])
+@pytest.mark.parametrize("name", CSM_TEMPLATES)
+def test_talking_points_in_every_language_are_not_the_customers_sentences(
+    name: str, language: str
+) -> None:
+    """No talking point is the sentence the customer would read, and each is translated."""
+    templates = MessageTemplates()
+    facts = sample_facts()
+    common = templates.environment(language).get_template("_common.j2").make_module(facts)
+    to_customer = {str(common.reason(r)).strip() for r in facts["reasons"]} - {""}
+    to_customer |= {str(common.gained_text()).strip(), str(common.terms()).strip()}
+    points = templates.render(
+        name, facts, locale=language, checkout_url="https://x", html_part=False
+    )["talking_points"]
+    english = templates.render(name, facts, locale="en", checkout_url="https://x", html_part=False)[
+        "talking_points"
+    ]
+    assert not [p for p in points if any(s and s in p for s in to_customer)]
+    untranslatable = {r["text"] for r in facts["reasons"]}  # a reason without a sentence
+    assert not set(points) & set(english) - untranslatable
+
+
+def test_every_shipped_language_translates_every_shipped_message() -> None:
+    templates = MessageTemplates()
+    report = templates.check(templates.names(), sample=sample_facts())
+    assert report.problems == []
+    assert [(m.language, m.messages) for m in report.missing if m.messages] == []
+
+
+def save_decision(
+    item: str, *, request: Reason, motive: str | None = None, discount: bool = False
+) -> Decision:
+    """A save of a Pro account: keep Pro (`item` pro), Basic instead, or an add-on."""
+    extra = (Reason(motive, f"says {motive}"),) if motive else ()
+    offer_id = "save:pro" if item == "pro" else f"save:pro->{item}"
+    o = Opportunity(
+        account_id="a-1",
+        as_of=AT,
+        kind="save",
+        offer_id=offer_id,
+        item_id=item,
+        from_item_id="pro",
+        expected_mrr_delta=Money.of("92", "EUR"),
+        expected_mrr_delta_base=Money.of("99", "USD"),
+        score=0.9,
+        reasons=(request, *extra),
+    )
+    offer = Offer(discount_percent=Decimal(20), discount_months=3, deadline_days=14)
+    book = Playbook("save", "in_app", "modal", "save", offer=offer if discount else Offer())
+    deadline = date(2026, 6, 15) if discount else None
+    return Decision(o, book, None, p_accept=0.3, expected_value=80.0, deadline=deadline)
+
+
+CANCEL = Reason("cancel_requested", "asked to cancel")
+DOWNGRADE = Reason(
+    "downgrade_requested",
+    "asked to downgrade to Basic",
+    values={"to_plan": "basic", "to_plan_name": "Basic"},
+)
+RISK = Reason("churn_risk", "at risk of leaving: NPS 3")
+
+
+def save_message(d: Decision, locale: str = "en") -> dict[str, Any]:
+    pro = signals(plan_id="pro", holdings=())
+    return MessageTemplates().render(
+        "save",
+        message_facts(d, pro, CATALOG),
+        locale=locale,
+        checkout_url="https://x/{item_id}",
+    )
+
+
+def test_a_save_says_cancel_or_downgrade_and_names_the_plan_it_offers() -> None:
+    cancel = save_message(save_decision("pro", request=CANCEL))
+    assert (cancel["subject"], cancel["cta"]) == ("Before you cancel Pro", "Keep Pro")
+    down = save_message(save_decision("pro", request=DOWNGRADE))
+    assert down["subject"] == "Before you downgrade from Pro"
+    lower = save_message(save_decision("basic", request=CANCEL, motive="too_expensive"))
+    assert lower["subject"] == "Instead of cancelling: Basic keeps what you use"
+    assert lower["cta"] == "Switch to Basic"
+    risk = save_message(save_decision("basic", request=RISK))
+    assert risk["subject"] == "Basic may fit you better"
+    add = save_message(
+        save_decision("advanced_scheduling", request=CANCEL, motive="missing_feature")
+    )
+    assert add["subject"] == "Before you cancel: Advanced scheduling has what you were missing"
+    assert add["cta"] == "Add Advanced scheduling"
+
+
+def test_a_save_for_price_offers_its_discount() -> None:
+    d = save_decision("pro", request=CANCEL, motive="too_expensive", discount=True)
+    message = save_message(d)
+    assert message["cta"] == "Keep Pro at 20% off"
+    assert "20% off for the first 3 months." in message["body"]
+
+
+@pytest.mark.parametrize("language", [x for x in LANGUAGES if x != "en"])
+def test_cancel_and_downgrade_read_differently_in_every_language(language: str) -> None:
+    english = {
+        "cancel": save_message(save_decision("pro", request=CANCEL))["subject"],
+        "downgrade": save_message(save_decision("pro", request=DOWNGRADE))["subject"],
+    }
+    cancel = save_message(save_decision("pro", request=CANCEL), language)["subject"]
+    down = save_message(save_decision("pro", request=DOWNGRADE), language)["subject"]
+    assert cancel != down
+    assert cancel != english["cancel"] and down != english["downgrade"], "translated"

@@ -24,6 +24,7 @@ from upsell.domain.opportunities import (
     Reason,
     find_opportunities,
 )
+from upsell.domain.opportunities.saves import cancel_motive
 from upsell.domain.signals import (
     AccountSignals,
     CoAdoption,
@@ -419,6 +420,66 @@ def test_declining_usage_counts_as_a_churn_signal() -> None:
     declining = Engagement(events_30d=100, events_prev_30d=400, tenure_days=151)
     found = offers(account("pro", "99", risk=Risk(nps_score=5), engagement=declining))
     assert "activity fell from 400 to 100 events" in found["save:pro"].sentence
+
+
+@pytest.mark.parametrize(
+    ("said", "motive"),
+    [
+        ("too_expensive", "too_expensive"),  # Stripe's cancellation feedback
+        ("too expensive", "too_expensive"),
+        ("The price went up", "too_expensive"),
+        ("missing_features", "missing_feature"),
+        ("lacks a feature we need", "missing_feature"),
+        ("unused", "not_using"),
+        ("not using it enough", "not_using"),
+        ("switching tool", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_a_cancel_reason_is_read_from_stripes_codes_or_plain_words(
+    said: str | None, motive: str | None
+) -> None:
+    assert cancel_motive(said) == motive
+
+
+def test_too_expensive_offers_the_plan_kept_and_the_lower_plan_with_what_it_keeps() -> None:
+    risk = Risk(cancel_requested=True, cancel_reason="too_expensive")
+    found = offers(account("pro", "99", risk=risk, features=USED, metrics=seats(4, 25)))
+    keep, lower = found["save:pro"], found["save:pro->basic"]
+    assert [r.code for r in keep.reasons][:2] == ["cancel_requested", "too_expensive"]
+    assert keep.reasons[0].values == {"reason": "too_expensive"}
+    assert "too_expensive" in {r.code for r in lower.reasons}
+    assert "fits_usage" in {r.code for r in lower.reasons}
+    assert keep.route == lower.route == "self_serve"
+
+
+def test_a_missing_feature_is_answered_with_the_item_that_has_it() -> None:
+    """Cancelling for a missing feature: the add-on or plan with the feature the account tried."""
+    tried = {"advanced_scheduling": FeatureUse("advanced_scheduling", blocked_30d=4)}
+    risk = Risk(cancel_requested=True, cancel_reason="missing_features")
+    found = offers(account("pro", "99", risk=risk, features=tried))
+    add = found["save:pro+advanced_scheduling"]
+    assert (add.kind, add.item_id, add.from_item_id) == ("save", "advanced_scheduling", "pro")
+    assert add.expected_mrr_delta == Money.of("107", "USD")  # Pro and the add-on, against 0
+    assert [r.code for r in add.reasons][:3] == [
+        "cancel_requested",
+        "missing_feature",
+        "blocked_feature",
+    ]
+    assert add.qualified
+    automation = {"automation": FeatureUse("automation", blocked_30d=2)}
+    up = offers(account("basic", "29", risk=risk, features=automation))["save:basic->pro"]
+    assert (up.item_id, up.expected_mrr_delta) == ("pro", Money.of("99", "USD"))
+
+
+def test_not_using_it_gets_help_from_a_csm_not_a_cheaper_plan() -> None:
+    risk = Risk(cancel_requested=True, cancel_reason="not using it enough")
+    found = offers(account("pro", "99", risk=risk, features=USED, metrics=seats(4, 25)))
+    assert list(found) == ["save:pro"]
+    help_ = found["save:pro"]
+    assert help_.route == "csm"
+    assert "not_using" in {r.code for r in help_.reasons}
 
 
 def test_a_free_account_gets_no_save_offer() -> None:

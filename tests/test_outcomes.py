@@ -242,7 +242,36 @@ def test_an_account_that_expanded_only_before_its_first_offer_counts_with_zero(
     )
     ch = changes(backend.table(mrr_rows(subscriptions, CATALOG), "before_rows"))
     groups = expansion_since_first_decision(backend, contacts, ch, end=at("2026-04-01"))
-    assert groups.to_pylist() == [{"account_id": "k", "group": "treated", "expansion": 0}]
+    assert groups.to_pylist() == [
+        {"account_id": "k", "group": "treated", "expansion": 0, "holdout_share": None}
+    ]
+
+
+def test_each_account_is_in_the_stratum_of_its_first_decisions_holdout_share(
+    backend: Backend,
+) -> None:
+    """A save held out at 5 % and then an upsell at 10 %: the account's group was drawn at 5 %."""
+    subscriptions = pa.Table.from_pylist(
+        [subscription(x, "basic", "2026-01-01", None, "29") for x in "st"],
+        schema=SUBSCRIPTION_SCHEMA,
+    )
+
+    def decided(account: str, day: str, share: float | None, **kw: object) -> dict[str, object]:
+        line = json.dumps({} if share is None else {"holdout_share": share})
+        return contact(account, day, "save", "save:basic", "basic", decision=line, **kw)
+
+    contacts = pa.Table.from_pylist(
+        [
+            decided("s", "2026-03-08", 0.10),
+            decided("s", "2026-03-01", 0.05, held_out=True, status="held_out"),
+            decided("t", "2026-03-01", None),
+        ],
+        schema=CONTACT_SCHEMA,
+    )
+    ch = changes(backend.table(mrr_rows(subscriptions, CATALOG), "strata_rows"))
+    groups = expansion_since_first_decision(backend, contacts, ch, end=at("2026-04-01"))
+    found = {r["account_id"]: (r["group"], r["holdout_share"]) for r in groups.to_pylist()}
+    assert found == {"s": ("treated", 0.05), "t": ("treated", None)}
 
 
 def test_a_dismissal_counts_for_the_latest_offer_of_its_id_within_the_window(

@@ -87,6 +87,8 @@ def test_the_default_file_loads_and_holds_what_its_yaml_says() -> None:
         "limit-reached-modal",
         "limit-approaching-banner",
         "usage-break-even-email",
+        "save-help-csm",
+        "save-discount",
         "save-modal",
         "cross-sell-qbr",
         "cross-sell-email",
@@ -98,7 +100,7 @@ def test_the_default_file_loads_and_holds_what_its_yaml_says() -> None:
         "limit-modal-trial-length", (Variant("A"), Variant("B", offer=Offer(trial_days=21)))
     )
     assert modal.with_variant(modal.experiment.variants[1]).offer.trial_days == 21
-    assert books.playbooks[5].trigger == (
+    assert books.playbooks[7].trigger == (
         Condition("kind", "equals", "cross_sell"),
         Condition("employees", "at_least", 50),
     )
@@ -121,7 +123,7 @@ def test_a_workspace_without_playbooks_yaml_uses_the_default(tmp_path: Path) -> 
     loaded = load_playbooks(tmp_path)
     assert loaded.default is True
     assert loaded.file == os.fspath(DEFAULT_PLAYBOOKS)
-    assert len(loaded.playbooks.playbooks) == 7
+    assert len(loaded.playbooks.playbooks) == 9
 
 
 def test_a_workspace_file_wins_over_the_default(tmp_path: Path) -> None:
@@ -158,6 +160,9 @@ def test_contact_costs_and_reach_days_merge_over_the_defaults_and_caps_replace_t
         "guardrails:\n"
         "  caps: [{channel: email, max: 1, days: 7}]\n"
         "  dismissed_cooldown_days: 10\n"
+        "  purchase_cooldown_days: 14\n"
+        "  csm_owner_trait: owner\n"
+        "  csm_task_open_days: 21\n"
         "  quiet: {signup_days: 3, open_ticket: false}\n"
         "  promotions: {max_per_12_months: 4}\n"
         "  reach_days: {email: 5}\n"
@@ -167,6 +172,8 @@ def test_contact_costs_and_reach_days_merge_over_the_defaults_and_caps_replace_t
     assert dict(s.contact_cost) == {**DEFAULT_CONTACT_COST, "email": Decimal("0.25")}
     assert g.caps == (Cap(max=1, days=7, channel="email"),)
     assert (g.dismissed_cooldown_days, g.quiet_signup_days) == (10, 3)
+    assert g.purchase_cooldown_days == 14
+    assert (g.csm_owner_trait, g.csm_task_open_days) == ("owner", 21)
     assert (g.quiet_open_ticket, g.quiet_payment_failed) == (False, True)
     assert g.promotion_max_per_12_months == 4
     assert dict(g.reach_days) == {**DEFAULT_REACH_DAYS, "email": 5}
@@ -348,6 +355,32 @@ def test_a_holdout_share_of_one_or_more_is_named() -> None:
     p = only_problem("settings:\n  holdout:\n    share: 1.5\n")
     assert where(p) == ("playbooks.yaml", 3, "settings.holdout.share")
     assert "below 1" in p.message
+
+
+def test_a_holdout_share_per_kind_and_per_playbook_is_read() -> None:
+    books = parse_playbooks(
+        "settings:\n"
+        "  holdout: {share: 0.2, kinds: {save: 0.03, cross_sell: 0.25}}\n"
+        + BOOK
+        + "    holdout: 0.01\n"
+    )
+    assert dict(books.settings.holdout_by_kind) == {"save": 0.03, "cross_sell": 0.25}
+    assert books.playbooks[0].holdout == 0.01
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ("settings:\n  holdout:\n    kinds: {save: 1}\n", 3, "settings.holdout.kinds.save"),
+        ("settings:\n  holdout:\n    kinds: {saves: 0.1}\n", 3, "settings.holdout.kinds.saves"),
+        (BOOK + "    holdout: -0.1\n", 6, "playbooks[0].holdout"),
+    ],
+)
+def test_a_holdout_share_per_kind_or_playbook_out_of_range_or_of_no_kind_is_named(
+    text: str, line: int, key: str
+) -> None:
+    p = only_problem(text)
+    assert where(p) == ("playbooks.yaml", line, key)
 
 
 def test_a_template_name_must_name_a_file() -> None:

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
 from cli_runner import run
-from upsell.store.schema import contacts, refusals
+from upsell.store.schema import accounts, contacts, refusals
 
 AS_OF = "2026-04-15"
 SECRET = "s3cret"
@@ -177,6 +177,21 @@ def test_a_dry_run_writes_the_decisions_and_records_nothing(
     assert stored(workspace) == ([], [])
 
 
+def test_a_save_that_keeps_the_plan_links_to_the_save_url_not_a_checkout(
+    workspace: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "decisions.jsonl"
+    day = "2026-05-15"  # saves to make (2026-04-15 has too few)
+    assert run("run", "-w", workspace, "--as-of", day, "--dry-run", "--out", out).exit_code == 0
+    saves = [x for x in map(json.loads, out.read_text().splitlines()) if x["kind"] == "save"]
+    keep = [x for x in saves if x["item_id"] == x["from_item_id"]]
+    assert keep
+    for x in saves:
+        url = x["message"]["cta_url"]
+        kept = x in keep
+        assert url.startswith("https://app.example.com/billing/keep?" if kept else "https://shop")
+
+
 def test_a_run_delivers_records_and_holds_out(
     workspace: Path, tmp_path: Path, channels: tuple[_Mailbox, _Hooks]
 ) -> None:
@@ -281,6 +296,41 @@ def test_a_later_run_respects_the_caps_of_the_first(
 
     assert same(stored(workspace)[1]) == same(refused), "the refusals are kept"
     assert held is not None and f"{held.group(1)} held out" in again.stderr
+
+
+def test_an_owned_account_with_an_open_csm_task_gets_no_automated_offer(
+    workspace: Path, channels: tuple[_Mailbox, _Hooks]
+) -> None:
+    assert run("run", "-w", workspace, "--as-of", AS_OF).exit_code == 0
+    rows, _ = stored(workspace)
+    tasked = {r["account_id"] for r in rows if r["channel"] == "csm_task" and not r["held_out"]}
+    assert tasked
+    engine = sa.create_engine(f"sqlite:///{workspace / 'upsell.db'}")
+    try:
+        with engine.begin() as conn:
+            for (account_id,) in conn.execute(sa.select(accounts.c.account_id)):
+                if account_id in tasked:
+                    owned = accounts.c.account_id == account_id
+                    conn.execute(
+                        sa.update(accounts).where(owned).values(traits={"csm_owner": "dana"})
+                    )
+    finally:
+        engine.dispose()
+    by_email = PLAYBOOKS.replace(
+        "channel: csm_task, placement: qbr_agenda,\n     template: qbr_cross_sell",
+        "channel: email, placement: email,\n     template: cross_sell",
+    )
+    assert by_email != PLAYBOOKS
+    (workspace / "playbooks.yaml").write_text(by_email)
+    result = run("run", "-w", workspace, "--as-of", "2026-04-22")
+    assert result.exit_code == 0, result.output
+    rows, refused = stored(workspace)
+    week2 = [r for r in rows if r["as_of"].date().isoformat() == "2026-04-22"]
+    automated = {r["account_id"] for r in week2 if r["channel"] != "csm_task"}
+    assert not automated & tasked
+    owned_refusals = [r for r in refused if r["guardrail"] == "csm_owned"]
+    assert owned_refusals and {r["account_id"] for r in owned_refusals} <= tasked
+    assert "csm_owned" in result.stderr
 
 
 def test_a_channel_that_is_not_set_up_stops_the_run_before_anything_is_recorded(

@@ -26,6 +26,7 @@ from upsell.store.accounts import (
     count_accounts,
     existing_account_ids,
     get_account,
+    owners,
     upsert_accounts,
     upsert_users,
 )
@@ -386,6 +387,18 @@ def test_upserting_accounts_again_updates_in_place(db: sa.Engine) -> None:
     with db.connect() as conn:
         assert count_accounts(conn=conn) == 3
         assert get_account(conn=conn, account_id="a-2") == moved
+
+
+def test_owners_are_the_accounts_with_the_trait_set(db: sa.Engine) -> None:
+    owned = account("a-1", traits={"csm_owner": "dana@vendor.example", "seats": 3})
+    other = account("a-2", traits={"owner": "sam"})
+    empty = account("a-3", traits={"csm_owner": ""})
+    with db.begin() as conn:
+        upsert_accounts(conn=conn, accounts=[owned, other, empty, account("a-4", traits={})])
+    with db.connect() as conn:
+        assert owners(conn=conn, trait="csm_owner") == {"a-1": "dana@vendor.example"}
+        assert owners(conn=conn, trait="owner", account_ids=["a-1", "a-2"]) == {"a-2": "sam"}
+        assert owners(conn=conn, trait="owner", account_ids=["a-1"]) == {}
 
 
 def test_the_last_of_two_rows_for_one_account_wins(db: sa.Engine) -> None:

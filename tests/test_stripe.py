@@ -242,6 +242,22 @@ def test_the_period_is_read_from_items_since_api_2025_03_31_and_from_the_subscri
     assert cancels["sub_new"].timestamp == at(T0 + DAY)
 
 
+def test_a_cancellation_carries_stripes_feedback_as_its_reason(billing: Billing) -> None:
+    billing.send(sp.event("customer.created", sp.customer("cus_acme", "acme", T0), T0))
+    pro = sp.price("price_pro_month", 9900)
+    period = (T0, T0 + 31 * DAY)
+    sub = sp.subscription(
+        "sub_1", "cus_acme", [sp.item("si_1", pro, 1, T0, period=period)], T0,
+        cancel_at_period_end=True,
+    )  # fmt: skip
+    sub["cancellation_details"] = {"feedback": "too_expensive", "comment": None, "reason": None}
+    billing.send(sp.event("customer.subscription.updated", sub, T0 + DAY, api_version=sp.BASIL))
+    with billing.db.connect() as conn:
+        events = events_for(conn=conn, account_id="acme")
+    (cancel,) = [e for e in events if e.event == CANCEL_REQUESTED]
+    assert cancel.properties["reason"] == "too_expensive"
+
+
 def test_prices_by_lookup_key_zero_decimal_currencies_and_discounts(billing: Billing) -> None:
     billing.send(sp.event("customer.created", sp.customer("cus_jp", "jp", T0), T0))
     yearly = sp.price("price_2", 29000, interval="year", lookup_key="basic_yearly")

@@ -26,13 +26,12 @@ import trigger_company as company
 from conftest import empty_database
 from live_server import LiveServer, child_env, live_server
 from upsell.domain.decisions import (
-    History,
-    PastContact,
     held_out,
     offered_by_other_path,
     variant_for,
 )
 from upsell.domain.events import LIMIT_REACHED
+from upsell.domain.history import History, PastContact
 from upsell.domain.triggers import MAX_AGE, TriggerRules
 from upsell.store import triggers as queue
 from upsell.store.db import connect, migrate, sqlite_url

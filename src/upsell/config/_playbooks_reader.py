@@ -27,6 +27,7 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 
 from upsell.config._yaml import At, Reader, is_int, plain, show
 from upsell.domain.answers import Learning
+from upsell.domain.offers import KINDS
 from upsell.domain.playbooks import (
     DEFAULT_CONTACT_COST,
     DEFAULT_REACH_DAYS,
@@ -50,14 +51,19 @@ from upsell.domain.playbooks import (
 
 #: The sections of playbooks.yaml, in the order the docs list them.
 SECTIONS = ("settings", "guardrails", "promotions", "playbooks")
-SETTINGS_KEYS = ("holdout", "months_retained", "contact_cost", "checkout_url", "learning")
-HOLDOUT_KEYS = ("share", "key")
+SETTINGS_KEYS = (
+    "holdout", "months_retained", "contact_cost", "checkout_url", "save_url", "learning",
+)  # fmt: skip
+HOLDOUT_KEYS = ("share", "key", "kinds")
 LEARNING_KEYS = (
     "use", "refit_days", "min_decisions", "explore", "strength", "churn_strength",
 )  # fmt: skip
 GUARDRAILS_KEYS = (
     "caps",
     "dismissed_cooldown_days",
+    "purchase_cooldown_days",
+    "csm_owner_trait",
+    "csm_task_open_days",
     "quiet",
     "promotions",
     "reach_days",
@@ -75,6 +81,7 @@ PLAYBOOK_KEYS = (
     "template",
     "experiment",
     "anchor",
+    "holdout",
 )
 OFFER_KEYS = ("trial_days", "discount", "deadline_days", "promotion")
 VARIANT_KEYS = ("id", "weight", "template", "placement", "offer")
@@ -121,6 +128,13 @@ class PlaybooksReader(Reader):
         if (is_int(value) or isinstance(value, float)) and math.isfinite(value):
             return float(value)
         self.fail(at.key, at.line, f"must be a number, got {show(value)}")
+        return None
+
+    def share(self, value: Any, at: At) -> float | None:
+        """A holdout share: at least 0 and below 1."""
+        if (is_int(value) or isinstance(value, float)) and 0 <= value < 1:
+            return float(value)
+        self.fail(at.key, at.line, f"must be at least 0 and below 1, got {show(value)}")
         return None
 
     def months(self, value: Any, at: At) -> int | None:
@@ -175,6 +189,21 @@ class PlaybooksReader(Reader):
         if holdout:
             given["holdout_share"] = self.get(holdout, "share", self.number)
             given["holdout_key"] = self.get(holdout, "key", self.text)
+            kinds = self.get(holdout, "kinds", lambda v, a: self.entries(v, a, "kinds"))
+            if kinds is not None:
+                shares: dict[str, float] = {}
+                for kind, v, kind_at in kinds:
+                    if kind not in KINDS:
+                        self.fail(
+                            kind_at.key,
+                            kind_at.line,
+                            f"is no kind of offer; choose {', '.join(KINDS)}",
+                        )
+                        continue
+                    share = self.share(v, kind_at)
+                    if share is not None:
+                        shares[kind] = share
+                given["holdout_by_kind"] = MappingProxyType(shares)
         given["months_retained"] = self.get(f, "months_retained", self.number)
         costs = self.get(f, "contact_cost", lambda v, a: self.entries(v, a, "channels"))
         if costs is not None:
@@ -183,6 +212,7 @@ class PlaybooksReader(Reader):
                 {**DEFAULT_CONTACT_COST, **{k: v for k, v in read.items() if v is not None}}
             )
         given["checkout_url"] = self.get(f, "checkout_url", self.text)
+        given["save_url"] = self.get(f, "save_url", self.text)
         learning = self.get(
             f, "learning", lambda v, a: self.fields(v, a, "learning", (), LEARNING_KEYS)
         )
@@ -208,6 +238,9 @@ class PlaybooksReader(Reader):
         given["caps"] = self.get(f, "caps", self.caps)
         given["dismissed_cooldown_days"] = self.get(f, "dismissed_cooldown_days", self.count)
         given["same_offer_days"] = self.get(f, "same_offer_days", self.count)
+        given["purchase_cooldown_days"] = self.get(f, "purchase_cooldown_days", self.count)
+        given["csm_owner_trait"] = self.get(f, "csm_owner_trait", self.text)
+        given["csm_task_open_days"] = self.get(f, "csm_task_open_days", self.count)
         quiet = self.get(f, "quiet", lambda v, a: self.fields(v, a, "quiet", (), QUIET_KEYS))
         if quiet:
             given["quiet_signup_days"] = self.get(quiet, "signup_days", self.count)
@@ -296,6 +329,7 @@ class PlaybooksReader(Reader):
             experiment = self.get(f, "experiment", self.experiment)
             description = self.get(f, "description", self.description) or ""
             anchor = self.get(f, "anchor", self.text)
+            holdout = self.get(f, "holdout", self.share)
             if book_id is None or channel is None or placement is None or template is None:
                 continue
             out.append(
@@ -309,6 +343,7 @@ class PlaybooksReader(Reader):
                     experiment=experiment,
                     description=description,
                     anchor=anchor,
+                    holdout=holdout,
                 )
             )
             self.keep(at, i)

@@ -7,7 +7,7 @@ decisions and their outcomes in the attribution window (`Counts`). Groups nest: 
 kind, the kind on one channel and placement, the playbook, and the playbook's offers made although
 a smaller one answered the same needs ("dearer"). Each group's estimate is shrunk
 towards its parent's, so that a new workspace decides exactly as the prior (the heuristic
-`upsell.domain.decisions.acceptance`) and a group moves away from its parent only as its own
+`upsell.domain.acceptance.acceptance`) and a group moves away from its parent only as its own
 evidence grows:
 
 * **Acceptance.** A group's treated contacts converted k times where the prior expected E (the sum

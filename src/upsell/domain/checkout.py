@@ -1,4 +1,5 @@
-"""Signed, expiring tokens for the checkout handshake (docs/in-app.md, "The checkout handshake").
+"""The checkout handshake (docs/in-app.md): where a call to action leads, and the signed,
+expiring tokens it carries.
 
 A token is ``base64url(JSON payload) + "." + base64url(HMAC-SHA256(secret, first part))``, without
 ``=`` padding; the payload's ``exp`` (and ``iat``) are Unix seconds. Two kinds are signed with the
@@ -19,10 +20,30 @@ import binascii
 import hashlib
 import hmac
 import json
+import string
 from collections.abc import Mapping
 from typing import Any
 
-from upsell.errors import UpsellError
+from upsell.errors import Problem, UpsellError
+
+#: Where playbooks.yaml's `settings.checkout_url` leads by default: the company's checkout.
+DEFAULT_CHECKOUT_URL = (
+    "https://app.example.com/billing/checkout?account={account_id}&item={item_id}&offer={offer_id}"
+)
+#: Where a save that keeps the plan held leads: nothing to buy, the request to withdraw.
+DEFAULT_SAVE_URL = (
+    "https://app.example.com/billing/keep?account={account_id}&item={item_id}&offer={offer_id}"
+)
+#: The placeholders a checkout URL template may use.
+CHECKOUT_FIELDS = (
+    "account_id",
+    "item_id",
+    "offer_id",
+    "from_item_id",
+    "kind",
+    "trial_days",
+    "variant",
+)
 
 #: How long an offer token is valid, in seconds.
 OFFER_TOKEN_SECONDS = 3600
@@ -107,3 +128,25 @@ def offer_payload(
         "iat": iat,
         "exp": iat + seconds,
     }
+
+
+def check_url_template(url: str, key: str = "settings.checkout_url") -> list[Problem]:
+    """Problems of a checkout or save URL template (playbooks.yaml's `settings.checkout_url`,
+    `settings.save_url`): not http(s), not a valid template, or a placeholder not in
+    `CHECKOUT_FIELDS`; `key` names the setting."""
+    problems = []
+    if not url.startswith(("https://", "http://")):
+        problems.append(Problem(f"must be an http(s) URL, got {url!r}", key))
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(url) if name is not None]
+    except ValueError as e:
+        return [*problems, Problem(f"is not a valid template: {e}", key)]
+    for name in names:
+        if name not in CHECKOUT_FIELDS:
+            problems.append(
+                Problem(
+                    f"unknown placeholder {{{name}}}; known: {', '.join(CHECKOUT_FIELDS)}",
+                    key,
+                )
+            )
+    return problems

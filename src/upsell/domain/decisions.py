@@ -26,12 +26,14 @@ from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Literal, get_args
 
+from upsell.domain.acceptance import FATIGUE_DAYS, acceptance
 from upsell.domain.answers import Answers, Estimate, account_features
 from upsell.domain.calendar import iso
-from upsell.domain.contacts import ResponseKind
+from upsell.domain.history import History, PastContact
 from upsell.domain.offers import Kind
 from upsell.domain.opportunities import Opportunity, Policy
 from upsell.domain.playbooks import (
+    SAVE_HOLDOUT_SHARE,
     Experiment,
     Playbook,
     Playbooks,
@@ -55,66 +57,10 @@ RefusalCode = Literal[
     "already_offered",
     "no_uplift",
     "smaller_offer_suffices",
+    "recent_purchase",
+    "csm_owned",
 ]
 REFUSALS: tuple[RefusalCode, ...] = get_args(RefusalCode)
-
-#: The acceptance model's terms (docs/decisions.md explains each).
-BASE: dict[Kind, float] = {"upsell": -2.5, "add_on": -2.0, "cross_sell": -2.5, "save": -0.5}
-PLACEMENT_TERM = {"modal": 0.4, "tooltip": 0.2, "banner": 0.0}
-EMAIL_TERM = -0.4
-CSM_LARGE_TERM, CSM_SMALL_TERM = 1.0, -0.7  # a large company (Policy.large), a smaller one
-CONTEXTUAL_REASONS = frozenset({"limit_reached", "blocked_feature"})
-CONTEXTUAL_TERM = 0.4
-TRIAL_TERM, TRIAL_CONVERSION, TRIAL_MIN_DAYS = 1.0, 0.6, 7
-DISCOUNT_TERM = 1.5  # x the discount's share (20 % -> +0.3)
-DEADLINE_TERM, DEADLINE_SOON_DAYS = 0.3, 21
-FATIGUE_TERM, FATIGUE_DAYS = -0.3, 28
-REPEAT_TERM = -0.3
-DECLINING_TERM = -0.5
-SEEN: dict[str, float] = {"email": 0.45, "csm_task": 0.9, "webhook": 1.0}
-IN_APP_FULL_SIGHT_DAYS = 8
-
-
-@dataclass(frozen=True)
-class PastContact:
-    """A contact already recorded for the account (held out or failed ones count for no cap);
-    `trigger` when a real-time trigger made it, not the daily run."""
-
-    as_of: datetime
-    offer_id: str
-    channel: str
-    placement: str | None = None
-    promotion: str | None = None
-    held_out: bool = False
-    failed: bool = False
-    trigger: bool = False
-
-    @property
-    def reached(self) -> bool:
-        return not self.held_out and not self.failed
-
-
-@dataclass(frozen=True)
-class PastResponse:
-    at: datetime
-    offer_id: str
-    response: ResponseKind
-
-
-@dataclass(frozen=True)
-class History:
-    """What upsell did with an account before the run's as-of instant, and what it answered.
-
-    `later` holds the contacts real-time triggers made at or after the as-of instant, that the
-    daily run of that day cannot see otherwise: they count only for ``already_offered`` (a
-    trigger and the daily run never both make one offer to an account)."""
-
-    contacts: tuple[PastContact, ...] = ()
-    responses: tuple[PastResponse, ...] = ()
-    later: tuple[PastContact, ...] = ()
-
-    def reached_since(self, since: datetime, before: datetime) -> list[PastContact]:
-        return [c for c in self.contacts if c.reached and since <= c.as_of < before]
 
 
 @dataclass(frozen=True)
@@ -131,6 +77,7 @@ class Decision:
     held_out: bool = False
     estimate: Estimate | None = None
     features: Mapping[str, float] | None = None
+    holdout_share: float = 0.0
 
     @property
     def account_id(self) -> str:
@@ -203,9 +150,24 @@ def unit_hash(*parts: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def held_out(account_id: str, playbooks: Playbooks) -> bool:
+def holdout_share(playbooks: Playbooks, kind: Kind, playbook: Playbook) -> float:
+    """The share held out of offers of `kind` made through `playbook`: the playbook's own, else
+    its kind's, else the global one; saves `SAVE_HOLDOUT_SHARE` at most by default."""
     s = playbooks.settings
-    return unit_hash(s.holdout_key, account_id) < s.holdout_share
+    if playbook.holdout is not None:
+        return playbook.holdout
+    if kind in s.holdout_by_kind:
+        return s.holdout_by_kind[kind]
+    if kind == "save":
+        return min(s.holdout_share, SAVE_HOLDOUT_SHARE)
+    return s.holdout_share
+
+
+def held_out(account_id: str, playbooks: Playbooks, share: float | None = None) -> bool:
+    """Whether the account is held out at `share` (default: the global one). One number per
+    account and key (`unit_hash`), so the holdouts of smaller shares lie within the larger ones'."""
+    s = playbooks.settings
+    return unit_hash(s.holdout_key, account_id) < (s.holdout_share if share is None else share)
 
 
 def variant_for(account_id: str, experiment: Experiment) -> Variant:
@@ -220,68 +182,14 @@ def variant_for(account_id: str, experiment: Experiment) -> Variant:
     return experiment.variants[-1]
 
 
-def _logistic(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-def acceptance(
-    o: Opportunity,
-    s: AccountSignals,
-    arm: Playbook,
-    history: History,
-    at: datetime,
-    deadline: date | None,
-    *,
-    policy: Policy = Policy(),  # noqa: B008 - frozen: a shared default is safe
-) -> float:
-    """The heuristic P(accept) of an offer: P(the account sees it) x logistic(sum of terms).
-
-    The terms, from the seeds' tactics (docs/decisions.md): a base rate by kind; the evidence
-    (2 x (score - 0.5)); the placement (a modal beats a tooltip beats a banner, S10), email -0.4,
-    a CSM +1.0 for a large company (`policy.large`: at least `csm_min_employees` employees, 50 by
-    default) and -0.7 below; +0.4 for an in-app offer while a limit or a locked feature is in the
-    way (S9's contextual moment); a trial of 7+ days +1.0, but only 60 % of trials convert (S7); a
-    discount 1.5 x its share; a deadline within 21 days +0.3 (S14); -0.3 per contact in the last
-    28 days and per earlier showing of the same offer; -0.5 for declining activity. An in-app offer
-    is seen as often as the account comes by (all of it at 8 active days a month); an email is
-    opened 45 % of the time, a CSM reaches 90 %.
-    """
-    x = BASE[o.kind] + 2.0 * (o.score - 0.5)
-    if arm.channel == "in_app":
-        x += PLACEMENT_TERM.get(arm.placement, 0.0)
-        if any(r.code in CONTEXTUAL_REASONS for r in o.reasons):
-            x += CONTEXTUAL_TERM
-        seen = min(1.0, s.engagement.active_days_30d / IN_APP_FULL_SIGHT_DAYS)
-    else:
-        seen = SEEN.get(arm.channel, 1.0)
-        if arm.channel == "email":
-            x += EMAIL_TERM
-        elif arm.channel == "csm_task":
-            x += CSM_LARGE_TERM if policy.large(s.employees) else CSM_SMALL_TERM
-    offer = arm.offer
-    trial = offer.trial_days >= TRIAL_MIN_DAYS and o.kind != "save"
-    if trial:
-        x += TRIAL_TERM
-    if offer.discount_percent is not None:
-        x += DISCOUNT_TERM * float(offer.discount_percent) / 100
-    if deadline is not None and (deadline - at.date()).days <= DEADLINE_SOON_DAYS:
-        x += DEADLINE_TERM
-    recent = history.reached_since(at - timedelta(days=FATIGUE_DAYS), at)
-    x += FATIGUE_TERM * len(recent)
-    x += REPEAT_TERM * sum(1 for c in history.contacts if c.reached and c.offer_id == o.offer_id)
-    if s.engagement.trend == "declining":
-        x += DECLINING_TERM
-    p = seen * _logistic(x)
-    return p * TRIAL_CONVERSION if trial else p
-
-
 def decide(
     signals: AccountSignals,
     opportunities: Sequence[Opportunity],
     playbooks: Playbooks,
-    history: History = History(),
+    history: History = History(),  # noqa: B008 - frozen: a shared default is safe
     *,
     email: str | None = None,
+    owner: str | None = None,
     model: AcceptanceModel | None = None,
     policy: Policy = Policy(),  # noqa: B008 - frozen: a shared default is safe
     triggered: bool = False,
@@ -292,7 +200,8 @@ def decide(
 
     `history` must hold only what happened before `signals.as_of` (and, in `later`, the
     triggers' contacts since): a run repeated for the same instant then decides the same way.
-    `email` is the account's address (an email offer to an account without one is refused).
+    `email` is the account's address (an email offer to an account without one is refused);
+    `owner` its customer-success manager, if any (``csm_owned``).
     Opportunities with gates never become offers; they are the opportunity step's refusals and are
     not repeated here. `model` estimates P(accept); by default it is `acceptance` with `policy`,
     the workspace's opportunity policy (which company is large). `triggered`: a real-time
@@ -341,7 +250,7 @@ def decide(
             matched = True
             deadline = deadline_of(arm.offer, promotion, at.date())
             refusal = _option_guardrails(
-                o, signals, arm, playbooks, history, promotion, deadline, email, triggered
+                o, signals, arm, playbooks, history, promotion, deadline, email, triggered, owner
             )
             if refusal is not None:
                 refusals.append(refusal)
@@ -379,8 +288,8 @@ def decide(
     if not options:
         return Choice(account_id, None, tuple(refusals))
     best = min(options, key=lambda t: t[:4])[4]
-    if held_out(account_id, playbooks):
-        best = replace(best, held_out=True)
+    share = holdout_share(playbooks, best.opportunity.kind, best.playbook)
+    best = replace(best, holdout_share=share, held_out=held_out(account_id, playbooks, share))
     return Choice(account_id, best, tuple(refusals))
 
 
@@ -481,8 +390,8 @@ def _unworthy(
 def _account_guardrails(
     s: AccountSignals, playbooks: Playbooks, history: History, top: Opportunity
 ) -> Refusal | None:
-    """Guardrails that hold for the account whatever the offer: quiet periods, a dismissed offer,
-    the cap over all channels."""
+    """Guardrails that hold for the account whatever the offer: quiet periods, a recent purchase,
+    a dismissed offer, the cap over all channels."""
     g, at = playbooks.guardrails, s.as_of
 
     def refuse(code: RefusalCode, detail: str) -> Refusal:
@@ -497,6 +406,14 @@ def _account_guardrails(
     if g.quiet_payment_failed and s.risk.payment_failures_30d > 0:
         return refuse(
             "quiet_period", f"{s.risk.payment_failures_30d} failed payment(s) in the last 30 days"
+        )
+    bought = s.last_purchase
+    cooldown = timedelta(days=g.purchase_cooldown_days)
+    if bought is not None and cooldown and bought.at >= at - cooldown:
+        return refuse(
+            "recent_purchase",
+            f"bought {bought.item_id} on {bought.at.date()} "
+            f"(cooldown {g.purchase_cooldown_days} days)",
         )
     since = at - timedelta(days=g.dismissed_cooldown_days)
     dismissed = [r for r in history.responses if r.response == "dismissed" and since <= r.at < at]
@@ -526,14 +443,23 @@ def _option_guardrails(
     deadline: date | None,
     email: str | None,
     triggered: bool = False,
+    owner: str | None = None,
 ) -> Refusal | None:
     """Guardrails of one option: the same offer made by the other path (a trigger, the daily
-    run), its channel's caps, an address, the promotion's limit, and a deadline the account can be
-    reached before."""
+    run), an open CSM task on an owned account, its channel's caps, an address, the promotion's
+    limit, and a deadline the account can be reached before."""
     g, at = playbooks.guardrails, s.as_of
 
     def refuse(code: RefusalCode, detail: str) -> Refusal:
         return Refusal(s.account_id, o.offer_id, code, detail, arm.id)
+
+    task = open_csm_task(history, at, g.csm_task_open_days) if owner else None
+    if task is not None and arm.channel != "csm_task":
+        return refuse(
+            "csm_owned",
+            f"{owner} owns the account and the CSM task {task.offer_id} of {task.as_of.date()} "
+            f"is open (no answer yet; open for {g.csm_task_open_days} days)",
+        )
 
     other = offered_by_other_path(history, o.offer_id, at, g.same_offer_days, triggered=triggered)
     if other is not None:
@@ -580,6 +506,20 @@ def _option_guardrails(
                 f"{reach}",
             )
     return None
+
+
+def open_csm_task(history: History, at: datetime, days: int) -> PastContact | None:
+    """The latest CSM task that reached the account less than `days` days before `at` and has no
+    answer yet: no response to its offer since it was made (``csm_owned``)."""
+    open_ = [
+        c
+        for c in history.contacts
+        if c.channel == "csm_task"
+        and c.reached
+        and at - timedelta(days=days) <= c.as_of < at
+        and not any(r.offer_id == c.offer_id and r.at >= c.as_of for r in history.responses)
+    ]
+    return max(open_, key=lambda c: c.as_of, default=None)
 
 
 def offered_by_other_path(

@@ -66,3 +66,45 @@ def lift(
     t = float(stats.t.ppf(0.5 + confidence / 2, df))
     half = t * math.sqrt(se2)
     return Lift(nt, nh, mt, mh, diff, diff - half, diff + half, confidence)
+
+
+def stratified_lift(
+    strata: Sequence[tuple[Sequence[float], Sequence[float]]], *, confidence: float = 0.95
+) -> Lift | None:
+    """The holdout comparison when accounts were held out at different shares (a smaller one for
+    saves, a playbook's own): within each stratum (one share) the assignment is a fair draw, across
+    strata it is not, so the pooled means would compare unlike accounts. Post-stratification
+    (Cochran, *Sampling Techniques*, 1977, 5A; Miratrix, Sekhon & Yu, 2013): each stratum's
+    difference of means, weighted by its share of the treated accounts, so that the incremental
+    total is the sum over strata of difference x treated accounts. Its variance is the weighted sum
+    of the strata's Welch variances, its degrees of freedom Welch-Satterthwaite's over all terms.
+
+    `strata` are (treated, holdout) per stratum; one without both groups cannot be compared and is
+    left out (its accounts are not counted). `mean_holdout` is the holdout's mean weighted like
+    the treated accounts (mean_treated - difference). One stratum is `lift`."""
+    used = [(t, h) for t, h in strata if len(t) and len(h)]
+    if not used:
+        return None
+    if len(used) == 1:
+        return lift(used[0][0], used[0][1], confidence=confidence)
+    nt = sum(len(t) for t, _ in used)
+    nh = sum(len(h) for _, h in used)
+    mt = sum(sum(t) for t, _ in used) / nt
+    diff = sum(len(t) / nt * (sum(t) / len(t) - sum(h) / len(h)) for t, h in used)
+    mh = mt - diff
+    if any(len(t) < 2 or len(h) < 2 for t, h in used):
+        return Lift(nt, nh, mt, mh, diff, None, None, confidence)
+    terms: list[tuple[float, int]] = []  # (w^2 x s^2 / n, n) of every group of every stratum
+    for t, h in used:
+        w = len(t) / nt
+        for group in (t, h):
+            n = len(group)
+            m = sum(group) / n
+            terms.append((w * w * sum((x - m) ** 2 for x in group) / (n - 1) / n, n))
+    se2 = sum(v for v, _ in terms)
+    if se2 == 0:
+        return Lift(nt, nh, mt, mh, diff, diff, diff, confidence)
+    spread = sum(v * v / (n - 1) for v, n in terms)
+    df = se2**2 / spread if spread > 0 else float(min(n for _, n in terms) - 1)
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(se2)
+    return Lift(nt, nh, mt, mh, diff, diff - half, diff + half, confidence)

@@ -20,6 +20,8 @@ from babel import Locale, UnknownLocaleError
 from upsell.domain.catalog import AddOn, Catalog, Plan, Product
 from upsell.domain.decisions import Decision
 from upsell.domain.money import MONTHS_IN_INTERVAL, Interval, Money
+from upsell.domain.opportunities import Opportunity
+from upsell.domain.opportunities.saves import MOTIVES
 from upsell.domain.signals import AccountSignals
 from upsell.domain.wording import feature_name, metric_name
 
@@ -114,6 +116,7 @@ def message_facts(
             "months_in_interval": MONTHS_IN_INTERVAL[interval],
         },
         "from_item": None if from_item is None else {"id": from_item.id, "name": from_item.name},
+        "save": _save(o, item, from_item),
         "delta": o.expected_mrr_delta,
         "reasons": [_reason(r.to_json()) for r in o.reasons],
         "gained": _gained(catalog, signals, from_item, item, {r.metric for r in o.reasons}),
@@ -136,6 +139,33 @@ def message_facts(
             "variant": decision.variant or "",
         },
     }
+
+
+def _save(o: Opportunity, item: object, from_item: object) -> dict[str, Any] | None:
+    """What a save answers, for its wording: `request` (``cancel``, ``downgrade``, or ``risk``
+    when nothing was asked), `move` (``keep`` the plan, a ``lower`` or ``higher`` plan, or
+    ``add`` an add-on), `to_plan` (the name of the plan a downgrade asked for) and `motive`
+    (why it asked to cancel: ``too_expensive``, ``missing_feature``, ``not_using``)."""
+    if o.kind != "save":
+        return None
+    codes = [r.code for r in o.reasons]
+    request = (
+        "cancel"
+        if "cancel_requested" in codes
+        else "downgrade"
+        if "downgrade_requested" in codes
+        else "risk"
+    )
+    if o.item_id == o.from_item_id:
+        move = "keep"
+    elif isinstance(item, Plan) and isinstance(from_item, Plan):
+        move = "lower" if item.tier < from_item.tier else "higher"
+    else:
+        move = "add"
+    down = next((r for r in o.reasons if r.code == "downgrade_requested"), None)
+    to_plan = down.values.get("to_plan_name", down.values.get("to_plan")) if down else None
+    motive = next((c for c in codes if c in MOTIVES), None)
+    return {"request": request, "move": move, "to_plan": to_plan, "motive": motive}
 
 
 def _value(catalog: Catalog, item: object, price: Money | None) -> dict[str, Any] | None:

@@ -14,7 +14,6 @@ reaching its audience takes (S14), deadlines shorter than a channel's reach.
 from __future__ import annotations
 
 import itertools
-import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -23,6 +22,7 @@ from types import MappingProxyType
 from typing import Literal, get_args
 
 from upsell.domain.answers import Learning
+from upsell.domain.checkout import DEFAULT_CHECKOUT_URL, DEFAULT_SAVE_URL, check_url_template
 from upsell.domain.offers import CHANNELS, KINDS, PLACEMENTS
 from upsell.domain.opportunities import Opportunity
 from upsell.domain.signals import AccountSignals
@@ -189,6 +189,7 @@ class Playbook:
     experiment: Experiment | None = None
     description: str = ""
     anchor: str | None = None
+    holdout: float | None = None
 
     def matches(self, facts: Mapping[str, object]) -> bool:
         return all(c.holds(facts) for c in self.trigger)
@@ -205,6 +206,7 @@ class Playbook:
             experiment=self.experiment,
             description=self.description,
             anchor=self.anchor,
+            holdout=self.holdout,
         )
 
 
@@ -268,6 +270,11 @@ class Guardrails:
 
     - `caps`: frequency caps (``frequency_cap`` per channel, ``recently_contacted`` overall).
     - `dismissed_cooldown_days`: no offer for this long after one was dismissed.
+    - `purchase_cooldown_days`: no offer for this long after a purchase (an upgrade, an add-on or a
+      product bought: `upsell.domain.subscriptions.last_purchase`; ``recent_purchase``); 0: none.
+    - `csm_owner_trait`, `csm_task_open_days`: an account whose trait `csm_owner_trait` names an
+      owner gets no offer but through a CSM task while a CSM task on it is open — it reached the
+      account less than `csm_task_open_days` ago and has no answer (``csm_owned``); 0: never.
     - `quiet_signup_days`, `quiet_open_ticket`, `quiet_payment_failed`: ``quiet_period`` — the
       first days after signup, while a support ticket is open, within 30 days of a failed payment.
     - `promotion_max_per_12_months`: runs of one promotion in any 12 months on the calendar, and
@@ -280,6 +287,9 @@ class Guardrails:
 
     caps: tuple[Cap, ...] = DEFAULT_CAPS
     dismissed_cooldown_days: int = 30
+    purchase_cooldown_days: int = 30
+    csm_owner_trait: str = "csm_owner"
+    csm_task_open_days: int = 30
     quiet_signup_days: int = 7
     quiet_open_ticket: bool = True
     quiet_payment_failed: bool = True
@@ -296,19 +306,8 @@ DEFAULT_CONTACT_COST: Mapping[str, Decimal] = MappingProxyType(
         "webhook": Decimal("0"),
     }
 )
-DEFAULT_CHECKOUT_URL = (
-    "https://app.example.com/billing/checkout?account={account_id}&item={item_id}&offer={offer_id}"
-)
-#: The placeholders a checkout URL template may use.
-CHECKOUT_FIELDS = (
-    "account_id",
-    "item_id",
-    "offer_id",
-    "from_item_id",
-    "kind",
-    "trial_days",
-    "variant",
-)
+#: The default holdout share of save offers (docs/decisions.md gives the reason).
+SAVE_HOLDOUT_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -316,20 +315,31 @@ class DecisionSettings:
     """How offers are valued and measured.
 
     - `holdout_share` of eligible accounts (0.10), chosen by hashing the account id with
-      `holdout_key`, get nothing and are recorded as held out.
+      `holdout_key`, get nothing and are recorded as held out. `holdout_by_kind` sets the share of
+      a kind of offer; a playbook's own `holdout` wins over both. Saves hold out
+      `SAVE_HOLDOUT_SHARE` (5 %, or the global share when smaller) unless set: withholding a save
+      can cost a customer, and 5 % still measures.
     - `months_retained`: how long an accepted offer's MRR is expected to last (expected value).
     - `contact_cost`: what one contact costs per channel, base currency (a CSM's time, an email).
     - `checkout_url`: the call to action's URL; ``{account_id}`` and the other `CHECKOUT_FIELDS`
-      are filled in (URL-encoded).
+      are filled in (URL-encoded). `save_url` instead for a save that keeps the plan held (there
+      is nothing to buy: the account withdraws its cancel or downgrade request).
     - `learning`: how the decision step learns from outcomes (`Learning`).
     """
 
     holdout_share: float = 0.10
     holdout_key: str = "holdout"
+    holdout_by_kind: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     months_retained: float = 12.0
     contact_cost: Mapping[str, Decimal] = field(default_factory=lambda: DEFAULT_CONTACT_COST)
     checkout_url: str = DEFAULT_CHECKOUT_URL
     learning: Learning = field(default_factory=Learning)
+    save_url: str = DEFAULT_SAVE_URL
+
+    def cta_url(self, kind: str, item_id: str, from_item_id: str | None) -> str:
+        """The URL template of an offer's call to action: `save_url` for a save that keeps the
+        plan held, else `checkout_url`."""
+        return self.save_url if kind == "save" and item_id == from_item_id else self.checkout_url
 
 
 @dataclass(frozen=True)
@@ -449,7 +459,8 @@ class Playbooks:
                 problems.append(
                     Problem(f"must not be negative, got {cost}", f"settings.contact_cost.{channel}")
                 )
-        problems += _check_checkout_url(s.checkout_url)
+        problems += check_url_template(s.checkout_url)
+        problems += check_url_template(s.save_url, "settings.save_url")
         for k, cap in enumerate(g.caps):
             if cap.max < 1 or cap.days < 1:
                 problems.append(Problem("max and days must be at least 1", f"guardrails.caps[{k}]"))
@@ -559,25 +570,6 @@ def _check_condition(c: Condition, at: str, _k: int) -> list[Problem]:
         if bad:
             return [Problem(f"unknown kind {bad[0]!r}; choose {', '.join(KINDS)}", at)]
     return []
-
-
-def _check_checkout_url(url: str) -> list[Problem]:
-    problems = []
-    if not url.startswith(("https://", "http://")):
-        problems.append(Problem(f"must be an http(s) URL, got {url!r}", "settings.checkout_url"))
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(url) if name is not None]
-    except ValueError as e:
-        return [*problems, Problem(f"is not a valid template: {e}", "settings.checkout_url")]
-    for name in names:
-        if name not in CHECKOUT_FIELDS:
-            problems.append(
-                Problem(
-                    f"unknown placeholder {{{name}}}; known: {', '.join(CHECKOUT_FIELDS)}",
-                    "settings.checkout_url",
-                )
-            )
-    return problems
 
 
 def deadline_of(offer: Offer, promotion: Promotion | None, day: date) -> date | None:

@@ -18,7 +18,7 @@ from typing import Literal
 
 from upsell.domain.catalog import MetricKind
 from upsell.domain.money import Money
-from upsell.domain.subscriptions import SubscriptionItem
+from upsell.domain.subscriptions import Purchase, SubscriptionItem
 
 Trend = Literal["growing", "flat", "declining", "new"]
 
@@ -114,13 +114,16 @@ class Engagement:
 
 @dataclass(frozen=True)
 class Risk:
-    """Signs that an account may shrink or leave (S5's retention mindset, S11)."""
+    """Signs that an account may shrink or leave (S5's retention mindset, S11). `cancel_reason`
+    is the `reason` of the latest ``Cancel Requested`` in 30 days, as sent (opportunities/saves.py
+    reads it)."""
 
     payment_failures_30d: int = 0
     open_tickets: int = 0
     nps_score: int | None = None
     downgrade_requested_to: str | None = None
     cancel_requested: bool = False
+    cancel_reason: str | None = None
 
     @property
     def detractor(self) -> bool:
@@ -145,6 +148,8 @@ class AccountSignals:
     `holdings` are the subscription items held at `as_of` (trialing included); `plan_id` is the plan
     among them (None when the account holds no plan). `mrr` is metrics.md's MRR in the catalog's base
     currency. `signals` are the catalog's named usage signals that hold (``inbound_leads``).
+    `last_purchase` is the latest paid row that added to what the account held
+    (`upsell.domain.subscriptions.last_purchase`).
     """
 
     account_id: str
@@ -171,6 +176,7 @@ class AccountSignals:
     engagement: Engagement = field(default_factory=Engagement)
     risk: Risk = field(default_factory=Risk)
     usage: tuple[UsageSpend, ...] = ()
+    last_purchase: Purchase | None = None
 
     @property
     def held_items(self) -> frozenset[str]:

@@ -9,7 +9,7 @@ movements.mrr_rows`) calls it once per distinct price, and a test holds the two 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -83,3 +83,45 @@ def mrr_at(items: Iterable[SubscriptionItem], at: datetime, fx: FxRates) -> Mone
         if item.held_at(at):
             total = total + item.mrr(fx)
     return total
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """The account bought `item_id` at `at`: a plan, more of one, an add-on or a product."""
+
+    item_id: str
+    at: datetime
+
+
+def last_purchase(
+    rows: Iterable[SubscriptionItem], tiers: Mapping[str, int], at: datetime
+) -> Purchase | None:
+    """The latest purchase among an account's subscription rows started by `at`, or None.
+
+    A purchase is a paid row (not trialing, a price above 0) that adds to what the account held:
+    a new item, a plan of a higher tier, more units, or a trial converted. A row that replaces
+    one ending at its start is no purchase when the replaced row was paid and not trialing and
+    either both are plans and the old one's tier was higher, or equal with at least as many
+    units, or it is the same item with at least as many units: a downgrade, a renewal, a price
+    change or fewer seats. `tiers` are the catalog's plans with their tier.
+    """
+    mine = [r for r in rows if r.started_at <= at]
+
+    def paid(r: SubscriptionItem) -> bool:
+        return r.status != "trialing" and r.unit_price.amount > 0
+
+    def replaces(old: SubscriptionItem, new: SubscriptionItem) -> bool:
+        """`new` is no more than `old` was."""
+        if old.item_id in tiers and new.item_id in tiers:
+            a, b = tiers[old.item_id], tiers[new.item_id]
+            return a > b or (a == b and old.quantity >= new.quantity)
+        return old.item_id == new.item_id and old.quantity >= new.quantity
+
+    best: Purchase | None = None
+    for r in mine:
+        if not paid(r) or (best is not None and r.started_at <= best.at):
+            continue
+        if any(o.ended_at == r.started_at and paid(o) and replaces(o, r) for o in mine):
+            continue
+        best = Purchase(r.item_id, r.started_at)
+    return best

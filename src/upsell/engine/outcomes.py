@@ -170,8 +170,10 @@ def expansion_since_first_decision(
     backend: Backend, contacts: pa.Table, changes: ir.Table, *, end: datetime
 ) -> pa.Table:
     """Per decided account: ``group`` (``treated`` when an offer reached it, ``holdout`` when it
-    was only ever held out) and ``expansion``: the expansion MRR (micro-units) of its changes from
-    its first decision until `end`."""
+    was only ever held out), ``expansion``: the expansion MRR (micro-units) of its changes from
+    its first decision until `end`, and ``holdout_share``: the share its first decision was held
+    out at (its decision line's ``holdout_share``; null for lines written before it existed), the
+    stratum the holdout comparison puts it in (`upsell.domain.experiments.stratified_lift`)."""
     reached = pc.and_(
         pc.invert(contacts.column("held_out")), pc.not_equal(contacts.column("status"), "failed")
     )
@@ -182,12 +184,16 @@ def expansion_since_first_decision(
                 "as_s": _seconds(contacts.column("as_of")),
                 "reached": pc.cast(reached, pa.int64()),
                 "held": pc.cast(contacts.column("held_out"), pa.int64()),
+                "share": _holdout_shares(contacts.column("decision")),
             }
         ),
         "decided",
     )
     first = c.group_by("account_id").aggregate(
-        first_s=c.as_s.min(), reached=c.reached.max(), held=c.held.max()
+        first_s=c.as_s.min(),
+        reached=c.reached.max(),
+        held=c.held.max(),
+        holdout_share=c.share.argmin(c.as_s),
     )
     first = first.filter((first.reached > 0) | (first.held > 0))
     end_s = int(end.astimezone(UTC).timestamp())
@@ -198,15 +204,30 @@ def expansion_since_first_decision(
         ch,
         (first.account_id == ch.account_id) & (ch.at_s >= first.first_s) & (ch.at_s < end_s),
     )
-    out = joined.group_by([first.account_id, "reached"]).aggregate(
+    out = joined.group_by([first.account_id, "reached", "holdout_share"]).aggregate(
         expansion=joined.amount.sum().fill_null(0)
     )
     out = out.select(
         "account_id",
         group=ibis.cases((out.reached > 0, "treated"), else_="holdout"),
         expansion=out.expansion,
+        holdout_share=out.holdout_share,
     )
     return backend.arrow(out.order_by("account_id"))
+
+
+def _holdout_shares(decisions: pa.ChunkedArray) -> pa.Array:
+    """Each contact's ``holdout_share`` from its decision line (JSON text), null when it has none."""
+    out: list[float | None] = []
+    for text in decisions.to_pylist():
+        try:
+            value = json.loads(text) if text else {}
+        except ValueError:
+            value = {}
+        share = value.get("holdout_share") if isinstance(value, dict) else None
+        number = isinstance(share, int | float) and not isinstance(share, bool)
+        out.append(float(share) if number and share is not None else None)
+    return pa.array(out, pa.float64())
 
 
 def cohorts(

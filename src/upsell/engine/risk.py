@@ -1,6 +1,6 @@
 """Churn risk per account: payment failures in the 30 days, open support tickets, the last NPS
-answer, a downgrade or a cancellation asked for in the 30 days (domain/signals.py's `Risk`), for the
-accounts table."""
+answer, a downgrade or a cancellation asked for in the 30 days and the latest cancellation's reason
+(domain/signals.py's `Risk`), for the accounts table."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ def risk(at: AsOf) -> ir.Table:
     d = window(at.events(DOWNGRADE_REQUESTED), at.d30)
     down = d.group_by("account_id").aggregate(downgrade_requested_to=d.key.argmax(d.last_at))
     c = window(at.events(CANCEL_REQUESTED), at.d30)
-    cancel = c.group_by("account_id").aggregate(cancel_requested=c.count() > 0)
+    cancel = c.group_by("account_id").aggregate(
+        cancel_requested=c.count() > 0, cancel_reason=c.key.argmax(c.last_at).nullif("")
+    )
     return attach(at.accounts.select("account_id"), failures, open_, nps, down, cancel)
 
 

@@ -28,6 +28,7 @@ import ibis.expr.types as ir
 
 from upsell.domain.catalog import Catalog
 from upsell.domain.events import (
+    CANCEL_REQUESTED,
     DOWNGRADE_REQUESTED,
     FEATURE_BLOCKED,
     FEATURE_USED,
@@ -43,6 +44,7 @@ RESERVED_KEYS = {
     FEATURE_BLOCKED: "feature",
     LIMIT_REACHED: "metric",
     DOWNGRADE_REQUESTED: "to_plan",
+    CANCEL_REQUESTED: "reason",
     USAGE_CHARGED: "item_id",
 }
 RESERVED_VALUES = {USAGE_CHARGED: "quantity", SURVEY_ANSWERED: "score"}

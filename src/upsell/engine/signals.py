@@ -100,6 +100,7 @@ def accounts_table(at: AsOf, plan: ir.Table) -> ir.Table:
         nps_score=t.nps_score.cast("int64"),
         downgrade_requested_to=t.downgrade_requested_to,
         cancel_requested=t.cancel_requested.fill_null(False),
+        cancel_reason=t.cancel_reason,
         **{name: t[name].fill_null(0).cast("int64") for name in zero},
     )
 

@@ -26,7 +26,8 @@ from upsell.domain.answers import Answers
 from upsell.domain.calendar import day_start, iso
 from upsell.domain.catalog import Catalog
 from upsell.domain.contacts import Contact
-from upsell.domain.decisions import Choice, Decision, History, Refusal, decide
+from upsell.domain.decisions import Choice, Decision, Refusal, decide
+from upsell.domain.history import History
 from upsell.domain.messages import expires_at, locale_for, message_facts
 from upsell.domain.money import Money
 from upsell.domain.opportunities import Opportunity, Policy
@@ -34,7 +35,7 @@ from upsell.domain.playbooks import DEFAULT_ANCHOR, Playbooks
 from upsell.domain.signals import AccountSignals
 from upsell.flows.learn import answers_for, stored_answers
 from upsell.flows.opportunities import OpportunityRun, find_all
-from upsell.store.accounts import names_and_emails
+from upsell.store.accounts import names_and_emails, owners
 from upsell.store.contacts import (
     contacts_at,
     histories,
@@ -77,8 +78,8 @@ def decision_line(
     d: Decision, message: Mapping[str, Any], as_of: datetime, price: Money | None = None
 ) -> dict[str, Any]:
     """data-contract.md's decision line, plus the playbook, P(accept), the expected value (base
-    currency), the promotion, the offered item's monthly `price` in the account's currency, and a
-    tooltip's anchor."""
+    currency), the holdout share the account was drawn at, the promotion, the offered item's
+    monthly `price` in the account's currency, and a tooltip's anchor."""
     o = d.opportunity
     line: dict[str, Any] = {
         "account_id": o.account_id,
@@ -102,6 +103,7 @@ def decision_line(
         "p_source": {"source": "prior"} if d.estimate is None else d.estimate.provenance(),
         "features": {k: round(v, 4) for k, v in (d.features or {}).items()},
         "expected_value": f"{d.expected_value:.2f}",
+        "holdout_share": d.holdout_share,
     }
     if price is not None:
         line["price"] = price.as_string()
@@ -122,7 +124,8 @@ def decision_line(
 class Decider:
     """Decide → render → record → deliver, the one code path of the daily run (`run_offers`) and
     of real-time triggers (flows/triggers.py): the workspace's catalog, playbooks, templates and
-    opportunity policy, read once, and the accounts' names and emails."""
+    opportunity policy, read once, the accounts' names and emails, and who owns which account
+    (`owners`: playbooks.yaml's `guardrails.csm_owner_trait`)."""
 
     catalog: Catalog
     playbooks: Playbooks
@@ -130,6 +133,7 @@ class Decider:
     policy: Policy
     people: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
     answers: Answers | None = None
+    owners: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, ws: Workspace, catalog: Catalog | None = None) -> Decider:
@@ -160,6 +164,7 @@ class Decider:
             self.playbooks,
             history,
             email=email,
+            owner=self.owners.get(account_id),
             policy=self.policy,
             triggered=trigger is not None,
             answers=self.answers,
@@ -174,7 +179,9 @@ class Decider:
             d.playbook.template,
             facts,
             locale=locale,
-            checkout_url=self.playbooks.settings.checkout_url,
+            checkout_url=self.playbooks.settings.cta_url(
+                d.opportunity.kind, d.opportunity.item_id, d.opportunity.from_item_id
+            ),
             expires_at=expires_at(d.deadline),
             html_part=d.channel == "email",
         )
@@ -251,6 +258,7 @@ def run_offers(
         # The triggers' contacts since the as-of instant (already_offered).
         later = trigger_contacts(conn=conn, since=at, until=at + same_offer)
         decider.people = names_and_emails(conn=conn)
+        decider.owners = owners(conn=conn, trait=decider.playbooks.guardrails.csm_owner_trait)
     result = RunResult(as_of=as_of, opportunities=found, dry_run=dry)
     # An account decided by an earlier run at this instant keeps that run's refusals too.
     result.refusals.extend(kept_refusals)
@@ -291,6 +299,8 @@ def run_offers(
     # lock up front (store/db.py) instead of failing when another writer commits in between.
     with db.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
         record(conn, new)
+        # In account order (stable): a run repeated for the instant stores the same rows.
+        result.refusals.sort(key=lambda r: r.account_id)
         replace_refusals(conn=conn, as_of=at, refusals=result.refusals)
     with db.connect() as conn:
         pending = [

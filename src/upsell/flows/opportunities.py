@@ -35,7 +35,7 @@ from upsell.domain.signals import (
     UpgradePattern,
     UsageSpend,
 )
-from upsell.domain.subscriptions import SubscriptionItem, mrr_at
+from upsell.domain.subscriptions import SubscriptionItem, last_purchase, mrr_at
 from upsell.engine.backends import Backend, Prepared
 from upsell.engine.rollups import Rollups, RollupSpec, account_rollups
 from upsell.engine.signals import KEYS, build_signals, execute, power_users_floor
@@ -144,10 +144,11 @@ def _by_account(table: pa.Table) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _holdings(subscriptions: pa.Table, at: datetime) -> dict[str, list[SubscriptionItem]]:
+def _rows(subscriptions: pa.Table, at: datetime) -> dict[str, list[SubscriptionItem]]:
+    """Each account's subscription rows started by `at`."""
     out: dict[str, list[SubscriptionItem]] = defaultdict(list)
     for r in subscriptions.to_pylist():
-        if r["started_at"] > at or (r["ended_at"] is not None and r["ended_at"] <= at):
+        if r["started_at"] > at:
             continue
         out[r["account_id"]].append(
             SubscriptionItem(
@@ -188,14 +189,16 @@ def account_signals(
     """One AccountSignals per account that existed at `as_of` (at `instant` on that day, for
     tables built with that instant: `build_signals`), in account_id order."""
     at = instant if instant is not None else day_start(as_of)
-    holdings = _holdings(subscriptions, at)
+    rows = _rows(subscriptions, at)
+    tiers = {p.id: p.tier for p in catalog.plans}
     metrics = _by_account(tables["metrics"])
     features = _by_account(tables["features"])
     named = _by_account(tables["signals"])
     usage = _by_account(tables["usage"])
     for a in tables["accounts"].to_pylist():
         account_id = a["account_id"]
-        held = tuple(holdings.get(account_id, ()))
+        mine = rows.get(account_id, [])
+        held = tuple(r for r in mine if r.held_at(at))
         yield AccountSignals(
             account_id=account_id,
             as_of=at,
@@ -224,6 +227,7 @@ def account_signals(
             engagement=_value(Engagement, a),
             risk=_value(Risk, a),
             usage=tuple(_value(UsageSpend, u) for u in usage.get(account_id, ())),
+            last_purchase=last_purchase(mine, tiers, at),
         )
 
 

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from upsell.domain.calendar import add_months, month_start, month_starts, next_month
 from upsell.domain.events import RESPONSE_EVENTS
-from upsell.domain.experiments import lift
+from upsell.domain.experiments import stratified_lift
 from upsell.domain.metrics import (
     CAUSES,
     CENT,
@@ -266,14 +266,22 @@ def _offers(
     )
     reached = reach(backend, records, refused)
     groups = expansion_since_first_decision(backend, contacts, ch, end=end).to_pylist()
-    treated = [float(from_micros(int(r["expansion"]))) for r in groups if r["group"] == "treated"]
-    holdout = [float(from_micros(int(r["expansion"]))) for r in groups if r["group"] == "holdout"]
-    return offers, ratio(reached["saw"], reached["eligible"]), _incremental(treated, holdout)
+    strata: dict[float | None, tuple[list[float], list[float]]] = {}
+    for r in groups:
+        treated, holdout = strata.setdefault(r["holdout_share"], ([], []))
+        (treated if r["group"] == "treated" else holdout).append(
+            float(from_micros(int(r["expansion"])))
+        )
+    return offers, ratio(reached["saw"], reached["eligible"]), _incremental(strata)
 
 
-def _incremental(treated: list[float], holdout: list[float]) -> Incremental | None:
-    """Incremental expansion MRR of the treated accounts over the holdout, with Welch's interval."""
-    result = lift(treated, holdout)
+def _incremental(
+    strata: Mapping[float | None, tuple[list[float], list[float]]],
+) -> Incremental | None:
+    """Incremental expansion MRR of the treated accounts over the holdout, with Welch's interval,
+    compared within each holdout share (`stratified_lift`: a save held out at 5 % is compared with
+    saves, not with upsells held out at 10 %)."""
+    result = stratified_lift([strata[k] for k in sorted(strata, key=lambda k: k or 0.0)])
     if result is None:
         return None
 

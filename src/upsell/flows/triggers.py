@@ -34,12 +34,13 @@ from upsell.config.playbooks import PLAYBOOKS_FILE
 from upsell.domain.calendar import iso
 from upsell.domain.catalog import Catalog
 from upsell.domain.contacts import Contact
-from upsell.domain.decisions import History, Refusal
+from upsell.domain.decisions import Refusal
+from upsell.domain.history import History
 from upsell.engine.backends import Backend
 from upsell.flows.offers import HISTORY_DAYS, Decided, Decider, deliver
 from upsell.flows.opportunities import SignalsAt
 from upsell.store import triggers as queue
-from upsell.store.accounts import names_and_emails
+from upsell.store.accounts import names_and_emails, owners
 from upsell.store.catalogs import latest_catalog, latest_version
 from upsell.store.contacts import add_refusals, histories, record_contact
 from upsell.store.db import sqlite_writer
@@ -222,7 +223,9 @@ class TriggerDecider:
                 conn=conn, before=at, since=at - timedelta(days=HISTORY_DAYS), account_ids=ids
             )
             people = names_and_emails(conn=conn, account_ids=ids)
-        mine = replace(decider, people=people)
+            trait = decider.playbooks.guardrails.csm_owner_trait
+            owned = owners(conn=conn, trait=trait, account_ids=ids)
+        mine = replace(decider, people=people, owners=owned)
         decided: dict[str, Decided] = {}
         for e in entries:
             signals = found.signals.get(e.account_id)

@@ -389,7 +389,8 @@ def _cancel_requested(
     conn: sa.Connection, event: StripeEvent, account_id: str, terms: list[ItemTerms]
 ) -> None:
     """``cancel_at_period_end`` (or ``cancel_at``) just turned on: a ``Cancel Requested`` event
-    (the risk gates read it), with the instant the subscription will end."""
+    (the risk gates read it), with the instant the subscription will end and, as its `reason`,
+    the customer's ``cancellation_details.feedback`` (what save offers answer)."""
     sub = event.object
     ends = instant(sub, "cancel_at", "data.object") or max(
         (t.period_end for t in terms if t.period_end is not None), default=None
@@ -397,6 +398,10 @@ def _cancel_requested(
     properties: dict[str, Any] = {"source": "stripe", "subscription_id": event.object_id}
     if ends is not None:
         properties["period_end"] = ends.isoformat()
+    details = sub.get("cancellation_details")
+    feedback = details.get("feedback") if isinstance(details, dict) else None
+    if isinstance(feedback, str) and feedback:  # too_expensive, missing_features, unused, ...
+        properties["reason"] = feedback
     at = instant(sub, "canceled_at", "data.object") or event.created
     cancel = Event(f"{event.id}:cancel", account_id, CANCEL_REQUESTED, at, None, properties)
     event_store.insert_events(conn=conn, events=[cancel])

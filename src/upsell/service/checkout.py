@@ -54,10 +54,11 @@ async def accept(
     token: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> RedirectResponse:
     """Record ``clicked`` on the message the click token names (once), and redirect to the
-    workspace's checkout URL with a signed offer token (``upsell_token``), valid one hour."""
+    workspace's checkout URL (its save URL for a save that keeps the plan held) with a signed
+    offer token (``upsell_token``), valid one hour."""
     if not token:
         raise ApiError(400, "missing_token", "token is required: follow the message's cta.url")
-    secret, template = cached(request).checkout()
+    secret, settings = cached(request).checkout()
     try:
         click = verify(click_key(secret), token, now=time.time())
     except BadToken as exc:
@@ -98,5 +99,6 @@ async def accept(
         "trial_days": str(payload["trial_days"]),
         "variant": contact.variant or "",
     }
+    template = settings.cta_url(contact.kind, contact.item_id, decision.get("from_item_id"))
     url = with_token(build_url(template, fields), sign(secret, payload))
     return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})

@@ -32,7 +32,7 @@ from upsell.domain.checkout import click_key, click_payload, sign
 from upsell.domain.contacts import Contact
 from upsell.domain.in_app import WIDGET_EVENTS
 from upsell.domain.money import Money, format_money, to_decimal
-from upsell.domain.playbooks import Cap
+from upsell.domain.playbooks import Cap, DecisionSettings
 from upsell.domain.tokens import valid_user_token
 from upsell.errors import UpsellError
 from upsell.flows.messages import MessageNotFound, messages_for, record_event
@@ -68,7 +68,7 @@ router = APIRouter(
 
 
 class _Cached:
-    """playbooks.yaml's caps and checkout URL (parsed again when the file's content changes), and the
+    """playbooks.yaml's caps and settings (parsed again when the file's content changes), and the
     user-token and checkout secrets (read again every `TTL` seconds), so that a request parses
     nothing. A playbooks.yaml that no longer reads keeps the last good one, with a warning."""
 
@@ -80,7 +80,7 @@ class _Cached:
         self._caps: tuple[Cap, ...] = ()
         self._secret = ""
         self._checkout_secret = ""
-        self._checkout_url = ""
+        self._settings = DecisionSettings()
 
     def _file_stamp(self) -> bytes:
         try:
@@ -104,7 +104,7 @@ class _Cached:
                 log.warning("playbooks.yaml changed but does not read; keeping the last: %s", exc)
             else:
                 self._caps = playbooks.guardrails.caps
-                self._checkout_url = playbooks.settings.checkout_url
+                self._settings = playbooks.settings
             self._stamp = stamp
         self._at = time.monotonic()
 
@@ -114,11 +114,11 @@ class _Cached:
             self._refresh()
             return self._caps, self._secret
 
-    def checkout(self) -> tuple[str, str]:
-        """The checkout secret and playbooks.yaml's checkout URL template."""
+    def checkout(self) -> tuple[str, DecisionSettings]:
+        """The checkout secret and playbooks.yaml's settings (the checkout and save URLs)."""
         with self._lock:
             self._refresh()
-            return self._checkout_secret, self._checkout_url
+            return self._checkout_secret, self._settings
 
 
 def cached(request: Request) -> _Cached:

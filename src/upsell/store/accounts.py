@@ -181,3 +181,23 @@ def names_and_emails(
         for row in conn.execute(query.where(a.account_id.in_(chunk))):
             out[row.account_id] = (row.name, row.email)
     return out
+
+
+def owners(
+    *, conn: sa.Connection, trait: str, account_ids: Collection[str] | None = None
+) -> dict[str, str]:
+    """The accounts whose trait `trait` is set (not empty) with its value: who owns each account
+    (playbooks.yaml's `guardrails.csm_owner_trait`), or of `account_ids` only."""
+    a = accounts_table.c
+    query = sa.select(a.account_id, a.traits)
+    chunks: Iterable[Sequence[str] | None] = (
+        [None] if account_ids is None else in_chunks(account_ids)
+    )
+    out: dict[str, str] = {}
+    for chunk in chunks:
+        q = query if chunk is None else query.where(a.account_id.in_(chunk))
+        for row in conn.execute(q):
+            value = row.traits.get(trait) if isinstance(row.traits, dict) else None
+            if value is not None and value != "":
+                out[row.account_id] = str(value)
+    return out

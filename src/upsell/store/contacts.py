@@ -9,8 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from upsell.domain.contacts import Contact, Response
-from upsell.domain.decisions import History, PastContact, PastResponse, Refusal
+from upsell.domain.decisions import Refusal
 from upsell.domain.events import RESPONSE_EVENTS
+from upsell.domain.history import History, PastContact, PastResponse
 from upsell.domain.money import Money
 from upsell.store.db import IN_CHUNK
 from upsell.store.schema import contacts as contacts_table

@@ -1,14 +1,44 @@
 """Save offers for a paying account at risk (S5's retention mindset, S11's downgrade reminder):
-keep the plan (``save:<plan>``), or move to a lower plan instead of leaving
-(``save:<plan>-><lower>``).
+keep the plan (``save:<plan>``), move to a lower plan instead of leaving
+(``save:<plan>-><lower>``), or get the add-on or plan with the feature it left for
+(``save:<plan>+<add_on>``, ``save:<plan>-><higher>``) — each answering why it wants to leave.
 """
 
 from __future__ import annotations
 
-from upsell.domain.catalog import Plan
+from typing import Literal, get_args
+
+from upsell.domain.catalog import AddOn, Plan
+from upsell.domain.money import Money
 from upsell.domain.opportunities._account import Account, Draft
 from upsell.domain.opportunities.candidates import Reason, Route
 from upsell.domain.wording import as_value, feature_name, metric_name, number, plural, times
+
+#: Why an account asked to cancel, as far as the save offer answers it.
+CancelMotive = Literal["too_expensive", "missing_feature", "not_using"]
+MOTIVES: tuple[CancelMotive, ...] = get_args(CancelMotive)
+#: Words of a ``Cancel Requested`` `reason` that name each motive, Stripe's
+#: ``cancellation_details.feedback`` codes (too_expensive, missing_features, unused) among them;
+#: tried in this order.
+MOTIVE_WORDS: tuple[tuple[CancelMotive, tuple[str, ...]], ...] = (
+    ("not_using", ("unused", "not using", "not use", "don't use", "do not use", "no longer need")),
+    ("too_expensive", ("expensive", "price", "cost", "afford", "budget", "cheaper")),
+    ("missing_feature", ("feature", "missing", "lack")),
+)
+_MOTIVE_TEXT: dict[CancelMotive, str] = {
+    "too_expensive": "it costs too much",
+    "missing_feature": "a feature is missing",
+    "not_using": "it does not use it enough",
+}
+
+
+def cancel_motive(reason: str | None) -> CancelMotive | None:
+    """The motive a cancel request's `reason` names (Stripe's codes or plain words), or None."""
+    text = (reason or "").lower().replace("_", " ")
+    for motive, words in MOTIVE_WORDS:
+        if any(w in text for w in words):
+            return motive
+    return None
 
 
 def find_saves(a: Account) -> list[Draft]:
@@ -20,14 +50,23 @@ def find_saves(a: Account) -> list[Draft]:
     ``save:<plan>-><lower>`` offers the cheapest lower plan whose limits still cover its usage and
     that loses the fewest used features; the delta is that plan's MRR minus the MRR after what it
     asked for. A requested downgrade bounds the lower plans from below.
+
+    A cancel request's reason (`cancel_motive`) is answered: too expensive, both (a playbook can
+    add a discount to keeping the plan); a missing feature, the cheapest add-on or higher plan
+    with a feature the account tried while locked (``Feature Blocked``), and keeping the plan;
+    not using it, help from a customer-success manager (route ``csm``), no cheaper plan. Each
+    draft carries the motive as a reason (``too_expensive``, ``missing_feature``, ``not_using``).
     """
     if not a.at_risk or a.plan is None or a.mrr.amount <= 0:
         return []
     plan, r = a.plan, a.s.risk
     alt: Plan | None = None
+    motive: CancelMotive | None = None
     if r.cancel_requested:
         strength = 0.9
-        trigger = Reason("cancel_requested", "asked to cancel")
+        motive = cancel_motive(r.cancel_reason)
+        text = "asked to cancel" + (f": {_MOTIVE_TEXT[motive]}" if motive else "")
+        trigger = Reason("cancel_requested", text, values={"reason": motive} if motive else {})
     elif a.downgrade_to is not None:
         strength = 0.8
         to = a.downgrade_to
@@ -35,7 +74,9 @@ def find_saves(a: Account) -> list[Draft]:
         label = to.name if isinstance(to, Plan) else to
         to_id = to.id if isinstance(to, Plan) else to
         trigger = Reason(
-            "downgrade_requested", f"asked to downgrade to {label}", values={"to_plan": to_id}
+            "downgrade_requested",
+            f"asked to downgrade to {label}",
+            values={"to_plan": to_id, "to_plan_name": label},
         )
     else:
         strength = min(0.9, 0.3 + 0.15 * len(a.risk_signals))
@@ -44,9 +85,15 @@ def find_saves(a: Account) -> list[Draft]:
             "at risk of leaving: " + "; ".join(text for _, text, _ in a.risk_signals),
             values={code: n for code, _, n in a.risk_signals},
         )
+    why = [Reason(motive, f"says {_MOTIVE_TEXT[motive]}")] if motive else []
     alt_mrr = a.mrr_with_plan(alt)
-    route: Route = "csm" if plan.sales_assisted else "self_serve"
+    route: Route = "csm" if plan.sales_assisted or motive == "not_using" else "self_serve"
     drafts = []
+
+    if motive == "missing_feature":
+        found = _feature_answer(a, plan, alt_mrr, strength, [trigger, *why], route)
+        if found is not None:
+            drafts.append(found)
 
     lost = _lost_features(a, alt, "cancel" if alt is None else alt.name)
     over = _over_limits(a, alt) if alt is not None else []
@@ -61,10 +108,12 @@ def find_saves(a: Account) -> list[Draft]:
                 from_item_id=plan.id,
                 delta=keep,
                 score=strength * (0.6 + 0.4 * min(1.0, lost_count / 3)),
-                reasons=[trigger, *lost[:5], *over, *_value_received(a, plan)],
+                reasons=[trigger, *why, *lost[:5], *over, *_value_received(a, plan)],
                 route=route,
             )
         )
+    if motive in ("not_using", "missing_feature"):
+        return drafts  # a cheaper plan answers neither
 
     floor = alt.tier if alt is not None else -1
     options = [
@@ -86,11 +135,55 @@ def find_saves(a: Account) -> list[Draft]:
                     from_item_id=plan.id,
                     delta=kept,
                     score=strength * (1 - 0.4 * min(1.0, len(lower_lost) / 3)),
-                    reasons=[trigger, _fits_usage(a, lower), *lower_lost[:5]],
+                    reasons=[trigger, *why, _fits_usage(a, lower), *lower_lost[:5]],
                     route=route,
                 )
             )
     return drafts
+
+
+def _feature_answer(
+    a: Account, plan: Plan, alt_mrr: Money, strength: float, head: list[Reason], route: Route
+) -> Draft | None:
+    """The cheapest add-on (that works with `plan`) or higher plan with a feature the account
+    tried while locked in the last 30 days and lacks, most tried first: what it left for."""
+    tried = sorted(
+        (f for f in a.s.features.values() if f.blocked_30d > 0 and f.feature not in a.features),
+        key=lambda f: (-f.blocked_30d, f.feature),
+    )
+    for f in tried:
+        # (what it adds a month, the item, the account's MRR with it, the offer id)
+        answers: list[tuple[Money, AddOn | Plan, Money, str]] = []
+        for add_on in a.catalog.add_ons:
+            price = a.list_mrr(add_on.id)
+            works = not add_on.requires or plan.id in add_on.requires
+            if f.feature in add_on.features and works and price is not None:
+                answers.append((price, add_on, a.mrr + price, f"save:{plan.id}+{add_on.id}"))
+        for higher in a.higher:
+            if f.feature in higher.features and not higher.sales_assisted:
+                after = a.mrr_with_plan(higher)
+                answers.append((after - a.mrr, higher, after, f"save:{plan.id}->{higher.id}"))
+        if not answers:
+            continue
+        _, item, after, offer_id = min(answers, key=lambda t: (t[0].amount, t[1].id))
+        n = f.blocked_30d
+        tried_it = Reason(
+            "blocked_feature",
+            f"tried {feature_name(f.feature)} {times(n)} this month — {item.name} has it",
+            feature=f.feature,
+            values={"attempts_30d": n, "attempts_7d": f.blocked_7d},
+        )
+        return Draft(
+            kind="save",
+            offer_id=offer_id,
+            item_id=item.id,
+            from_item_id=plan.id,
+            delta=after - alt_mrr,
+            score=strength * min(1.0, 0.6 + 0.1 * n),
+            reasons=[*head, tried_it],
+            route=route,
+        )
+    return None
 
 
 def _lost_features(a: Account, target: Plan | None, label: str) -> list[Reason]:
