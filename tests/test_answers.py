@@ -3,7 +3,7 @@ posteriors, the decision step's use of them, and the out-of-sample measures."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
@@ -19,6 +19,7 @@ from upsell.domain.answers import (
     count,
 )
 from upsell.domain.decisions import decide
+from upsell.domain.history import History, PastContact, PastResponse
 from upsell.domain.money import Money
 from upsell.domain.opportunities import Opportunity
 from upsell.domain.opportunities.candidates import Reason
@@ -289,9 +290,20 @@ def test_a_per_account_multiplier_is_bounded_and_a_missing_feature_counts_as_its
 
 
 def test_account_features_are_the_accounts_numbers() -> None:
-    f = account_features(_opportunity(), _signals(mrr="50"), recent_contacts=2)
+    history = History(
+        contacts=(
+            PastContact(AT - timedelta(days=3), "upsell:basic->pro", "in_app"),
+            PastContact(AT - timedelta(days=20), "upsell:basic->pro", "email"),
+            PastContact(AT - timedelta(days=100), "add_on:x", "email"),
+        ),
+        responses=(PastResponse(AT - timedelta(days=99), "add_on:x", "dismissed"),),
+    )
+    f = account_features(_opportunity(), _signals(mrr="50"), history)
     assert set(f) == set(FEATURES)
     assert f["log_mrr"] == pytest.approx(np.log1p(50))
     assert f["log_price_share"] == pytest.approx(np.log1p(40 / 50))
     assert f["active_days_share"] == pytest.approx(20 / 30)
     assert (f["score"], f["recent_contacts"], f["detractor"]) == (0.7, 2.0, 0.0)
+    assert f["log_reached_180d"] == pytest.approx(np.log1p(3))
+    assert f["log_dismissed_180d"] == pytest.approx(np.log1p(1))
+    assert f["clicked_180d"] == 0.0

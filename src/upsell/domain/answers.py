@@ -43,12 +43,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from scipy import special
 
 if TYPE_CHECKING:
+    from upsell.domain.history import History
     from upsell.domain.opportunities import Opportunity
     from upsell.domain.signals import AccountSignals
 
@@ -339,17 +340,30 @@ FEATURES = (
     "log_limit_hits",
     "recent_contacts",
     "detractor",
+    "log_reached_180d",
+    "log_dismissed_180d",
+    "clicked_180d",
 )
+#: How far back an account's own answers count as features.
+ANSWER_DAYS = 180
 #: The most a per-account model moves its group's estimate, either way (a factor of e^3).
 MAX_LOG_MULTIPLIER = 3.0
 
 
-def account_features(o: Opportunity, s: AccountSignals, recent_contacts: int) -> dict[str, float]:
+def account_features(o: Opportunity, s: AccountSignals, history: History) -> dict[str, float]:
     """The `FEATURES` of an option for an account at its signals' instant, each a plain number:
     MRR, tenure, active days in 30 (a share), active users, the 30-day activity trend (log ratio),
     employees, the opportunity's score, its MRR delta over the account's MRR, the highest
     utilisation of a limited metric (at most 2), limit hits in 30 days, contacts that reached the
-    account in 28 days, and an NPS detractor flag. Logs are log(1 + x)."""
+    account in 28 days, an NPS detractor flag, and the account's own answers in `ANSWER_DAYS`:
+    contacts that reached it, dismissals, and whether it clicked any. Logs are log(1 + x)."""
+    at = s.as_of
+    recent_contacts = len(history.reached_since(at - timedelta(days=28), at))
+    since = at - timedelta(days=ANSWER_DAYS)
+    reached = len(history.reached_since(since, at))
+    answers = [r for r in history.responses if since <= r.at < at]
+    dismissed = sum(1 for r in answers if r.response == "dismissed")
+    clicked = any(r.response in ("clicked", "accepted") for r in answers)
     e = s.engagement
     mrr = float(s.mrr.amount)
     uses = [u.utilisation for u in s.metrics.values() if u.utilisation is not None]
@@ -369,6 +383,9 @@ def account_features(o: Opportunity, s: AccountSignals, recent_contacts: int) ->
         "log_limit_hits": math.log1p(hits),
         "recent_contacts": float(recent_contacts),
         "detractor": 1.0 if s.risk.detractor else 0.0,
+        "log_reached_180d": math.log1p(reached),
+        "log_dismissed_180d": math.log1p(dismissed),
+        "clicked_180d": 1.0 if clicked else 0.0,
     }
 
 

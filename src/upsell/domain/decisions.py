@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Literal, get_args
 
-from upsell.domain.acceptance import FATIGUE_DAYS, acceptance
+from upsell.domain.acceptance import acceptance
 from upsell.domain.answers import Answers, Estimate, account_features
 from upsell.domain.calendar import iso
 from upsell.domain.history import History, PastContact
@@ -223,7 +223,6 @@ def decide(
         return Choice(account_id, None, (account_refusal,))
 
     refusals: list[Refusal] = []
-    recent = len(history.reached_since(at - timedelta(days=FATIGUE_DAYS), at))
     options: list[tuple[float, bool, int, str, Decision]] = []
     matched = False
     for o in qualified:
@@ -259,7 +258,7 @@ def decide(
                 refusals.append(_smaller(account_id, o, playbook.id))
                 continue
             prior = accept(o, signals, arm, history, at, deadline) * _price_neutral(o)
-            features = account_features(o, signals, recent)
+            features = account_features(o, signals, history)
             est = _estimate(answers, explore, prior, o, arm, account_id, at, features)
             p = est.p_accept
             value = _value(o, arm, promotion, playbooks)
