@@ -13,9 +13,11 @@ whose docstring says what it measures and why:
   simulated accounts against the same features as hand-written DuckDB SQL, target 1.5x, plus a
   one-day incremental run, PySpark and the per-account domain step (`--signals-accounts`,
   `--spark-accounts`, `--signals-repeat`);
-- decisions (bench/decisions.py): 26 weekly runs of the default playbooks and of a naive baseline on
-  the demo company through the simulator: incremental MRR, contacts and churn
-  (`--decisions-accounts`, `--decisions-weeks`);
+- decisions (bench/decisions.py): 12 weekly runs of four policies (the default playbooks, a naive
+  baseline, the seeds' rules and an oracle of the hidden response types) on the simulator's four
+  business models, tuned and held-out seeds: incremental MRR, contacts, churn and the hidden types
+  contacted, against issue 15's targets (`--decisions-accounts`, `--decisions-weeks`,
+  `--decisions-models`, `--decisions-seeds`, `--decisions-held-out-seeds`, `--decisions-jobs`);
 - metrics (bench/metrics.py): MRR movements, the monthly summary and NDR/GRR over a synthetic
   24-month subscription history of 1,000,000 accounts (`--metrics-accounts`,
   `--metrics-spark-accounts`);
@@ -41,8 +43,8 @@ are everything before the "## Simulator" heading, the other sections run from th
 next). The exit status is 1 when a run fails its check or misses its target.
 
 Usage: `make bench`, or `.venv/bin/python bench/run.py --events 20000 --sim-accounts 20000
---signals-accounts 20000 --spark-accounts 5000 --decisions-accounts 500 --decisions-weeks 4
---metrics-accounts 20000 --metrics-spark-accounts 5000` for a quick smoke run; `.venv/bin/python
+--signals-accounts 20000 --spark-accounts 5000 --decisions-accounts 300 --decisions-weeks 2
+--decisions-models saas --decisions-seeds 0 --decisions-held-out-seeds '' --metrics-accounts 20000 --metrics-spark-accounts 5000` for a quick smoke run; `.venv/bin/python
 bench/run.py --only simulate` measures only the simulator. See bench/README.md.
 """
 
@@ -152,21 +154,7 @@ def parser() -> argparse.ArgumentParser:
         choices=("import", *SECTIONS),
         help="run one section only; the other sections of the existing results file are kept",
     )
-    p.add_argument(
-        "--decisions-accounts",
-        type=int,
-        default=decisions.DEFAULT_ACCOUNTS,
-        metavar="N",
-        help=f"accounts of the simulated company of the decisions section (default "
-        f"{decisions.DEFAULT_ACCOUNTS:,}, the demo company)",
-    )
-    p.add_argument(
-        "--decisions-weeks",
-        type=int,
-        default=decisions.DEFAULT_WEEKS,
-        metavar="W",
-        help=f"weekly runs replayed by the decisions section (default {decisions.DEFAULT_WEEKS})",
-    )
+    decisions.add_options(p, "decisions-")
     p.add_argument(
         "--metrics-accounts",
         type=int,
@@ -228,8 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(
             "--signals-accounts and --signals-repeat must be at least 1, --spark-accounts at least 0"
         )
-    if options.decisions_accounts < 1 or options.decisions_weeks < 1:
-        p.error("--decisions-accounts and --decisions-weeks must be at least 1")
+    decisions.check_options(options, p.error, "decisions-")
     if options.metrics_accounts < 1 or options.metrics_spark_accounts < 0:
         p.error("--metrics-accounts must be at least 1, --metrics-spark-accounts at least 0")
     if not UPSELL.is_file():
@@ -276,7 +263,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if wanted("decisions"):
         print("Decisions:")
         parts["decisions"], found = decisions.section(
-            options.decisions_accounts, options.decisions_weeks, command
+            accounts=options.decisions_accounts,
+            weeks=options.decisions_weeks,
+            models=options.decisions_models,
+            seeds=options.decisions_seeds,
+            held_out_seeds=options.decisions_held_out_seeds,
+            jobs=options.decisions_jobs,
+            command=command,
         )
         failures += found
     if wanted("metrics"):
