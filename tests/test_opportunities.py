@@ -407,6 +407,8 @@ def test_churn_risk_gates_expansion_and_offers_a_save_instead() -> None:
     assert save.qualified
     assert save.reasons[0].text == "at risk of leaving: NPS 3; 3 open support tickets"
     assert next(iter(found)) == "save:pro"  # qualified first
+    # It asked for nothing: a cheaper plan would only lose the revenue it was not giving up.
+    assert [o for o in found if o.startswith("save:pro->")] == []
 
 
 def test_one_churn_signal_alone_is_not_a_risk() -> None:

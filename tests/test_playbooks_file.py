@@ -90,6 +90,7 @@ def test_the_default_file_loads_and_holds_what_its_yaml_says() -> None:
         "save-help-csm",
         "save-discount",
         "save-modal",
+        "save-at-risk-banner",
         "cross-sell-qbr",
         "cross-sell-email",
     ]
@@ -100,7 +101,7 @@ def test_the_default_file_loads_and_holds_what_its_yaml_says() -> None:
         "limit-modal-trial-length", (Variant("A"), Variant("B", offer=Offer(trial_days=21)))
     )
     assert modal.with_variant(modal.experiment.variants[1]).offer.trial_days == 21
-    assert books.playbooks[7].trigger == (
+    assert books.playbooks[8].trigger == (
         Condition("kind", "equals", "cross_sell"),
         Condition("employees", "at_least", 50),
     )
@@ -123,7 +124,7 @@ def test_a_workspace_without_playbooks_yaml_uses_the_default(tmp_path: Path) -> 
     loaded = load_playbooks(tmp_path)
     assert loaded.default is True
     assert loaded.file == os.fspath(DEFAULT_PLAYBOOKS)
-    assert len(loaded.playbooks.playbooks) == 9
+    assert len(loaded.playbooks.playbooks) == 10
 
 
 def test_a_workspace_file_wins_over_the_default(tmp_path: Path) -> None:

@@ -56,6 +56,8 @@ def find_saves(a: Account) -> list[Draft]:
     with a feature the account tried while locked (``Feature Blocked``), and keeping the plan;
     not using it, help from a customer-success manager (route ``csm``), no cheaper plan. Each
     draft carries the motive as a reason (``too_expensive``, ``missing_feature``, ``not_using``).
+    An account at risk that asked for nothing (``churn_risk``) is reminded of its plan's value,
+    never offered a cheaper plan: it would lose revenue the account was not giving up.
     """
     if not a.at_risk or a.plan is None or a.mrr.amount <= 0:
         return []
@@ -114,6 +116,8 @@ def find_saves(a: Account) -> list[Draft]:
         )
     if motive in ("not_using", "missing_feature"):
         return drafts  # a cheaper plan answers neither
+    if not r.cancel_requested and a.downgrade_to is None:
+        return drafts  # a cheaper plan to an account that asked for nothing only loses revenue
 
     floor = alt.tier if alt is not None else -1
     options = [
