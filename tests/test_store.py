@@ -703,3 +703,38 @@ def test_live_events_are_stored_once_in_batches_of_every_size(db: sa.Engine) -> 
     assert total == 10 + 120 + 60 + 70
     props = rows[2] if isinstance(rows[2], dict) else json.loads(rows[2])
     assert rows[:2] == ("big-5", "u5") and props == {"n": 5, "s": "é\t\\"}
+
+
+def test_fitted_answers_are_stored_and_the_newest_is_read_back(database_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from upsell.domain.answers import Answers, Linear, Outcome, count
+    from upsell.store.models import latest_model, save_model
+
+    opened = db.connect(database_url)
+    try:
+        db.migrate(opened)
+        linear = Linear({"score": 0.5}, {"score": 0.4}, {"score": 0.2}, intercept=-0.1)
+        answers = Answers(
+            count([Outcome("upsell", "in_app", "modal", "p", 0.1, False, True)]),
+            treated_model=linear,
+        )
+        at = datetime(2026, 6, 1, tzinfo=UTC)
+        with opened.begin() as conn:
+            assert latest_model(conn=conn, name="answers") is None
+            first = save_model(
+                conn=conn, name="answers", fitted_at=at, data_end=at, decisions=1,
+                params=answers.to_json(), evaluation={"auc": None},
+            )  # fmt: skip
+            second = save_model(
+                conn=conn, name="answers", fitted_at=at, data_end=at, decisions=2,
+                params=answers.to_json(), evaluation=None,
+            )  # fmt: skip
+        with opened.connect() as conn:
+            stored = latest_model(conn=conn, name="answers")
+        assert stored is not None and second > first and stored.version == second
+        assert stored.decisions == 2 and stored.data_end == at
+        again = Answers.from_json(stored.params, version=stored.version)
+        assert again.counts == answers.counts and again.treated_model == linear
+    finally:
+        opened.dispose()
