@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from upsell.cli.console import errors
 from upsell.cli.options import WorkspaceOption, json_option, open_workspace
+
+if TYPE_CHECKING:
+    from upsell.domain.answers import Answers
 
 
 def learn(
@@ -21,6 +24,7 @@ def learn(
     """Fit who answers which offers from the decisions whose window has closed (treated and held
     out), store the fit for `upsell run` and the real-time triggers, and report the data used,
     cross-validated AUC, Brier score, Qini and calibration."""
+    from upsell.flows.learn import evaluation_json
     from upsell.flows.learn import learn as fit
 
     with errors(), open_workspace(workspace) as ws:
@@ -35,8 +39,7 @@ def learn(
             "decisions": learned.decisions,
             "pending": learned.pending,
             "in_use": settings.use and learned.decisions >= settings.min_decisions,
-            "evaluation": {k: v for k, v in e.__dict__.items() if k != "calibration"}
-            | {"calibration": [c.__dict__ for c in e.calibration]},
+            "evaluation": evaluation_json(e),
             "groups": groups,
         }
         typer.echo(json.dumps(out, indent=2))
@@ -79,7 +82,7 @@ def learn(
         )
 
 
-def _groups(answers: Any) -> list[dict[str, Any]]:
+def _groups(answers: Answers) -> list[dict[str, Any]]:
     out = []
     for key, c in sorted(answers.counts.items()):
         parts = key.split("/")

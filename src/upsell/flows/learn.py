@@ -25,7 +25,7 @@ from upsell.engine.movements import materialised_changes, mrr_rows
 from upsell.engine.outcomes import contact_churn, offer_outcomes, response_offer_ids
 from upsell.learning.answers import AnswersFitter, Evaluation
 from upsell.store.arrow import contacts_arrow, events_named, subscriptions_table
-from upsell.store.models import latest_model, save_model
+from upsell.store.models import StoredModel, latest_model, save_model
 from upsell.store.summary import data_span
 from upsell.workspace import Workspace
 
@@ -59,7 +59,7 @@ def learn(
         contacts = contacts_arrow(conn=conn)
         responses = events_named(conn=conn, names=list(RESPONSE_EVENTS))
         subscriptions = subscriptions_table(conn=conn)
-    data_end = datetime.combine(span[1] + timedelta(days=1), time(), UTC) if span else now_utc(now)
+    data_end = datetime.combine(span[1] + timedelta(days=1), time(), UTC) if span else _now(now)
     if until is not None:
         data_end = min(data_end, until)
     contacts = contacts.filter(
@@ -96,7 +96,7 @@ def learn(
     fitter = AnswersFitter(learning.strength, learning.churn_strength).fit(outcomes, accounts)
     answers, evaluation = fitter.answers, fitter.evaluation_
     if save:
-        fitted_at = now_utc(now)
+        fitted_at = _now(now)
         with ws.db.begin() as conn:
             version = save_model(
                 conn=conn,
@@ -105,7 +105,7 @@ def learn(
                 data_end=data_end,
                 decisions=len(outcomes),
                 params=answers.to_json(),
-                evaluation=_evaluation_json(evaluation, pending),
+                evaluation={**evaluation_json(evaluation), "pending": pending},
             )
         answers = Answers.from_json(answers.to_json(), version=version, fitted_at=fitted_at)
     return Learned(answers, data_end, len(outcomes), pending, evaluation)
@@ -121,21 +121,16 @@ def answers_for(
     if not learning.use:
         return None
     at = day_start(as_of)
-    with ws.db.connect() as conn:
-        stored = latest_model(conn=conn, name=NAME)
-    due = stored is None or stored.data_end is None
-    if stored is not None and stored.data_end is not None:
-        due = at - stored.data_end >= timedelta(days=learning.refit_days) or stored.data_end > at
-    if due:
+    stored = _newest(ws)
+    if (
+        stored is None
+        or stored.data_end is None
+        or stored.data_end > at
+        or at - stored.data_end >= timedelta(days=learning.refit_days)
+    ):
         fresh = learn(ws, until=at, save=refit)
-        answers, decisions = fresh.answers, fresh.decisions
-    else:
-        assert stored is not None
-        answers = Answers.from_json(
-            stored.params, version=stored.version, fitted_at=stored.fitted_at
-        )
-        decisions = stored.decisions
-    return answers if decisions >= learning.min_decisions else None
+        return fresh.answers if fresh.decisions >= learning.min_decisions else None
+    return _answers(stored) if stored.decisions >= learning.min_decisions else None
 
 
 def stored_answers(ws: Workspace, learning: Learning) -> Answers | None:
@@ -143,10 +138,18 @@ def stored_answers(ws: Workspace, learning: Learning) -> Answers | None:
     triggers decide with it; they never refit)."""
     if not learning.use:
         return None
-    with ws.db.connect() as conn:
-        stored = latest_model(conn=conn, name=NAME)
+    stored = _newest(ws)
     if stored is None or stored.decisions < learning.min_decisions:
         return None
+    return _answers(stored)
+
+
+def _newest(ws: Workspace) -> StoredModel | None:
+    with ws.db.connect() as conn:
+        return latest_model(conn=conn, name=NAME)
+
+
+def _answers(stored: StoredModel) -> Answers:
     return Answers.from_json(stored.params, version=stored.version, fitted_at=stored.fitted_at)
 
 
@@ -183,9 +186,10 @@ def _features(value: Any) -> dict[str, float]:
     }
 
 
-def _evaluation_json(e: Evaluation, pending: int) -> dict[str, Any]:
-    return {**asdict(e), "pending": pending}
+def evaluation_json(e: Evaluation) -> dict[str, Any]:
+    """An evaluation as plain JSON (stored with the fit, and `upsell learn --json`)."""
+    return asdict(e)
 
 
-def now_utc(now: datetime | None) -> datetime:
+def _now(now: datetime | None) -> datetime:
     return now if now is not None else datetime.now(UTC)
