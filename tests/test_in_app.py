@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,14 +18,14 @@ import sqlalchemy as sa
 from conftest import empty_database, new_workspace
 from live_server import LiveServer, child_env, live_server
 from upsell.domain.calendar import iso
-from upsell.domain.contacts import Contact
+from upsell.domain.contacts import Contact, Response
 from upsell.domain.in_app import Queued, Shown, servable
 from upsell.domain.playbooks import Cap
 from upsell.domain.tokens import user_token
 from upsell.ingest.live import ingest
 from upsell.ingest.messages import Message
 from upsell.settings import Settings
-from upsell.store.contacts import histories, record_contact
+from upsell.store.contacts import histories, record_contact, record_response
 from upsell.store.secrets import signing_secret
 from upsell.workspace import Workspace
 
@@ -168,7 +169,11 @@ def site(
                     for a, u in users
                 ],
             )
-            with live_server(folder / "ws", child_env(url)) as server:
+            # The tests store offers from this process and ask at once: the server looks for them
+            # at every request (test_offers_stored_elsewhere_are_served_within_the_refresh below
+            # checks the default).
+            env = child_env(url) | {"UPSELL_SERVICE_MESSAGES_REFRESH_SECONDS": "0"}
+            with live_server(folder / "ws", env) as server:
                 yield Site(server, ws, keys["publishable"], keys["write"])
 
 
@@ -245,9 +250,12 @@ def test_a_modal_is_shown_once_and_the_caps_hold_at_display_time(site: Site) -> 
     )  # a modal interrupts once
     second = site.offer("initech", "upsell:b", placement="modal")
     assert site.get(key=site.publishable, userId="ian").status_code == 204  # 1 modal per 14 days
+    # The first showing moved 30 days back, out of the cap's window, as an answer is stored (the
+    # contact's column and a response: the server reads an account again when it has a new one).
     with site.ws.db.begin() as conn:
         conn.execute(sa.text("UPDATE contacts SET shown_at = :t WHERE contact_id = :c"),
                      {"t": NOW - 30 * DAY, "c": int(first)})  # fmt: skip
+        record_response(conn=conn, response=Response(int(first), "initech", "shown", NOW - 30 * DAY))
     assert site.get(key=site.publishable, userId="ian").json()["messages"][0]["id"] == second
     expired = site.offer("initech", "upsell:c", expires_at=iso(datetime.now(UTC) - DAY))
     assert expired and site.get(key=site.publishable, userId="ian").status_code == 204
@@ -295,6 +303,34 @@ def test_a_workspace_can_require_user_tokens(tmp_path: Path) -> None:
             )
     assert answer.status_code == 401 and answer.json()["code"] == "missing_user_token"
     assert "upsell keys secret user_token" in answer.json()["message"]
+
+
+def test_offers_stored_elsewhere_are_served_within_the_refresh(tmp_path: Path) -> None:
+    """The server answers from memory (service/inbox.py), at the default refresh (0.25 s): an
+    offer another process stores is served within it, an answer through the API at once."""
+    with empty_database("sqlite", tmp_path) as url:
+        keys = new_workspace(tmp_path / "ws", url)
+        with (
+            Workspace.open(tmp_path / "ws", Settings()) as ws,
+            live_server(tmp_path / "ws", child_env(url)) as server,
+        ):
+            ingest(db=ws.db, messages=[Message("group", "g", NOW, user_id="u", group_id="a")])
+            site = Site(server, ws, keys["publishable"], keys["write"])
+            mid, start = site.offer("a", "upsell:x"), time.monotonic()
+            while (answer := site.get(key=site.publishable, userId="u")).status_code == 204:
+                assert time.monotonic() - start < 5, "not served within 5 s"
+                time.sleep(0.05)
+            assert answer.json()["messages"][0]["id"] == mid
+            assert site.answer(mid, "dismissed", userId="u").json() == {"recorded": True}
+            assert site.get(key=site.publishable, userId="u").status_code == 204
+            # Answered before FastAPI's routing, with the route's checks and metrics label.
+            long = site.get(key=site.publishable, userId="u" * 256)
+            assert long.status_code == 400 and long.json() == {
+                "code": "invalid_request",
+                "message": "userId: String should have at most 255 characters",
+            }
+            metrics = httpx.get(f"{server.url}/metrics").text
+            assert 'route="/v1/messages"' in metrics and "<unmatched>" not in metrics
 
 
 def test_the_server_rereads_playbooks_yaml_when_it_changes_and_keeps_the_last_good_one(

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     service_log_level: Literal["debug", "info", "warning", "error"] = "info"
     service_shutdown_seconds: int = Field(default=30, ge=0)
     service_metrics_auth: bool = False
+    # The messages API's copy of the in-app queue (docs/in-app.md): seconds between two looks for
+    # what other processes stored (0: at every request).
+    service_messages_refresh_seconds: float = Field(default=0.25, ge=0, le=60)
 
     # Segment and PostHog ingestion (docs/service.md): how far ahead of the server's clock a
     # timestamp (or a request's sentAt, either way) may be; the PostHog group type of accounts.

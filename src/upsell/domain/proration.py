@@ -12,7 +12,7 @@ from the start, as Stripe anchors the billing cycle).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -71,6 +71,13 @@ class PlanRow:
     interval: Interval
     unit_price: Money
     quantity: int
+
+
+def holding(rows: Iterable[tuple[datetime | None, PlanRow]], at: datetime) -> PlanRow | None:
+    """Of subscription rows with their ends (None while open), the one that holds at `at`: started
+    by then and not ended, the newest if several."""
+    held = [row for ended, row in rows if row.started_at <= at and (ended is None or ended > at)]
+    return max(held, key=lambda row: row.started_at, default=None)
 
 
 def upgrade_due(decision: Mapping[str, Any], row: PlanRow | None, at: datetime) -> Money | None:

@@ -2,12 +2,14 @@
 
 `messages_for` is what ``GET /v1/messages`` (and ``upsell messages``) serve: the newest live in-app
 contact of each of the user's accounts that the display-time guardrails let through
-(`upsell.domain.in_app.servable`). `record_event` stores what the widget reports about one.
+(`upsell.domain.in_app.servable`). It reads an `AccountView` of each of the user's accounts and
+`choose`s from them; the service keeps the views of every account in memory instead
+(`upsell.service.inbox`), and chooses the same way. `record_event` stores what the widget reports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,16 +17,17 @@ from typing import Any
 import sqlalchemy as sa
 
 from upsell.domain.contacts import Contact
-from upsell.domain.in_app import IN_APP, WIDGET_EVENTS, Queued, longest_window, servable
+from upsell.domain.in_app import IN_APP, WIDGET_EVENTS, Queued, Shown, longest_window, servable
 from upsell.domain.money import Money
 from upsell.domain.playbooks import Cap
-from upsell.domain.proration import upgrade_due
+from upsell.domain.proration import PlanRow, holding, upgrade_due
 from upsell.errors import UpsellError
 from upsell.store.messages import (
     accounts_of_user,
     contact_by_id,
+    members_of,
     newest_in_app,
-    plan_row,
+    plan_rows_of,
     record_answer,
     shown_since,
 )
@@ -52,6 +55,58 @@ class Served:
     due_today: Money | None = None
 
 
+@dataclass(frozen=True)
+class AccountView:
+    """What the messages API needs of one account: its newest in-app contact (the one that
+    supersedes the others; never an answered one), its showings since the longest cap's window,
+    the subscription rows an upgrade offer replaces (with their ends), and its users (when read)."""
+
+    contact: Contact
+    shown: tuple[Shown, ...] = ()
+    plan_rows: tuple[tuple[datetime | None, PlanRow], ...] = ()
+    users: frozenset[str] = frozenset()
+
+
+def account_views(
+    conn: sa.Connection, contacts: Iterable[Contact], *, since: datetime, users: bool = False
+) -> dict[str, AccountView]:
+    """The views of the accounts of `contacts` (each account's newest in-app contact), with the
+    showings since `since` and, when `users`, their users. An answered contact (dismissed,
+    clicked, converted) is never served again and supersedes the older ones: no view."""
+    live = [c for c in contacts if not (c.dismissed_at or c.clicked_at or c.converted_at)]
+    accounts = {c.account_id for c in live}
+    shown: dict[str, list[Shown]] = {}
+    for s in shown_since(conn=conn, accounts=accounts, since=since) if accounts else ():
+        shown.setdefault(s.account_id, []).append(s)
+    rows = _plan_rows(conn, live)
+    members = members_of(conn=conn, accounts=accounts) if users and accounts else {}
+    return {
+        c.account_id: AccountView(
+            contact=c,
+            shown=tuple(shown.get(c.account_id, ())),
+            plan_rows=rows.get(c.account_id, ()),
+            users=frozenset(members.get(c.account_id, ())),
+        )
+        for c in live
+    }
+
+
+def choose(
+    views: Iterable[AccountView], *, user_id: str, now: datetime, caps: Sequence[Cap]
+) -> list[Served]:
+    """The messages to show `user_id` at `now` from the views of the user's accounts, newest
+    first (`upsell.domain.in_app.servable`), each with what an upgrade costs today."""
+    by_id = {v.contact.contact_id: v for v in views}
+    shown = [s for v in by_id.values() for s in v.shown]
+    queued = [_queued(v.contact) for v in by_id.values()]
+    return [
+        Served(v.contact, _due(v, now))
+        for v in (
+            by_id[q.contact_id] for q in servable(queued, shown, caps, user_id=user_id, now=now)
+        )
+    ]
+
+
 def messages_for(
     ws: Workspace,
     *,
@@ -62,20 +117,19 @@ def messages_for(
 ) -> list[Served]:
     """The messages to show `user_id` now, newest first: one per account of the user (only
     `account_id` when given, and nothing when the user does not belong to it). `caps` default to
-    playbooks.yaml's. One connection, two or three queries."""
+    playbooks.yaml's. One connection, two to four queries."""
     caps = caps_of(ws) if caps is None else caps
-    window = timedelta(days=longest_window(caps))
     with ws.db.connect() as conn:
         live = newest_in_app(conn=conn, user_id=user_id)
         if account_id is not None:
             live = [c for c in live if c.account_id == account_id]
-        queued = [_queued(c) for c in live]
-        unshown = {q.account_id for q in queued if q.shown_at is None}
-        shown = shown_since(conn=conn, accounts=unshown, since=now - window) if caps else []
-        chosen = {q.contact_id for q in servable(queued, shown, caps, user_id=user_id, now=now)}
-        found = [c for c in sorted(live, key=_newest, reverse=True) if c.contact_id in chosen]
-        dues = _dues(conn, found, now)
-    return [Served(c, dues.get(c.contact_id or 0)) for c in found]
+        views = account_views(conn, live, since=shown_window(caps, now))
+    return choose(views.values(), user_id=user_id, now=now, caps=caps)
+
+
+def shown_window(caps: Sequence[Cap], now: datetime) -> datetime:
+    """Since when the showings matter to `caps` at `now`."""
+    return now - timedelta(days=longest_window(caps))
 
 
 def record_event(
@@ -116,19 +170,30 @@ def record_event(
         )
 
 
-def _dues(conn: sa.Connection, contacts: Sequence[Contact], at: datetime) -> dict[int, Money]:
-    """The prorated amount due at `at` for each upgrade offer with a current plan row
-    (`upsell.domain.proration.upgrade_due`); one small query per upgrade."""
-    out: dict[int, Money] = {}
-    for c in contacts:
-        decision = c.decision or {}
-        if c.kind != "upsell" or not decision.get("from_item_id") or c.contact_id is None:
-            continue
-        row = plan_row(conn=conn, account_id=c.account_id, item_id=decision["from_item_id"], at=at)
-        due = upgrade_due(decision, row, at)
-        if due is not None:
-            out[c.contact_id] = due
-    return out
+def _plan_rows(
+    conn: sa.Connection, contacts: Iterable[Contact]
+) -> dict[str, tuple[tuple[datetime | None, PlanRow], ...]]:
+    """The subscription rows of the plan each upgrade offer among `contacts` replaces, by
+    account."""
+    wanted = {
+        c.account_id: str((c.decision or {})["from_item_id"]) for c in contacts if _upgrade(c)
+    }
+    if not wanted:
+        return {}
+    rows = plan_rows_of(conn=conn, wanted=set(wanted.items()))
+    return {account: tuple(rows.get((account, item), ())) for account, item in wanted.items()}
+
+
+def _upgrade(c: Contact) -> bool:
+    return c.kind == "upsell" and bool((c.decision or {}).get("from_item_id"))
+
+
+def _due(view: AccountView, at: datetime) -> Money | None:
+    """What the view's upgrade offer costs at `at` (`upsell.domain.proration.upgrade_due`)."""
+    c = view.contact
+    if not _upgrade(c):
+        return None
+    return upgrade_due(c.decision or {}, holding(view.plan_rows, at), at)
 
 
 def accept_offer(
@@ -150,12 +215,8 @@ def accept_offer(
         properties={"source": "checkout"},
     )
     with ws.db.connect() as conn:
-        due = _dues(conn, [contact], at).get(message_id)
-    return contact, due
-
-
-def _newest(c: Contact) -> tuple[datetime, int]:
-    return (c.as_of, c.contact_id or 0)
+        rows = _plan_rows(conn, [contact]).get(contact.account_id, ())
+    return contact, _due(AccountView(contact, plan_rows=rows), at)
 
 
 def _queued(c: Contact) -> Queued:

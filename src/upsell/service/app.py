@@ -43,6 +43,7 @@ def create_app(ws: Workspace) -> FastAPI:
     app.state.keys = Keys(ws.db)
     app.state.metrics = metrics.Metrics(ws.db)
     app.state.triggers = triggers.Triggers(ws, app.state.metrics)
+    app.add_middleware(messages.FastMessages)  # innermost: inside CORS and the request log
     app.add_middleware(messages.BrowserOrigins, origins=ws.config.in_app.origins)
     app.add_middleware(logs.RequestLog, observe=app.state.metrics.observe_request)
     errors.install(app)

@@ -19,7 +19,7 @@ from fastapi.responses import RedirectResponse
 from upsell.domain.checkout import BadToken, click_key, offer_payload, sign, verify
 from upsell.flows.messages import MessageNotFound, accept_offer
 from upsell.service.errors import ApiError
-from upsell.service.messages import cached
+from upsell.service.messages import cached, inbox
 from upsell.templates import build_url
 from upsell.workspace import Workspace
 
@@ -79,6 +79,7 @@ async def accept(
         )
     except MessageNotFound:
         raise ApiError(404, "not_found", f"no offer {offer_id} for this message") from None
+    await run_in_threadpool(inbox(request).answered, contact_id, now)  # clicked: served no more
     decision = {**(contact.decision or {})}
     decision.setdefault("account_id", contact.account_id)
     decision.setdefault("offer_id", contact.offer_id)

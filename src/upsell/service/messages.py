@@ -35,9 +35,10 @@ from upsell.domain.money import Money, format_money, to_decimal
 from upsell.domain.playbooks import Cap, DecisionSettings
 from upsell.domain.tokens import valid_user_token
 from upsell.errors import UpsellError
-from upsell.flows.messages import MessageNotFound, messages_for, record_event
+from upsell.flows.messages import MessageNotFound, record_event
 from upsell.service.auth import basic_user, bearer, keys
 from upsell.service.errors import ApiError, error_response
+from upsell.service.inbox import Inbox
 from upsell.service.intake import decode, read_body
 from upsell.store.secrets import signing_secret
 from upsell.workspace import Workspace
@@ -122,11 +123,38 @@ class _Cached:
 
 
 def cached(request: Request) -> _Cached:
-    found: _Cached | None = getattr(request.app.state, "in_app_cache", None)
+    return _cached(request.app)
+
+
+def _cached(app: Any) -> _Cached:
+    found: _Cached | None = getattr(app.state, "in_app_cache", None)
     if found is None:
-        found = _Cached(request.app.state.workspace)
-        request.app.state.in_app_cache = found
+        found = app.state.in_app_cache = _Cached(app.state.workspace)
     return found
+
+
+def inbox(request: Request) -> Inbox:
+    """The server's read model of the in-app messages (`upsell.service.inbox`)."""
+    return _inbox(request.app)
+
+
+def _inbox(app: Any) -> Inbox:
+    found: Inbox | None = getattr(app.state, "inbox", None)
+    if found is None:
+        found = app.state.inbox = Inbox(app.state.workspace)
+    return found
+
+
+def warm(app: Any) -> None:
+    """Read the in-app messages into memory before the server takes requests (the first request
+    would do it otherwise). A playbooks.yaml that does not read leaves it to that request, which
+    then says what is wrong."""
+    try:
+        caps, _ = _cached(app).get()
+    except UpsellError as exc:
+        log.warning("the messages API waits for a playbooks.yaml that reads: %s", exc)
+        return
+    _inbox(app).load(datetime.now(UTC), caps)
 
 
 def _user(request: Request, key: str | None, user_id: str | None, token: str | None) -> str:
@@ -214,13 +242,70 @@ async def get_messages(
     page: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> Response:
     """The in-app messages to show this user now (at most one per account), newest first, or 204.
-    `page` is where the widget runs; it is recorded with the answers, not used to choose."""
+    `page` is where the widget runs; it is recorded with the answers, not used to choose.
+    (`FastMessages` answers this route before FastAPI's routing; this declaration describes it.)"""
+    return await answer(request, user_id, account_id, token, key)
+
+
+#: The query parameters of ``GET /v1/messages`` and their longest values, as declared above.
+_PARAMS = {"userId": MAX_ID, "accountId": MAX_ID, "token": 256, "key": 256, "page": 2048}
+
+
+async def answer(
+    request: Request,
+    user_id: str | None,
+    account_id: str | None,
+    token: str | None,
+    key: str | None,
+) -> Response:
     ws: Workspace = request.app.state.workspace
     if ws.db.dialect.name == "sqlite":
-        # A SQLite read is this process's CPU (under the GIL): a thread would only add its hop.
+        # The answer comes from memory (`upsell.service.inbox`); a thread would only add its hop,
+        # and a look at the store is this process's CPU under the GIL anyway.
         return _messages(request, user_id, account_id, token, key)
-    # PostgreSQL waits on the network: a thread lets the loop serve other requests meanwhile.
+    # A look at PostgreSQL waits on the network: a thread lets the loop serve others meanwhile.
     return await run_in_threadpool(_messages, request, user_id, account_id, token, key)
+
+
+class FastMessages:
+    """``GET /v1/messages`` answered before FastAPI's routing (pure ASGI), with the route's own
+    checks: every browser of a customer's web app polls it, and routing, validation and dependency
+    solving cost more than the answer itself. Inside the CORS and request-log middlewares, which
+    treat it as the route it is; every other request goes on to the app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.route = _route()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != router.prefix or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        scope["route"] = self.route
+        params = request.query_params
+        too_long = [(k, n) for k, n in _PARAMS.items() if len(params.get(k) or "") > n]
+        response: Response
+        if too_long:
+            problems = [f"{k}: String should have at most {n} characters" for k, n in too_long]
+            response = error_response(400, "invalid_request", "; ".join(problems))
+        else:
+            try:
+                response = await answer(
+                    request,
+                    params.get("userId"),
+                    params.get("accountId"),
+                    params.get("token"),
+                    params.get("key"),
+                )
+            except ApiError as exc:
+                response = error_response(exc.status, exc.code, exc.message, exc.headers)
+        await response(scope, receive, send)
+
+
+def _route() -> Any:
+    """The declared route of ``GET /v1/messages`` (its template labels the metrics)."""
+    return next(r for r in router.routes if getattr(r, "path", None) == router.prefix)
 
 
 def _messages(
@@ -234,7 +319,7 @@ def _messages(
     ws: Workspace = request.app.state.workspace
     caps, _ = cached(request).get()
     now = datetime.now(UTC)
-    found = messages_for(ws, user_id=user, account_id=account_id, now=now, caps=caps)
+    found = inbox(request).messages(user_id=user, account_id=account_id, now=now, caps=caps)
     if not found:
         return Response(status_code=204)
     secret, _ = cached(request).checkout()
@@ -291,6 +376,8 @@ async def post_event(
         )
     except MessageNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
+    if recorded:
+        await run_in_threadpool(inbox(request).answered, int(message_id), datetime.now(UTC))
     return {"recorded": recorded}
 
 

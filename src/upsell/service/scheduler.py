@@ -26,6 +26,7 @@ from fastapi.concurrency import run_in_threadpool
 from upsell.config.workspace import Schedule
 from upsell.errors import UpsellError
 from upsell.flows.runs import INTERRUPTED, Claim, RunBusy, claim_run, execute_run
+from upsell.service import messages
 from upsell.service.triggers import Triggers
 from upsell.store.runs import Run, get_run, list_runs
 from upsell.workspace import Workspace
@@ -171,7 +172,7 @@ class Scheduler:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """The app's lifespan: the scheduler runs while the app serves (when config.yaml has an
     enabled schedule), and so does the real-time trigger worker (service/triggers.py, unless
-    turned off); shutdown waits a while for runs and the batch of triggers in progress."""
+    turned off); the messages API's read model is loaded before the first request; shutdown waits a while for runs and the batch of triggers in progress."""
     jobs: Jobs = app.state.jobs
     triggers: Triggers = app.state.triggers
     schedule = jobs.schedule
@@ -180,6 +181,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         scheduler = Scheduler(jobs, schedule)
         scheduler.start()
     triggers.start()
+    await run_in_threadpool(messages.warm, app)
     try:
         yield
     finally:

@@ -15,9 +15,11 @@ from upsell.domain.in_app import IN_APP, WIDGET_EVENTS, Shown
 from upsell.domain.money import Money
 from upsell.domain.proration import PlanRow
 from upsell.store.contacts import contact_from_row, record_response
+from upsell.store.db import IN_CHUNK
 from upsell.store.events import add_events
 from upsell.store.schema import contacts as contacts_table
 from upsell.store.schema import identities as identities_table
+from upsell.store.schema import responses as responses_table
 from upsell.store.schema import subscription_items
 from upsell.store.schema import users as users_table
 
@@ -54,18 +56,23 @@ _MINE = sa.union(
         _i.user_id == sa.bindparam("user_id"), _i.account_id.is_not(None)
     ),
 ).subquery()
-_RANKED = (
-    sa.select(
+
+
+def _ranked(accounts: sa.ColumnElement[bool] | None) -> sa.Subquery:
+    """The in-app contacts (not held out, not failed) of the accounts `accounts` selects (of all
+    without it), ranked newest first within each account."""
+    query = sa.select(
         contacts_table,
         sa.func.row_number()
         .over(partition_by=_c.account_id, order_by=(_c.as_of.desc(), _c.contact_id.desc()))
         .label("rank"),
-    )
-    .where(_c.account_id.in_(sa.select(_MINE.c.account_id)))
-    .where(_c.channel == IN_APP, _c.held_out.is_(False), _c.status != "failed")
-    .subquery()
-)
+    ).where(_c.channel == IN_APP, _c.held_out.is_(False), _c.status != "failed")
+    return (query if accounts is None else query.where(accounts)).subquery()
+
+
+_RANKED = _ranked(_c.account_id.in_(sa.select(_MINE.c.account_id)))
 _NEWEST = sa.select(_RANKED).where(_RANKED.c.rank == 1)
+_IN_APP_RANKED = _ranked(None)
 _SHOWN = sa.select(_c.contact_id, _c.account_id, _c.channel, _c.placement, _c.shown_at).where(
     _c.account_id.in_(sa.bindparam("accounts", expanding=True)),
     _c.shown_at >= sa.bindparam("since"),
@@ -78,12 +85,70 @@ def newest_in_app(*, conn: sa.Connection, user_id: str) -> list[Contact]:
     return [contact_from_row(row) for row in conn.execute(_NEWEST, {"user_id": user_id})]
 
 
-def shown_since(*, conn: sa.Connection, accounts: Iterable[str], since: datetime) -> list[Shown]:
+def newest_in_app_of(*, conn: sa.Connection, accounts: Collection[str] | None) -> list[Contact]:
+    """The newest in-app contact (not held out, not failed) of each of `accounts` (of every
+    account when None): `newest_in_app` for many accounts at once."""
+    if accounts is None:
+        rows = conn.execute(sa.select(_IN_APP_RANKED).where(_IN_APP_RANKED.c.rank == 1))
+        return [contact_from_row(row) for row in rows]
+    out: list[Contact] = []
+    for chunk in _chunks(accounts):
+        ranked = _ranked(_c.account_id.in_(chunk))
+        out.extend(
+            contact_from_row(r) for r in conn.execute(sa.select(ranked).where(ranked.c.rank == 1))
+        )
+    return out
+
+
+def members_of(*, conn: sa.Connection, accounts: Collection[str]) -> dict[str, set[str]]:
+    """The users of each of `accounts` (those whose events name it, and those `group` put in
+    it), by account id; accounts without users are left out."""
+    found: dict[str, set[str]] = {}
+    for chunk in _chunks(accounts):
+        rows = conn.execute(
+            sa.union(
+                sa.select(_u.account_id, _u.user_id).where(_u.account_id.in_(chunk)),
+                sa.select(_i.account_id, _i.user_id).where(_i.account_id.in_(chunk)),
+            )
+        )
+        for account_id, user_id in rows:
+            found.setdefault(account_id, set()).add(user_id)
+    return found
+
+
+def newest_ids(*, conn: sa.Connection) -> tuple[int, int]:
+    """The newest contact id and the newest response id (0 without any)."""
+    return (
+        conn.execute(sa.select(sa.func.coalesce(sa.func.max(_c.contact_id), 0))).scalar_one(),
+        conn.execute(
+            sa.select(sa.func.coalesce(sa.func.max(responses_table.c.id), 0))
+        ).scalar_one(),
+    )
+
+
+def stored_after(
+    *, conn: sa.Connection, contact_id: int, response_id: int
+) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """The in-app contacts stored after `contact_id` and the responses after `response_id`, as
+    (id, account id)."""
+    r = responses_table.c
+    contacts = conn.execute(
+        sa.select(_c.contact_id, _c.account_id).where(
+            _c.contact_id > contact_id, _c.channel == IN_APP
+        )
+    )
+    responses = conn.execute(sa.select(r.id, r.account_id).where(r.id > response_id))
+    return [(i, a) for i, a in contacts], [(i, a) for i, a in responses]
+
+
+def _chunks(values: Collection[str]) -> Iterable[list[str]]:
+    ordered = sorted(set(values))
+    for start in range(0, len(ordered), IN_CHUNK):
+        yield ordered[start : start + IN_CHUNK]
+
+
+def shown_since(*, conn: sa.Connection, accounts: Collection[str], since: datetime) -> list[Shown]:
     """The contacts of `accounts` shown at or after `since`."""
-    wanted = sorted(set(accounts))
-    if not wanted:
-        return []
-    rows = conn.execute(_SHOWN, {"accounts": wanted, "since": since})
     return [
         Shown(
             contact_id=r.contact_id,
@@ -92,7 +157,8 @@ def shown_since(*, conn: sa.Connection, accounts: Iterable[str], since: datetime
             placement=r.placement,
             at=r.shown_at,
         )
-        for r in rows
+        for chunk in _chunks(accounts)
+        for r in conn.execute(_SHOWN, {"accounts": chunk, "since": since})
     ]
 
 
@@ -163,19 +229,27 @@ def record_answer(
     return True
 
 
-def plan_row(*, conn: sa.Connection, account_id: str, item_id: str, at: datetime) -> PlanRow | None:
-    """The account's subscription row of `item_id` that holds at `at` (the newest, if several):
-    the row an upgrade from that item replaces."""
+def plan_rows_of(
+    *, conn: sa.Connection, wanted: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], list[tuple[datetime | None, PlanRow]]]:
+    """Every subscription row of each (account, item) in `wanted`, with its end (None while it
+    holds), for `upsell.domain.proration.holding` to pick from at any instant."""
     s = subscription_items.c
-    row = conn.execute(
-        sa.select(s.started_at, s.interval, s.unit_price, s.currency, s.quantity)
-        .where(s.account_id == account_id, s.item_id == item_id, s.started_at <= at)
-        .where(sa.or_(s.ended_at.is_(None), s.ended_at > at))
-        .order_by(s.started_at.desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        return None
+    found: dict[tuple[str, str], list[tuple[datetime | None, PlanRow]]] = {}
+    for chunk in _chunks({account for account, _ in wanted}):
+        rows = conn.execute(
+            sa.select(
+                s.account_id, s.item_id, s.started_at, s.ended_at, s.interval, s.unit_price,
+                s.currency, s.quantity,
+            ).where(s.account_id.in_(chunk))
+        )  # fmt: skip
+        for r in rows:
+            if (r.account_id, r.item_id) in wanted:
+                found.setdefault((r.account_id, r.item_id), []).append((r.ended_at, _plan_row(r)))
+    return found
+
+
+def _plan_row(row: Any) -> PlanRow:
     return PlanRow(
         started_at=row.started_at,
         interval=row.interval,
