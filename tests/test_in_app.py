@@ -255,7 +255,9 @@ def test_a_modal_is_shown_once_and_the_caps_hold_at_display_time(site: Site) -> 
     with site.ws.db.begin() as conn:
         conn.execute(sa.text("UPDATE contacts SET shown_at = :t WHERE contact_id = :c"),
                      {"t": NOW - 30 * DAY, "c": int(first)})  # fmt: skip
-        record_response(conn=conn, response=Response(int(first), "initech", "shown", NOW - 30 * DAY))
+        record_response(
+            conn=conn, response=Response(int(first), "initech", "shown", NOW - 30 * DAY)
+        )
     assert site.get(key=site.publishable, userId="ian").json()["messages"][0]["id"] == second
     expired = site.offer("initech", "upsell:c", expires_at=iso(datetime.now(UTC) - DAY))
     assert expired and site.get(key=site.publishable, userId="ian").status_code == 204

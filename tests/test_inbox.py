@@ -47,9 +47,7 @@ def join(ws: Workspace, pairs: list[tuple[str, str]]) -> None:
     )
 
 
-def offer(
-    ws: Workspace, account: str, *, conn: sa.Connection | None = None, **kw: Any
-) -> int:
+def offer(ws: Workspace, account: str, *, conn: sa.Connection | None = None, **kw: Any) -> int:
     """An in-app contact as `upsell run` records it; its id."""
     at = kw.pop("as_of", datetime.now(UTC) - DAY / 24)
     contact = Contact(
