@@ -91,17 +91,17 @@ def test_the_inbox_answers_as_messages_for_does(ws: Workspace) -> None:
 
 def test_an_answer_is_seen_at_once_and_other_writes_at_the_next_look(ws: Workspace) -> None:
     first = offer(ws, "acme")
-    inbox = Inbox(ws, refresh=3600)  # no look at the store in this test but the first
+    inbox = Inbox(ws, refresh=3600)  # not started: it looks when told to
     now = datetime.now(UTC)
     assert ids(inbox.messages(user_id="ann", account_id=None, now=now, caps=CAPS)) == [first]
     offer(ws, "globex")  # stored by another process: not seen before the next look
     assert inbox.messages(user_id="gus", account_id=None, now=now, caps=CAPS) == []
     # An answer this process stores is read at once: a dismissed message is never served again.
     assert record_event(ws, message_id=str(first), user_id="ann", event="dismissed", at=now)
-    inbox.answered(first, now)
+    inbox.answered(first)
     assert inbox.messages(user_id="ann", account_id=None, now=now, caps=CAPS) == []
-    looking = Inbox(ws, refresh=0)
-    assert len(looking.messages(user_id="gus", account_id=None, now=now, caps=CAPS)) == 1
+    inbox.look()
+    assert len(inbox.messages(user_id="gus", account_id=None, now=now, caps=CAPS)) == 1
 
 
 def test_a_user_who_joins_an_account_sees_its_message_once_the_view_is_read_again(

@@ -79,7 +79,7 @@ async def accept(
         )
     except MessageNotFound:
         raise ApiError(404, "not_found", f"no offer {offer_id} for this message") from None
-    await run_in_threadpool(inbox(request).answered, contact_id, now)  # clicked: served no more
+    await run_in_threadpool(inbox(request).answered, contact_id)  # clicked: served no more
     decision = {**(contact.decision or {})}
     decision.setdefault("account_id", contact.account_id)
     decision.setdefault("offer_id", contact.offer_id)

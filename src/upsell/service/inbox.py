@@ -15,17 +15,21 @@ How the copy follows the store (docs/in-app.md, "How fresh the messages API is")
 - contacts and answers stored by other processes (``upsell run``, the trigger worker, another
   server) are found by their ids every ``UPSELL_SERVICE_MESSAGES_REFRESH_SECONDS`` (0.25 s), and
   their accounts read again;
-- every view is read again once it is `MAX_AGE` seconds old, in small batches: a user who joins an
-  account (a ``group`` call) sees its message within that time, and a plan change reaches the
-  amount due today within it (the checkout handshake computes its own from the store).
+- every view is read again once it is `MAX_AGE` seconds old: a user who joins an account (a
+  ``group`` call) sees its message within that time, and a plan change reaches the amount due
+  today within it (the checkout handshake computes its own from the store).
+
+A thread of the server does the looking, in batches of `BATCH` accounts, so that a request never
+waits on the store nor long on the GIL; with a refresh of 0, each request looks itself instead.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from upsell.domain.playbooks import Cap
@@ -35,12 +39,61 @@ from upsell.workspace import Workspace
 
 #: Seconds after which a view is read again whatever happened.
 MAX_AGE = 30.0
-#: Views read again per look because of their age: at least their share of the views, and up to
-#: this many more (spreads the work).
-SWEEP = 200
+#: Accounts read per batch: each batch holds the GIL for about a millisecond.
+BATCH = 25
 #: On PostgreSQL, ids are taken before their transactions commit, in any order: each look goes
 #: back this many contact and response ids for rows that committed late.
 LAG = 512
+
+log = logging.getLogger(__name__)
+
+
+class _Copy:
+    """The views, and the indexes over them. Readers take no lock: an entry is replaced whole,
+    never changed in place, and a new copy replaces the old one whole."""
+
+    def __init__(self, since: datetime) -> None:
+        self.since = since
+        self.views: dict[str, AccountView] = {}
+        self.by_user: dict[str, frozenset[str]] = {}
+        self.account_of: dict[int, str] = {}
+        self.loaded_at: dict[str, float] = {}
+        self.ages: collections.deque[tuple[float, str]] = collections.deque()
+
+    def put(self, views: dict[str, AccountView], accounts: Collection[str], clock: float) -> None:
+        """Replace the views of `accounts` with `views` (an account without one has nothing to
+        show now)."""
+        for account in accounts:
+            old, new = self.views.get(account), views.get(account)
+            before = old.users if old else frozenset()
+            after = new.users if new else frozenset()
+            for user in after - before:
+                self.by_user[user] = self.by_user.get(user, frozenset()) | {account}
+            if old is not None:
+                self.account_of.pop(old.contact.contact_id or 0, None)
+            if new is None:
+                self.views.pop(account, None)
+                self.loaded_at.pop(account, None)
+            else:
+                self.account_of[new.contact.contact_id or 0] = account
+                self.views[account] = new
+                self.loaded_at[account] = clock
+                self.ages.append((clock, account))
+            for user in before - after:
+                left = self.by_user.get(user, frozenset()) - {account}
+                if left:
+                    self.by_user[user] = left
+                else:
+                    self.by_user.pop(user, None)
+
+    def aged(self, before: float) -> set[str]:
+        """The accounts whose views were read before `before`."""
+        out: set[str] = set()
+        while self.ages and self.ages[0][0] < before:
+            at, account = self.ages.popleft()
+            if self.loaded_at.get(account) == at:
+                out.add(account)
+        return out
 
 
 class Inbox:
@@ -51,82 +104,92 @@ class Inbox:
         self, ws: Workspace, *, refresh: float | None = None, max_age: float = MAX_AGE
     ) -> None:
         """`refresh`: seconds between two looks at the store (the workspace's
-        ``service_messages_refresh_seconds`` by default); `max_age`: seconds a view is kept."""
+        ``service_messages_refresh_seconds`` by default; 0: at every request); `max_age`:
+        seconds after which a view is read again."""
         self.ws = ws
+        self.refresh = ws.settings.service_messages_refresh_seconds if refresh is None else refresh
+        self.max_age = max_age
         self._reading = threading.Lock()
-        self._views: dict[str, AccountView] = {}
-        self._by_user: dict[str, frozenset[str]] = {}
-        self._ages: collections.deque[tuple[float, str]] = collections.deque()
-        self._loaded_at: dict[str, float] = {}
-        self._account_of: dict[int, str] = {}
-        self._since: datetime | None = None
-        self._polled = 0.0
+        self._copy: _Copy | None = None
         self._marks = (0, 0)
         self._seen: tuple[set[int], set[int]] = (set(), set())
         self._lag = LAG if ws.db.dialect.name == "postgresql" else 0
-        self._poll_every = (
-            ws.settings.service_messages_refresh_seconds if refresh is None else refresh
-        )
-        self._max_age = max_age
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def messages(
         self, *, user_id: str, account_id: str | None, now: datetime, caps: Sequence[Cap]
     ) -> list[Served]:
         """What `user_id` should see at `now` (only `account_id`'s, when given)."""
-        self._fresh(now, caps)
-        accounts = self._by_user.get(user_id)
+        copy = self._copy
+        if copy is None or shown_window(caps, now) < copy.since:
+            self.load(now, caps)  # the first request, or caps with a longer window
+        elif self.refresh == 0:
+            self.look()
+        copy = self._copy
+        assert copy is not None
+        accounts = copy.by_user.get(user_id)
         if not accounts:
             return []
-        views = self._views
+        views = copy.views
         found = [views[a] for a in accounts if a in views and account_id in (None, a)]
         return choose(found, user_id=user_id, now=now, caps=caps) if found else []
 
     def load(self, now: datetime, caps: Sequence[Cap]) -> None:
         """Read every view (at the server's start)."""
+        since = shown_window(caps, now)
         with self._reading:
-            self._load_all(now, caps)
+            with self.ws.db.connect() as conn:
+                marks = newest_ids(conn=conn)  # first: what commits meanwhile is read again
+                contacts = newest_in_app_of(conn=conn, accounts=None)
+                views = account_views(conn, contacts, since=since, users=True)
+            copy = _Copy(since)
+            copy.put(views, set(views), time.monotonic())
+            self._copy, self._marks, self._seen = copy, marks, (set(), set())
 
-    def answered(self, contact_id: int, now: datetime) -> None:
+    def answered(self, contact_id: int) -> None:
         """Read the view of the account whose message `contact_id` is again, now: this process
         stored an answer to it. (An answer to a message no view holds changes no view's message;
-        its showing reaches the caps with the next poll.)"""
-        account = self._account_of.get(contact_id)
-        if account is None:
+        its showing reaches the caps with the next look.)"""
+        copy = self._copy
+        account = None if copy is None else copy.account_of.get(contact_id)
+        if account is not None:
+            with self._reading:
+                self._read({account})
+
+    def look(self) -> None:
+        """One look at the store: read again the accounts with contacts or answers stored since
+        the last look, and those whose views are `max_age` old, `BATCH` at a time."""
+        if self._copy is None:
             return
         with self._reading:
-            if self._since is not None:
-                self._read({account}, now)
+            accounts = self._stored_since() | self._copy.aged(time.monotonic() - self.max_age)
+        ordered = sorted(accounts)
+        for start in range(0, len(ordered), BATCH):
+            with self._reading:
+                self._read(set(ordered[start : start + BATCH]))
+            time.sleep(0)  # let the requests waiting for the GIL go first
 
-    def _fresh(self, now: datetime, caps: Sequence[Cap]) -> None:
-        since = shown_window(caps, now)
-        if self._since is not None and since >= self._since:
-            if time.monotonic() - self._polled < self._poll_every:
-                return
-            if not self._reading.acquire(blocking=False):
-                return  # another thread is reading: serve what is there meanwhile
-        else:
-            self._reading.acquire()  # the first request, or caps with a longer window
-        try:
-            if self._since is None or since < self._since:
-                self._load_all(now, caps)
-            elif time.monotonic() - self._polled >= self._poll_every:
-                self._poll(now)
-        finally:
-            self._reading.release()
+    def start(self) -> None:
+        """Look every `refresh` seconds in a thread of its own (none with a refresh of 0)."""
+        if self.refresh > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="upsell-inbox", daemon=True)
+            self._thread.start()
 
-    def _load_all(self, now: datetime, caps: Sequence[Cap]) -> None:
-        since = shown_window(caps, now)
-        with self.ws.db.connect() as conn:
-            marks = newest_ids(conn=conn)  # first: what commits meanwhile is read again
-            contacts = newest_in_app_of(conn=conn, accounts=None)
-            views = account_views(conn, contacts, since=since, users=True)
-        self._views, self._by_user, self._ages = {}, {}, collections.deque()
-        self._loaded_at, self._account_of = {}, {}
-        self._since, self._marks, self._seen = since, marks, (set(), set())
-        self._put(views, set(views), time.monotonic())
-        self._polled = time.monotonic()
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5)
 
-    def _poll(self, now: datetime) -> None:
+    def _run(self) -> None:
+        while not self._stopping.wait(self.refresh):
+            try:
+                self.look()
+            except Exception:  # the store is away: keep serving the copy, look again next time
+                log.exception("the messages API could not look at the store")
+
+    def _stored_since(self) -> set[str]:
+        """The accounts with in-app contacts or responses stored since the last look."""
         marks = self._marks
         with self.ws.db.connect() as conn:
             found = stored_after(
@@ -147,46 +210,12 @@ class Inbox:
                 seen.update(i for i, _ in rows)
                 seen.difference_update([i for i in seen if i <= floor])
         self._marks = (new_marks[0], new_marks[1])
-        clock = time.monotonic()
-        # At least the share of the views that aged since the last look, so that none waits long.
-        budget = max(SWEEP, int(len(self._views) * (clock - self._polled) / self._max_age) + 1)
-        while self._ages and len(changed) < budget and self._ages[0][0] < clock - self._max_age:
-            at, account = self._ages.popleft()
-            if self._loaded_at.get(account) == at:
-                changed.add(account)
-        if changed:
-            self._read(changed, now)
-        self._polled = time.monotonic()
+        return changed
 
-    def _read(self, accounts: set[str], now: datetime) -> None:
-        assert self._since is not None
+    def _read(self, accounts: set[str]) -> None:
+        copy = self._copy
+        assert copy is not None
         with self.ws.db.connect() as conn:
             contacts = newest_in_app_of(conn=conn, accounts=accounts)
-            views = account_views(conn, contacts, since=self._since, users=True)
-        self._put(views, accounts, time.monotonic())
-
-    def _put(self, views: dict[str, AccountView], accounts: set[str], clock: float) -> None:
-        """Replace the views of `accounts` with `views` (an account without one has nothing to
-        show now). Readers do not lock: each entry is replaced whole, never changed in place."""
-        for account in accounts:
-            old, new = self._views.get(account), views.get(account)
-            before = old.users if old else frozenset()
-            after = new.users if new else frozenset()
-            for user in after - before:
-                self._by_user[user] = self._by_user.get(user, frozenset()) | {account}
-            if old is not None:
-                self._account_of.pop(old.contact.contact_id or 0, None)
-            if new is None:
-                self._views.pop(account, None)
-                self._loaded_at.pop(account, None)
-            else:
-                self._account_of[new.contact.contact_id or 0] = account
-                self._views[account] = new
-                self._loaded_at[account] = clock
-                self._ages.append((clock, account))
-            for user in before - after:
-                left = self._by_user.get(user, frozenset()) - {account}
-                if left:
-                    self._by_user[user] = left
-                else:
-                    self._by_user.pop(user, None)
+            views = account_views(conn, contacts, since=copy.since, users=True)
+        copy.put(views, accounts, time.monotonic())

@@ -145,16 +145,22 @@ def _inbox(app: Any) -> Inbox:
     return found
 
 
-def warm(app: Any) -> None:
+def start(app: Any) -> None:
     """Read the in-app messages into memory before the server takes requests (the first request
-    would do it otherwise). A playbooks.yaml that does not read leaves it to that request, which
-    then says what is wrong."""
+    would do it otherwise; a playbooks.yaml that does not read leaves it to that request, which
+    then says what is wrong), and start looking for changes."""
+    found = _inbox(app)
     try:
         caps, _ = _cached(app).get()
     except UpsellError as exc:
         log.warning("the messages API waits for a playbooks.yaml that reads: %s", exc)
-        return
-    _inbox(app).load(datetime.now(UTC), caps)
+    else:
+        found.load(datetime.now(UTC), caps)
+    found.start()
+
+
+def stop(app: Any) -> None:
+    _inbox(app).stop()
 
 
 def _user(request: Request, key: str | None, user_id: str | None, token: str | None) -> str:
@@ -377,7 +383,7 @@ async def post_event(
     except MessageNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     if recorded:
-        await run_in_threadpool(inbox(request).answered, int(message_id), datetime.now(UTC))
+        await run_in_threadpool(inbox(request).answered, int(message_id))
     return {"recorded": recorded}
 
 

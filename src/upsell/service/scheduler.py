@@ -181,10 +181,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         scheduler = Scheduler(jobs, schedule)
         scheduler.start()
     triggers.start()
-    await run_in_threadpool(messages.warm, app)
+    await run_in_threadpool(messages.start, app)
     try:
         yield
     finally:
+        await run_in_threadpool(messages.stop, app)
         await run_in_threadpool(triggers.stop)
         if scheduler is not None:
             await run_in_threadpool(scheduler.stop)
