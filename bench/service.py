@@ -81,7 +81,7 @@ def _peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def _wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
+def _wait_ready(url: str, server: subprocess.Popen[bytes], path: str = "/healthz") -> None:
     import http.client
 
     deadline = time.monotonic() + 60
@@ -90,7 +90,7 @@ def _wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
             raise RuntimeError(f"upsell serve exited with {server.returncode}")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=1)
-            conn.request("GET", "/healthz")
+            conn.request("GET", path)
             if conn.getresponse().status == 200:
                 return
         except OSError:
