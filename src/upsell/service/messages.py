@@ -264,13 +264,10 @@ async def answer(
     token: str | None,
     key: str | None,
 ) -> Response:
-    ws: Workspace = request.app.state.workspace
-    if ws.db.dialect.name == "sqlite":
-        # The answer comes from memory (`upsell.service.inbox`); a thread would only add its hop,
-        # and a look at the store is this process's CPU under the GIL anyway.
-        return _messages(request, user_id, account_id, token, key)
-    # A look at PostgreSQL waits on the network: a thread lets the loop serve others meanwhile.
-    return await run_in_threadpool(_messages, request, user_id, account_id, token, key)
+    # On the event loop, with no thread hop: the answer comes from memory (`upsell.service.inbox`);
+    # the store is read only when the key and secret caches expire (every few seconds), and at
+    # every request only with UPSELL_SERVICE_MESSAGES_REFRESH_SECONDS=0.
+    return _messages(request, user_id, account_id, token, key)
 
 
 class FastMessages:
