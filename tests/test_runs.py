@@ -385,6 +385,23 @@ def test_a_template_that_does_not_parse_is_a_usage_error(workspace: Path) -> Non
     assert "template save" in result.stderr
 
 
+def test_a_template_error_for_one_account_is_its_refusal_and_the_others_go_out(
+    workspace: Path, tmp_path: Path
+) -> None:
+    (workspace / "templates").mkdir()
+    (workspace / "templates" / "limit_reached.j2").write_text(
+        "{% macro subject() %}Grow{% endmacro %}{% macro cta() %}Go{% endmacro %}"
+        "{% macro body() %}{{ 1 // (account.id[-1] != '3')|int }}{% endmacro %}"
+    )
+    out = tmp_path / "d.jsonl"
+    result = run("run", "-w", workspace, "--as-of", AS_OF, "--dry-run", "--out", out)
+    assert result.exit_code == 0, result.output
+    emailed = [json.loads(x) for x in out.read_text().splitlines()]
+    assert any(x["channel"] == "email" for x in emailed)
+    assert not any(x["account_id"].endswith("3") and x["channel"] == "email" for x in emailed)
+    assert "template_error" in result.stderr
+
+
 def test_workspace_templates_and_translations_override_the_built_in_ones(
     workspace: Path, tmp_path: Path
 ) -> None:

@@ -11,16 +11,27 @@ files read with Babel: upsell's own for nl, it, nb, de and fr, with the workspac
 ``locale/<language>.po`` on top. A message without a translation falls back to English;
 `MessageTemplates.check` lists them, with the catalog's metric and feature names the messages use.
 Filters format for the account's locale with CLDR: ``money``, ``number``, ``percent``, ``date``.
+
+A template runs in Jinja2's sandbox, and its ``html`` part with autoescape on: what it prints
+(``{{ account.name }}``) is escaped, its own markup is not. Each message is bounded (`Bounds`):
+render time, the items of ``range`` and of a repetition (``'a' * n``), a power's size, and each
+part's length. A template that fails for one account, or passes a bound, raises `RenderError`:
+that account's offer is refused (``template_error``) and the others go out.
 """
 
 from __future__ import annotations
 
+import contextvars
 import html
 import io
+import math
 import re
 import string
+import sys
+import time
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -38,20 +49,141 @@ from babel.numbers import format_decimal, format_percent
 from babel.support import Translations
 from jinja2 import ChoiceLoader, FileSystemLoader, TemplateError, TemplateNotFound
 from jinja2.ext import babel_extract
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, safe_range
 
 from upsell.domain.calendar import iso
 from upsell.domain.catalog import Catalog
 from upsell.domain.messages import DEFAULT_LANGUAGE, LANGUAGES, language_of
 from upsell.domain.money import Money, format_money
 from upsell.domain.wording import feature_name, metric_name
-from upsell.errors import Problem, TemplatesError
+from upsell.errors import Problem, TemplatesError, UpsellError
 
 DEFAULTS = Path(__file__).parent / "defaults"
 PARTS = ("subject", "body", "cta", "html", "talking_points")
 TEMPLATES_FOLDER = "templates"
 LOCALE_FOLDER = "locale"
 _EXTENSIONS = ["jinja2.ext.i18n"]
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What rendering one message may cost (docs/templates.md, "Bounds")."""
+
+    seconds: float = 2.0
+    #: Items of all the ``range()`` calls of one message together.
+    range_items: int = 10_000
+    #: Items a repetition (``'a' * n``, ``[x] * n``) may make.
+    repeat_items: int = 100_000
+    #: Bits of a power's result (``x ** y``).
+    power_bits: int = 4_096
+    #: Characters of each part (subject, body, cta, html, talking points).
+    part_chars: int = 100_000
+    #: Characters all the ``{{ ... }}`` of one message may print, counted as they are printed.
+    printed_chars: int = 500_000
+
+
+BOUNDS = Bounds()
+
+
+class RenderError(UpsellError):
+    """A template failed to render a message: its own error for these facts, or a `Bounds`."""
+
+    def __init__(self, reason: str, template: str | None = None) -> None:
+        super().__init__(reason if template is None else f"template {template}: {reason}")
+        self.reason, self.template = reason, template
+
+
+# The range() items and printed characters left to the message being rendered (each render sets
+# its own; outside `render`, as in `environment(...).get_template(...)`, none is counted).
+_range_left: contextvars.ContextVar[int | None] = contextvars.ContextVar("range_left", default=None)
+_print_left: contextvars.ContextVar[int | None] = contextvars.ContextVar("print_left", default=None)
+
+
+def _printed(value: Any) -> Any:
+    """Jinja2's `finalize`: every ``{{ ... }}`` passes here before it is printed."""
+    budget = _print_left.get()
+    if budget is None:
+        return value
+    left = budget - len(str(value))
+    if left < 0:
+        raise RenderError(f"it prints more than {BOUNDS.printed_chars:,} characters")
+    _print_left.set(left)
+    return value
+
+
+def _range(*args: int) -> range:
+    budget = _range_left.get()
+    if budget is None:
+        return safe_range(*args)
+    found = range(*args)
+    left = budget - len(found)
+    if left < 0:
+        raise RenderError(f"range() over more than {BOUNDS.range_items:,} items in one message")
+    _range_left.set(left)
+    return found
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja2's sandbox, with repetitions and powers checked before they are computed."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for items, n in ((left, right), (right, left)):
+                if (
+                    isinstance(items, (str, list, tuple))
+                    and isinstance(n, int)
+                    and len(items) * n > BOUNDS.repeat_items
+                ):
+                    raise RenderError(
+                        f"a repetition of {len(items) * n:,} items (at most "
+                        f"{BOUNDS.repeat_items:,})"
+                    )
+        if (
+            operator == "**"
+            and isinstance(left, int)
+            and isinstance(right, int)
+            and abs(left) > 1
+            and right * math.log2(abs(left)) > BOUNDS.power_bits
+        ):
+            raise RenderError(f"a power of more than {BOUNDS.power_bits:,} bits")
+        return super().call_binop(context, operator, left, right)
+
+
+@contextmanager
+def _bounded(name: str, *, timed: bool) -> Iterator[None]:
+    """Render one message within `BOUNDS`: its range() items, what it prints, and, when `timed`,
+    its time (a trace on the templates' own lines, every 256th line reading the clock; restored
+    afterwards). Any other error becomes a `RenderError` naming the template."""
+    deadline = time.monotonic() + BOUNDS.seconds
+    token = _range_left.set(BOUNDS.range_items)
+    printing = _print_left.set(BOUNDS.printed_chars)
+    lines = 0
+
+    def on_line(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal lines
+        lines += 1
+        if lines & 255 == 0 and time.monotonic() > deadline:
+            raise RenderError(f"rendering took more than {BOUNDS.seconds:g} s")
+        return on_line
+
+    def on_call(frame: Any, event: str, arg: Any) -> Any:
+        return on_line if frame.f_code.co_filename.endswith(".j2") else None
+
+    previous = sys.gettrace()
+    if timed:
+        sys.settrace(on_call)
+    try:
+        yield
+    except RenderError as e:
+        raise RenderError(e.reason, name) from None
+    except Exception as e:  # the template's own error for these facts
+        raise RenderError(f"{type(e).__name__}: {e}", name) from None
+    finally:
+        sys.settrace(previous)
+        _range_left.reset(token)
+        _print_left.reset(printing)
 
 
 @dataclass(frozen=True)
@@ -79,8 +211,10 @@ class MessageTemplates:
             folders.append(workspace / TEMPLATES_FOLDER)
         folders.append(DEFAULTS / TEMPLATES_FOLDER)
         self.folders = tuple(folders)
+        #: The workspace has templates of its own: rendering is timed (upsell's own are trusted).
+        self.own_templates = len(folders) > 1 and any(folders[0].glob("*.j2"))
         self._loader = ChoiceLoader([FileSystemLoader(f) for f in folders])
-        self._envs: dict[str, SandboxedEnvironment] = {}
+        self._envs: dict[tuple[str, bool], SandboxedEnvironment] = {}
 
     # -- translations ------------------------------------------------------------------------
 
@@ -120,15 +254,17 @@ class MessageTemplates:
                 merged.merge(loaded)
         return merged if merged is not None else Translations()
 
-    def environment(self, locale: str) -> SandboxedEnvironment:
-        """A Jinja2 environment translating into `locale`'s language and formatting for it."""
-        env = self._envs.get(locale)
+    def environment(self, locale: str, *, html: bool = False) -> SandboxedEnvironment:
+        """A Jinja2 environment translating into `locale`'s language and formatting for it; for
+        the ``html`` part, with autoescape on."""
+        env = self._envs.get((locale, html))
         if env is not None:
             return env
-        env = SandboxedEnvironment(
+        env = _Sandbox(
             loader=self._loader,
             extensions=_EXTENSIONS,
-            autoescape=False,
+            autoescape=html,
+            finalize=_printed,
             trim_blocks=True,
             lstrip_blocks=True,
         )
@@ -145,7 +281,8 @@ class MessageTemplates:
             list=lambda v: format_list(list(v), locale=locale) if v else "",
             t=env.globals["gettext"],
         )
-        self._envs[locale] = env
+        env.globals["range"] = _range
+        self._envs[(locale, html)] = env
         return env
 
     # -- rendering ---------------------------------------------------------------------------
@@ -161,14 +298,25 @@ class MessageTemplates:
         html_part: bool = False,
     ) -> dict[str, Any]:
         """The message of data-contract.md's decision line: locale, subject, body, cta, cta_url,
-        expires_at; ``html`` when `html_part`, ``talking_points`` when the template has them."""
-        env = self.environment(locale)
-        module = env.get_template(f"{name}.j2").make_module(dict(facts))
+        expires_at; ``html`` when `html_part`, ``talking_points`` when the template has them.
+        RenderError when the template fails for these facts or passes a `Bounds`."""
+        template = self.environment(locale).get_template(f"{name}.j2")
         parts: dict[str, str] = {}
-        for part in PARTS:
-            macro = getattr(module, part, None)
-            if macro is not None:
-                parts[part] = str(macro())
+        with _bounded(name, timed=self.own_templates):
+            module = template.make_module(dict(facts))
+            for part in PARTS:
+                macro = getattr(module, part, None)
+                if macro is not None and part != "html":
+                    parts[part] = str(macro())
+            if html_part and getattr(module, "html", None) is not None:
+                escaping = self.environment(locale, html=True).get_template(f"{name}.j2")
+                html_macro: Any = escaping.make_module(dict(facts)).html  # type: ignore[attr-defined]
+                parts["html"] = str(html_macro())
+            for part, text in parts.items():
+                if len(text) > BOUNDS.part_chars:
+                    raise RenderError(
+                        f"its {part} has {len(text):,} characters (at most {BOUNDS.part_chars:,})"
+                    )
         url = build_url(checkout_url, facts.get("checkout", {}))
         body = _tidy(parts.get("body", ""))
         message: dict[str, Any] = {
@@ -229,7 +377,7 @@ class MessageTemplates:
                     message = self.render(
                         name, sample, locale=language, checkout_url="https://x", html_part=True
                     )
-                except (TemplateError, TypeError, ValueError, KeyError) as e:
+                except (TemplateError, RenderError) as e:
                     problems.append(_template_problem(name, e, language))
                     break
                 for part in ("subject", "body", "cta"):
@@ -307,6 +455,8 @@ def _template_problem(name: str, e: Exception, language: str | None = None) -> P
     line = getattr(e, "lineno", None)
     file = getattr(e, "filename", None) or f"{name}.j2"
     where = f" in {language}" if language else ""
+    if isinstance(e, RenderError):
+        return Problem(f"fails to render{where}: {e.reason}", f"template {name}", file=file)
     return Problem(f"{type(e).__name__}{where}: {e}", f"template {name}", file=file, line=line)
 
 

@@ -59,6 +59,7 @@ RefusalCode = Literal[
     "smaller_offer_suffices",
     "recent_purchase",
     "csm_owned",
+    "template_error",
 ]
 REFUSALS: tuple[RefusalCode, ...] = get_args(RefusalCode)
 

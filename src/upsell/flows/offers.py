@@ -45,7 +45,7 @@ from upsell.store.contacts import (
     set_delivery,
     trigger_contacts,
 )
-from upsell.templates import MessageTemplates
+from upsell.templates import MessageTemplates, RenderError
 from upsell.workspace import Workspace
 
 #: How far back the guardrails look (the promotion calendar's 12 months).
@@ -175,16 +175,22 @@ class Decider:
             return Decided(choice)
         locale = locale_for(signals.language, signals.country)
         facts = message_facts(d, signals, self.catalog, account_name=name)
-        message = self.templates.render(
-            d.playbook.template,
-            facts,
-            locale=locale,
-            checkout_url=self.playbooks.settings.cta_url(
-                d.opportunity.kind, d.opportunity.item_id, d.opportunity.from_item_id
-            ),
-            expires_at=expires_at(d.deadline),
-            html_part=d.channel == "email",
-        )
+        try:
+            message = self.templates.render(
+                d.playbook.template,
+                facts,
+                locale=locale,
+                checkout_url=self.playbooks.settings.cta_url(
+                    d.opportunity.kind, d.opportunity.item_id, d.opportunity.from_item_id
+                ),
+                expires_at=expires_at(d.deadline),
+                html_part=d.channel == "email",
+            )
+        except RenderError as e:  # this account's facts break the template: the others go on
+            refused = Refusal(
+                account_id, d.opportunity.offer_id, "template_error", str(e), d.playbook.id
+            )
+            return Decided(replace(choice, decision=None, refusals=(*choice.refusals, refused)))
         line = decision_line(d, message, at, facts["item"]["price"])
         if trigger is not None:
             line["trigger"] = dict(trigger)
