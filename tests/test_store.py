@@ -226,7 +226,7 @@ def test_migrate_brings_a_new_database_to_head_and_is_then_a_no_op(database_url:
         assert db.current_revision(opened) is None
         assert not db.is_current(opened)
         db.migrate(opened)
-        assert db.current_revision(opened) == db.head_revision() == "0007"
+        assert db.current_revision(opened) == db.head_revision() == "0008"
         assert db.is_current(opened)
         with opened.begin() as conn:
             upsert_accounts(conn=conn, accounts=[account()])

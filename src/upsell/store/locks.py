@@ -9,7 +9,7 @@ other schemas of the same database do not share locks.
 Elsewhere (SQLite) a lock is a row of the ``locks`` table, taken in an IMMEDIATE transaction (no
 two processes can both find it free). A row past its ``expires_at`` is free: the holder renews it
 every third of `ttl` from a thread of its own, so a lock held by a process that died is free again
-within `ttl` seconds.
+within `ttl` seconds, and at once when that process ran on this host (its pid is gone).
 """
 
 from __future__ import annotations
@@ -37,6 +37,24 @@ LOCK_TTL = 60.0
 def holder_id() -> str:
     """Who takes a lock: host, process and a random part (two locks in one process differ)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def holder_alive(holder: str) -> bool | None:
+    """Whether the process of `holder` (a `holder_id`) still runs: False when it ran on this host
+    and has ended, True when it runs here, None when it runs elsewhere (who can tell?)."""
+    host, _, rest = holder.rpartition(":")[0].rpartition(":")
+    if host != socket.gethostname() or not rest.isdigit():
+        return None
+    pid = int(rest)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def advisory_key(schema: str, name: str) -> int:
@@ -148,7 +166,8 @@ def try_lock(db: sa.Engine, name: str, *, ttl: float = LOCK_TTL) -> HeldLock | N
         conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
             row = conn.execute(sa.select(locks_table).where(t.name == name)).first()
-            if row is not None and row.expires_at > now:
+            # A row left by a process of this host that has ended is free at once.
+            if row is not None and row.expires_at > now and holder_alive(row.holder) is not False:
                 return None
             conn.execute(sa.delete(locks_table).where(t.name == name))
             conn.execute(
