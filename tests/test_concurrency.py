@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +26,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from cli_runner import run
 from conftest import empty_database
 from live_server import BIN, child_env
 from upsell.flows.runs import JOB_LOCK
@@ -260,3 +263,139 @@ def test_a_killed_run_is_finished_by_the_next_sending_again_only_the_offer_in_fl
     assert len(posted) == len(offers)
     assert [k for k, n in posted.items() if n > 1] == [in_flight]
     assert posted[in_flight] == 2
+
+
+# -- imports and other writers ---------------------------------------------------------------------
+
+
+def _events_file(path: Path, company: Path, tag: str, rows: int, reverse: bool) -> Path:
+    """`rows` events (JSONL) of new users of the company's accounts, message ids tagged `tag`: two
+    such files share their users and no event; `reverse` lists the users the other way round."""
+    accounts = sorted(
+        json.loads(line)["account_id"]
+        for line in subprocess.run(
+            [str(BIN / "python"), "-c", _ACCOUNT_IDS, str(company / "data" / "accounts.parquet")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+    )
+    users = [(a, f"{a}-new{i}") for a in accounts for i in range(3)]
+    if reverse:
+        users.reverse()
+    with path.open("w") as f:
+        for n in range(rows):
+            account_id, user_id = users[n % len(users)]
+            event = {
+                "account_id": account_id,
+                "user_id": user_id,
+                "event": "Report Viewed",
+                "timestamp": f"2026-02-{1 + n % 18:02d}T12:00:00Z",
+                "message_id": f"{tag}-{n}",
+            }
+            f.write(json.dumps(event) + "\n")
+    return path
+
+
+_ACCOUNT_IDS = """
+import json, sys
+import pyarrow.parquet as pq
+for row in pq.read_table(sys.argv[1], columns=["account_id"]).to_pylist():
+    print(json.dumps(row))
+"""
+
+
+def test_two_imports_at_once_on_postgresql_both_store_everything(
+    company_files: Path, tmp_path: Path
+) -> None:
+    """The second import waits for the first (an advisory lock), says so, then stores its file:
+    no deadlock, no unique violation, on files whose events differ and whose users are shared."""
+    with empty_database("postgresql", tmp_path) as url:
+        env = child_env(url)
+        folder = tmp_path / "ws"
+        code, stderr = finish(upsell(env, "init", folder))
+        assert code == 0, stderr
+        data = company_files / "data"
+        args = ("--catalog", data / "catalog.yaml", "--accounts", data / "accounts.parquet")
+        code, stderr = finish(upsell(env, "import", "-w", folder, *args))
+        assert code == 0, stderr
+        rows = 20_000
+        files = [
+            _events_file(tmp_path / f"{tag}.jsonl", company_files, tag, rows, tag == "b")
+            for tag in ("a", "b")
+        ]
+        children = [upsell(env, "import", "-w", folder, "--events", f) for f in files]
+        done = [finish(child) for child in children]
+        for code, stderr in done:
+            assert code == 0 and "Traceback" not in stderr, stderr
+        assert any("waiting for the workspace" in stderr for _, stderr in done), "no overlap"
+        db = sa.create_engine(url, poolclass=sa.NullPool)
+        try:
+            with db.connect() as conn:
+                events = conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one()
+                users = conn.exec_driver_sql("SELECT count(*) FROM users").scalar_one()
+        finally:
+            db.dispose()
+        assert events == 2 * rows
+        assert users == 3 * 60
+
+
+@pytest.fixture
+def sqlite_company(company_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the small company on SQLite, for commands run in this process."""
+    for name in ("UPSELL_DATABASE_URL", "UPSELL_WORKSPACE", "UPSELL_WEBHOOK_URL"):
+        monkeypatch.delenv(name, raising=False)
+    folder = Path(shutil.copytree(company_files, tmp_path / "ws"))
+    (folder / "playbooks.yaml").write_text(PLAYBOOKS)
+    return folder
+
+
+@contextmanager
+def sqlite_write_lock(folder: Path) -> Iterator[sqlite3.Connection]:
+    """Hold the SQLite workspace's write lock, as a long import does."""
+    holder = sqlite3.connect(folder / "upsell.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        yield holder
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+
+
+def test_a_writer_waits_for_the_sqlite_write_lock_then_fails_clearly(
+    sqlite_company: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another process holds the write lock past UPSELL_LOCK_TIMEOUT_SECONDS, an import and
+    a run wait, say so, and stop with exit 2 and a clear message: no traceback."""
+    monkeypatch.setenv("UPSELL_LOCK_TIMEOUT_SECONDS", "2")
+    events = _events_file(tmp_path / "e.jsonl", sqlite_company, "e", 50, False)
+    with sqlite_write_lock(sqlite_company):
+        for args in (("import", "--events", events), ("run", "--as-of", AS_OF, "--dry-run")):
+            result = run(args[0], "-w", sqlite_company, *args[1:])
+            assert result.exit_code == 2, result.output
+            assert "workspace busy: another upsell process" in result.stderr, result.stderr
+            assert "waited 2 s" in result.stderr
+            assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_writer_that_waits_for_the_sqlite_write_lock_goes_on_once_it_is_free(
+    sqlite_company: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPSELL_LOCK_TIMEOUT_SECONDS", "60")
+    events = _events_file(tmp_path / "e.jsonl", sqlite_company, "e", 50, False)
+    held = threading.Event()
+
+    def hold_for_a_while() -> None:
+        with sqlite_write_lock(sqlite_company):
+            held.set()
+            time.sleep(2.5)
+
+    holder = threading.Thread(target=hold_for_a_while)
+    holder.start()
+    try:
+        held.wait(10)
+        result = run("import", "-w", sqlite_company, "--events", events)
+    finally:
+        holder.join()
+    assert result.exit_code == 0, result.output
+    assert "waiting for the workspace: another upsell process" in result.stderr, result.stderr

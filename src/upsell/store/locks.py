@@ -26,6 +26,7 @@ from types import TracebackType
 
 import sqlalchemy as sa
 
+from upsell.store.db import waiting
 from upsell.store.schema import locks as locks_table
 
 log = logging.getLogger("upsell.store.locks")
@@ -179,3 +180,18 @@ def try_lock(db: sa.Engine, name: str, *, ttl: float = LOCK_TTL) -> HeldLock | N
                 )
             )
     return _RowLock(db, name, holder, ttl)
+
+
+def wait_xact_lock(conn: sa.Connection, name: str) -> None:
+    """Hold lock `name` until `conn`'s transaction ends, waiting for another holder as the
+    engine's transactions wait (`store.db.waiting`: saying so, WorkspaceBusy past the timeout).
+
+    PostgreSQL only (``pg_try_advisory_xact_lock``): two imports there would otherwise write the
+    same rows in two orders and deadlock, or both insert one new user. On SQLite, whose IMMEDIATE
+    transactions already have the one write lock, it does nothing."""
+    if conn.dialect.name != "postgresql":
+        return
+    schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+    query = sa.text("SELECT pg_try_advisory_xact_lock(:key)")
+    key = {"key": advisory_key(str(schema), name)}
+    waiting(conn.engine).wait(lambda: bool(conn.execute(query, key).scalar_one()))
