@@ -183,7 +183,8 @@ def test_sqlite_url_points_at_the_workspace_file(tmp_path: Path) -> None:
 
 
 def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path: Path) -> None:
-    opened = db.connect(db.sqlite_url(tmp_path))
+    """And wait for another process's write lock as long as the lock timeout."""
+    opened = db.connect(db.sqlite_url(tmp_path), lock_timeout=12.5)
     try:
         with opened.connect() as conn:
             pragma = {
@@ -195,7 +196,7 @@ def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path: Path) -> None:
     assert pragma == {
         "journal_mode": "wal",
         "foreign_keys": 1,
-        "busy_timeout": 5000,
+        "busy_timeout": 12500,
         "synchronous": 1,
     }
     assert (tmp_path / "upsell.db").exists()
@@ -226,7 +227,7 @@ def test_migrate_brings_a_new_database_to_head_and_is_then_a_no_op(database_url:
         assert db.current_revision(opened) is None
         assert not db.is_current(opened)
         db.migrate(opened)
-        assert db.current_revision(opened) == db.head_revision() == "0007"
+        assert db.current_revision(opened) == db.head_revision() == "0008"
         assert db.is_current(opened)
         with opened.begin() as conn:
             upsert_accounts(conn=conn, accounts=[account()])

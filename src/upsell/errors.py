@@ -86,6 +86,19 @@ class WorkspaceError(UpsellError):
     """The workspace is missing, not initialised, or its database cannot be opened."""
 
 
+class WorkspaceBusy(WorkspaceError):
+    """Another process kept the workspace's write lock (an import, a run) longer than this one
+    would wait (`timeout` seconds, ``UPSELL_LOCK_TIMEOUT_SECONDS``); `waited` is how long it did."""
+
+    def __init__(self, waited: float, timeout: float) -> None:
+        self.waited = waited
+        self.timeout = timeout
+        super().__init__(
+            "workspace busy: another upsell process (import/run) is writing; "
+            f"waited {waited:.0f} s (UPSELL_LOCK_TIMEOUT_SECONDS={timeout:g}); try again later"
+        )
+
+
 class ImportRejected(UpsellError, ValueError):
     """A whole input file was refused (missing column, wrong column type, empty, not a table).
 

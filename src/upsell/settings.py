@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     - ``UPSELL_WORKSPACE``: the workspace folder (default: the current folder).
     - ``UPSELL_DATABASE_URL``: a SQLAlchemy URL (``postgresql+psycopg://user@host/db``) to keep the
       workspace's data in PostgreSQL instead of the SQLite file ``upsell.db`` in the folder.
+    - ``UPSELL_LOCK_TIMEOUT_SECONDS``: how long a command waits for another process writing to
+      the workspace (an import; on SQLite any writer) before it stops with "workspace busy", exit
+      2 (default 300; docs/operations.md, "Concurrency").
 
     Email, the ``email`` channel (docs/decisions.md):
 
@@ -73,6 +76,7 @@ class Settings(BaseSettings):
 
     workspace: Path = Path(".")
     database_url: str | None = None
+    lock_timeout_seconds: float = Field(default=300, ge=0)
 
     smtp_host: str | None = None
     smtp_port: int = Field(default=25, ge=1, le=65535)

@@ -32,6 +32,7 @@ from upsell.settings import Settings
 from upsell.store import catalogs as catalog_store
 from upsell.store.db import (
     DATABASE_FILE,
+    OnWait,
     connect,
     current_revision,
     is_current,
@@ -69,7 +70,9 @@ class Workspace:
         self._backend: Backend | None = None
 
     @classmethod
-    def create(cls, folder: Path, settings: Settings | None = None) -> Workspace:
+    def create(
+        cls, folder: Path, settings: Settings | None = None, *, on_wait: OnWait | None = None
+    ) -> Workspace:
         """Make `folder` a new workspace; refuses one that already is."""
         settings = settings or Settings()
         if (folder / DATABASE_FILE).exists():
@@ -78,7 +81,7 @@ class Workspace:
             raise WorkspaceError(f"{folder} exists and is not a folder")
         folder.mkdir(parents=True, exist_ok=True)
         url = settings.database_url or sqlite_url(folder)
-        db = connect(url)
+        db = connect(url, lock_timeout=settings.lock_timeout_seconds, on_wait=on_wait)
         if settings.database_url and current_revision(db) is not None:
             db.dispose()
             raise WorkspaceError(
@@ -95,9 +98,11 @@ class Workspace:
         settings: Settings | None = None,
         *,
         backend: BackendName = "duckdb",
+        on_wait: OnWait | None = None,
     ) -> Workspace:
         """Open an existing workspace (`folder`, else the settings' ``UPSELL_WORKSPACE``),
-        migrating its schema to this version of upsell."""
+        migrating its schema to this version of upsell. Its transactions wait for other
+        processes' writes up to ``UPSELL_LOCK_TIMEOUT_SECONDS``, telling `on_wait`."""
         settings = settings or Settings()
         folder = folder if folder is not None else settings.workspace
         hint = f"create one with `upsell init {folder}`"
@@ -106,7 +111,7 @@ class Workspace:
         if settings.database_url is None and not (folder / DATABASE_FILE).exists():
             raise WorkspaceError(f"no workspace at {folder}: it has no {DATABASE_FILE}; {hint}")
         url = settings.database_url or sqlite_url(folder)
-        db = connect(url)
+        db = connect(url, lock_timeout=settings.lock_timeout_seconds, on_wait=on_wait)
         if current_revision(db) is None:
             db.dispose()
             raise WorkspaceError(f"the database {_shown(url)} is not initialised; {hint}")

@@ -41,6 +41,16 @@ def errors() -> Iterator[None]:
         raise fail(str(exc), EXIT_INVALID_INPUT) from None
     except UpsellError as exc:
         raise fail(str(exc)) from None
+    except Exception as exc:
+        # SQLite's "database is locked" past UPSELL_LOCK_TIMEOUT_SECONDS, from any write.
+        from upsell.errors import WorkspaceBusy
+        from upsell.settings import Settings
+        from upsell.store.db import is_locked
+
+        if is_locked(exc):
+            timeout = Settings().lock_timeout_seconds
+            raise fail(str(WorkspaceBusy(timeout, timeout))) from None
+        raise
 
 
 def say(message: str) -> None:

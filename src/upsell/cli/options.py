@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from upsell.cli.console import say
 
 if TYPE_CHECKING:
     from upsell.workspace import Workspace
@@ -78,5 +81,24 @@ def open_workspace(folder: Path | None, engine: str = "duckdb") -> Workspace:
     from upsell.workspace import Workspace
 
     return Workspace.open(
-        folder, Settings(), backend="pyspark" if engine == "pyspark" else "duckdb"
+        folder,
+        Settings(),
+        backend="pyspark" if engine == "pyspark" else "duckdb",
+        on_wait=waiting_message(),
     )
+
+
+def waiting_message() -> Callable[[float, float], None]:
+    """What a command says while it waits for another process's writes: at once, then every
+    10 seconds (docs/operations.md, "Concurrency")."""
+    said = [-1.0]
+
+    def on_wait(waited: float, timeout: float) -> None:
+        if said[0] < 0 or waited - said[0] >= 10:
+            said[0] = waited
+            say(
+                "waiting for the workspace: another upsell process (import/run) is writing "
+                f"({waited:.0f} s so far, at most {timeout:g} s: UPSELL_LOCK_TIMEOUT_SECONDS)"
+            )
+
+    return on_wait

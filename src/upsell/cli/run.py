@@ -130,6 +130,11 @@ def print_run(console: Console, r: RunResult) -> None:
             "channel: status",
             sorted((f"{c}: {s}", n) for (c, s), n in r.delivered.items()),
         )
+    if r.elsewhere:
+        console.print(
+            f"{r.elsewhere:,} deliveries were claimed by another process, which sends them.",
+            highlight=False,
+        )
     for account_id, channel, detail in r.failures[:10]:
         console.print(
             f"[yellow]failed:[/] {account_id} by {channel}: {detail}",

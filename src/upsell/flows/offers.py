@@ -7,14 +7,16 @@ to its channel (`upsell.channels`). A run is idempotent: contacts are keyed by (
 channel, as-of), the guardrails read only what happened before the as-of instant, and an account
 already decided at that instant keeps its stored decision — running twice sends nothing twice. A
 delivery that failed (or that a crash interrupted) is retried by the next run at the same as-of.
+Each delivery is claimed first (`deliver`), so that two processes delivering the same day (a run
+that lost the job's lock, a trigger worker) never send one contact twice.
 Held-out accounts are recorded with status ``held_out`` and get nothing.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -37,6 +39,7 @@ from upsell.flows.learn import answers_for, stored_answers
 from upsell.flows.opportunities import OpportunityRun, find_all
 from upsell.store.accounts import names_and_emails, owners
 from upsell.store.contacts import (
+    claim_delivery,
     contacts_at,
     histories,
     record_contact,
@@ -45,6 +48,7 @@ from upsell.store.contacts import (
     set_delivery,
     trigger_contacts,
 )
+from upsell.store.locks import holder_alive, holder_id
 from upsell.templates import MessageTemplates, RenderError
 from upsell.workspace import Workspace
 
@@ -59,7 +63,8 @@ class RunResult:
     `gates` how many accounts each opportunity gate stopped (each gate once per account with no
     qualified opportunity); `delivered` (channel, status) counts of this run's deliveries;
     `reused` how many accounts kept a decision stored by an earlier run at the same as-of (their
-    refusals are kept too), `held_out_reused` how many of those were held out."""
+    refusals are kept too), `held_out_reused` how many of those were held out; `elsewhere` how
+    many deliveries another process had claimed (and this run left to it)."""
 
     as_of: date
     opportunities: OpportunityRun
@@ -71,6 +76,7 @@ class RunResult:
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     reused: int = 0
     held_out_reused: int = 0
+    elsewhere: int = 0
     dry_run: bool = False
 
 
@@ -213,6 +219,27 @@ def record(conn: sa.Connection, contacts: Iterable[Contact]) -> None:
         record_contact(conn=conn, contact=contact)
 
 
+#: How long a delivery's claim holds (store/contacts.py, `claim_delivery`): longer than the
+#: slowest delivery (a webhook's retries take about a minute at the default settings). A process
+#: that died while it delivered on this host frees its claim at once; on another host, after this.
+CLAIM_LEASE = timedelta(minutes=10)
+
+
+def _immediate(db: sa.Engine) -> AbstractContextManager[sa.Connection]:
+    """A transaction that reads, then writes: IMMEDIATE takes SQLite's write lock up front."""
+
+    @contextmanager
+    def begin() -> Iterator[sa.Connection]:
+        with db.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+            yield conn
+
+    return begin()
+
+
+def _gone(holder: str) -> bool:
+    return holder_alive(holder) is False
+
+
 def deliver(
     db: sa.Engine,
     channels: Mapping[str, Channel],
@@ -220,14 +247,30 @@ def deliver(
     people: Mapping[str, tuple[str | None, str | None]],
     *,
     begin: Callable[[], AbstractContextManager[sa.Connection]] | None = None,
+    claimer: str | None = None,
 ) -> list[tuple[Contact, Outcome]]:
-    """Hand recorded contacts to their channels and record how each delivery went (a
-    transaction each, after the channel answered: `begin`'s, else the database's)."""
+    """Hand recorded contacts to their channels and record how each delivery went. Each contact
+    is first claimed by this process (`claimer`), in a transaction of its own, and skipped when
+    it is not to be delivered any more or another live process claimed it: two processes
+    delivering one day never send one contact twice. The outcome is recorded in a transaction
+    each, after the channel answered (`begin`'s, else the database's)."""
+    claimer = claimer or holder_id()
     out = []
     for contact in contacts:
+        assert contact.contact_id is not None
+        with begin() if begin is not None else _immediate(db) as conn:
+            claimed = claim_delivery(
+                conn=conn,
+                contact_id=contact.contact_id,
+                claimer=claimer,
+                now=datetime.now(UTC),
+                lease=CLAIM_LEASE,
+                gone=_gone,
+            )
+        if not claimed:
+            continue
         outcome = _deliver(channels, contact, people)
         with (begin or db.begin)() as conn:
-            assert contact.contact_id is not None
             set_delivery(
                 conn=conn,
                 contact_id=contact.contact_id,
@@ -315,7 +358,10 @@ def run_offers(
             if c.status == "failed" or (c.status == "queued" and c.attempts == 0)
         ]
     assert channels is not None
-    for contact, outcome in deliver(db, channels, pending, decider.people):
+    done = deliver(db, channels, pending, decider.people)
+    # Left to another process that claimed them first (a run that lost the job's lock).
+    result.elsewhere = len(pending) - len(done)
+    for contact, outcome in done:
         result.delivered[(contact.channel, outcome.status)] += 1
         if outcome.status == "failed":
             result.failures.append((contact.account_id, contact.channel, outcome.detail or ""))

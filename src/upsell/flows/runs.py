@@ -165,4 +165,5 @@ def summarize(r: RunResult) -> dict[str, Any]:
         "gates": dict(r.gates.most_common()),
         "delivered": {f"{c}: {s}": n for (c, s), n in sorted(r.delivered.items())},
         "failed_deliveries": len(r.failures),
+        "left_to_another_process": r.elsewhere,
     }

@@ -48,9 +48,12 @@ from upsell.store import accounts as account_store
 from upsell.store import catalogs as catalog_store
 from upsell.store import events as event_store
 from upsell.store import subscriptions as subscription_store
+from upsell.store.locks import wait_xact_lock
 from upsell.store.watermarks import Watermark, get_watermark, set_watermark
 
 BATCH_ROWS = 5_000
+#: The lock that keeps imports into one workspace to one at a time (`store.locks.wait_xact_lock`).
+IMPORT_LOCK = "import"
 
 Progress = Callable[[int, int], None]
 """Called with (bytes read, file size) as an import goes."""
@@ -313,6 +316,8 @@ def _run(
             db.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
             conn.begin(),
         ):
+            # One import at a time on PostgreSQL too (SQLite's write lock is one already).
+            wait_xact_lock(conn, IMPORT_LOCK)
             pending: list[tuple[RawRow, Any, int | None]] = []
             for raw in reader:
                 start = last_end

@@ -134,7 +134,9 @@ def upsert_users(*, conn: sa.Connection, users: Sequence[User]) -> int:
                 stored[key] = (row.first_seen, row.last_seen)
     new: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []
-    for (account_id, user_id), (first, last) in merged.items():
+    # In key order: two transactions writing users in one order wait for each other, never
+    # deadlock (each holds the row the other wants next).
+    for (account_id, user_id), (first, last) in sorted(merged.items()):
         old = stored.get((account_id, user_id))
         if old is None:
             new.append(

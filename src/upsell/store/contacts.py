@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -138,6 +138,46 @@ def responses_for(*, conn: sa.Connection, account_id: str) -> list[Response]:
     ]
 
 
+def _deliverable() -> sa.ColumnElement[bool]:
+    """A contact to deliver: never tried (``queued``, no attempt yet) or ``failed``."""
+    c = contacts_table.c
+    return sa.or_(c.status == "failed", sa.and_(c.status == "queued", c.attempts == 0))
+
+
+def claim_delivery(
+    *,
+    conn: sa.Connection,
+    contact_id: int,
+    claimer: str,
+    now: datetime,
+    lease: timedelta,
+    gone: Callable[[str], bool],
+) -> bool:
+    """Claim a contact for delivery by `claimer` until `now` + `lease`: True when this call took
+    it, False when it is not to be delivered (sent, or tried and left ``queued`` for the widget)
+    or another claimer's claim holds. A claim holds until its lease ends or `gone` says its
+    claimer has ended (a process that died while it delivered).
+
+    A compare-and-set: the update succeeds only if the claim is still the one read, so of two
+    processes claiming at once exactly one gets the contact, on every database."""
+    c = contacts_table.c
+    row = conn.execute(
+        sa.select(c.claimed_by, c.lease_until).where(c.contact_id == contact_id, _deliverable())
+    ).first()
+    if row is None:
+        return False
+    held = row.claimed_by is not None and row.lease_until is not None and row.lease_until > now
+    if held and row.claimed_by != claimer and not gone(row.claimed_by):
+        return False
+    same = c.claimed_by.is_(None) if row.claimed_by is None else c.claimed_by == row.claimed_by
+    taken = conn.execute(
+        sa.update(contacts_table)
+        .where(c.contact_id == contact_id, _deliverable(), same)
+        .values(claimed_by=claimer, lease_until=now + lease)
+    ).rowcount
+    return bool(taken)
+
+
 def set_delivery(
     *,
     conn: sa.Connection,
@@ -147,13 +187,20 @@ def set_delivery(
     detail: str | None,
     at: datetime,
 ) -> None:
-    """Record how a delivery went: ``sent``, ``queued`` (in-app: waiting for the widget) or
-    ``failed`` (a later run for the same as-of retries it)."""
+    """Record how a delivery went, and end its claim: ``sent``, ``queued`` (in-app: waiting for
+    the widget) or ``failed`` (a later run for the same as-of retries it)."""
     c = contacts_table.c
     conn.execute(
         sa.update(contacts_table)
         .where(c.contact_id == contact_id)
-        .values(status=status, attempts=c.attempts + attempts, detail=detail, delivered_at=at)
+        .values(
+            status=status,
+            attempts=c.attempts + attempts,
+            detail=detail,
+            delivered_at=at,
+            claimed_by=None,
+            lease_until=None,
+        )
     )
 
 

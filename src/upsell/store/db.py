@@ -11,15 +11,24 @@ transaction on both databases. A transaction that will write after reading shoul
 ``conn.execution_options(sqlite_begin="IMMEDIATE")`` (ignored on PostgreSQL): it then waits for the
 write lock up front (busy_timeout) instead of failing with "database is locked" when another process
 wrote in between its read and its write.
+
+Waiting for other writers (docs/operations.md, "Concurrency"): a connection waits up to the
+engine's `lock_timeout` for SQLite's write lock (busy_timeout), and an IMMEDIATE transaction waits
+for it in steps of a second, calling the engine's `on_wait` after each, so that a command can say
+that it waits; past the timeout it raises WorkspaceBusy. Imports on PostgreSQL wait for each other
+the same way (`store.locks.wait_xact_lock`).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 import threading
+import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +38,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from upsell.errors import WorkspaceError
+from upsell.errors import WorkspaceBusy, WorkspaceError
 
 DATABASE_FILE = "upsell.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -37,7 +46,6 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=5000",
     "PRAGMA synchronous=NORMAL",
     # Live ingestion commits often: checkpoint the WAL every ~40 MB instead of every 4 MB, and give
     # each connection a 32 MB page cache (the message-id index is written at random places).
@@ -53,6 +61,44 @@ IN_CHUNK = 900
 _json_dumps = functools.partial(json.dumps, allow_nan=False)
 
 T = TypeVar("T")
+
+#: Seconds a command waits for another process's writes by default (UPSELL_LOCK_TIMEOUT_SECONDS).
+LOCK_TIMEOUT = 300.0
+#: The step of an IMMEDIATE transaction's wait for SQLite's write lock, in seconds.
+_WAIT_STEP = 1.0
+
+OnWait = Callable[[float, float], None]
+"""Told, while a transaction waits for another process's writes, how long it has waited and how
+long it will wait at most (seconds)."""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """How an engine's transactions wait for other writers: at most `timeout` seconds, calling
+    `on_wait` (None: silently)."""
+
+    timeout: float = LOCK_TIMEOUT
+    on_wait: OnWait | None = None
+
+    def wait(self, what: Callable[[], bool], step: float = 0.5) -> None:
+        """Call `what` until it says True, telling `on_wait` between calls; WorkspaceBusy once
+        `timeout` has passed."""
+        start = time.monotonic()
+        while not what():
+            waited = time.monotonic() - start
+            if waited >= self.timeout:
+                raise WorkspaceBusy(waited, self.timeout)
+            if self.on_wait is not None:
+                self.on_wait(waited, self.timeout)
+            time.sleep(min(step, max(self.timeout - waited, 0)))
+
+
+_WAITING: weakref.WeakKeyDictionary[sa.Engine, Waiting] = weakref.WeakKeyDictionary()
+
+
+def waiting(db: sa.Engine) -> Waiting:
+    """How `db`'s transactions wait for other writers (`connect`'s `lock_timeout`, `on_wait`)."""
+    return _WAITING.get(db) or Waiting()
 
 
 def in_chunks(values: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
@@ -95,26 +141,64 @@ def _safe(url: str | sa.URL) -> str:
         return "<unparseable database URL>"
 
 
-def _on_sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
-    # Let SQLAlchemy's "begin" event emit BEGIN instead of the driver (see the module docstring).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        for pragma in _SQLITE_PRAGMAS:
-            cursor.execute(pragma)
-    finally:
-        cursor.close()
+def _busy_timeout(dbapi_connection: Any, seconds: float) -> None:
+    dbapi_connection.execute(f"PRAGMA busy_timeout={int(seconds * 1000)}")
+
+
+def _on_sqlite_connect(timeout: float) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        # Let SQLAlchemy's "begin" event emit BEGIN instead of the driver (module docstring).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in _SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+        _busy_timeout(dbapi_connection, timeout)
+
+    return on_connect
+
+
+def is_locked(exc: BaseException) -> bool:
+    """Whether `exc` is SQLite's "database is locked": another process kept the write lock."""
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    return isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig)
 
 
 def _on_sqlite_begin(conn: sa.Connection) -> None:
     mode = str(conn.get_execution_options().get("sqlite_begin", "DEFERRED")).upper()
     if mode not in _BEGIN_MODES:
         raise ValueError(f"sqlite_begin must be one of {', '.join(_BEGIN_MODES)}, got {mode!r}")
-    conn.exec_driver_sql(f"BEGIN {mode}")
+    if mode == "DEFERRED":
+        conn.exec_driver_sql("BEGIN DEFERRED")
+        return
+    # Wait for the write lock a step at a time, to say so between steps (module docstring).
+    how = waiting(conn.engine)
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    _busy_timeout(raw, min(_WAIT_STEP, how.timeout))
+
+    def begin() -> bool:
+        try:
+            raw.execute(f"BEGIN {mode}")
+        except sqlite3.OperationalError as exc:
+            if is_locked(exc):
+                return False
+            raise
+        return True
+
+    try:
+        how.wait(begin, step=0)
+    finally:
+        _busy_timeout(raw, how.timeout)
 
 
-def connect(url: str) -> sa.Engine:
-    """An engine for `url`, checked by opening one connection.
+def connect(
+    url: str, *, lock_timeout: float = LOCK_TIMEOUT, on_wait: OnWait | None = None
+) -> sa.Engine:
+    """An engine for `url`, checked by opening one connection; its transactions wait up to
+    `lock_timeout` seconds for other processes' writes, telling `on_wait` (module docstring).
 
     Raises WorkspaceError, naming the URL with its password hidden, when the URL is malformed, its
     driver is missing or the database cannot be reached.
@@ -128,8 +212,9 @@ def connect(url: str) -> sa.Engine:
         )
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
         raise WorkspaceError(f"cannot use database {_safe(url)}: {exc}") from exc
+    _WAITING[engine] = Waiting(lock_timeout, on_wait)
     if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _on_sqlite_connect)
+        sa.event.listen(engine, "connect", _on_sqlite_connect(lock_timeout))
         sa.event.listen(engine, "begin", _on_sqlite_begin)
     try:
         with engine.connect():

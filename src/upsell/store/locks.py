@@ -9,7 +9,7 @@ other schemas of the same database do not share locks.
 Elsewhere (SQLite) a lock is a row of the ``locks`` table, taken in an IMMEDIATE transaction (no
 two processes can both find it free). A row past its ``expires_at`` is free: the holder renews it
 every third of `ttl` from a thread of its own, so a lock held by a process that died is free again
-within `ttl` seconds.
+within `ttl` seconds, and at once when that process ran on this host (its pid is gone).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from types import TracebackType
 
 import sqlalchemy as sa
 
+from upsell.store.db import waiting
 from upsell.store.schema import locks as locks_table
 
 log = logging.getLogger("upsell.store.locks")
@@ -37,6 +38,24 @@ LOCK_TTL = 60.0
 def holder_id() -> str:
     """Who takes a lock: host, process and a random part (two locks in one process differ)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def holder_alive(holder: str) -> bool | None:
+    """Whether the process of `holder` (a `holder_id`) still runs: False when it ran on this host
+    and has ended, True when it runs here, None when it runs elsewhere (who can tell?)."""
+    host, _, rest = holder.rpartition(":")[0].rpartition(":")
+    if host != socket.gethostname() or not rest.isdigit():
+        return None
+    pid = int(rest)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def advisory_key(schema: str, name: str) -> int:
@@ -148,7 +167,8 @@ def try_lock(db: sa.Engine, name: str, *, ttl: float = LOCK_TTL) -> HeldLock | N
         conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
             row = conn.execute(sa.select(locks_table).where(t.name == name)).first()
-            if row is not None and row.expires_at > now:
+            # A row left by a process of this host that has ended is free at once.
+            if row is not None and row.expires_at > now and holder_alive(row.holder) is not False:
                 return None
             conn.execute(sa.delete(locks_table).where(t.name == name))
             conn.execute(
@@ -160,3 +180,18 @@ def try_lock(db: sa.Engine, name: str, *, ttl: float = LOCK_TTL) -> HeldLock | N
                 )
             )
     return _RowLock(db, name, holder, ttl)
+
+
+def wait_xact_lock(conn: sa.Connection, name: str) -> None:
+    """Hold lock `name` until `conn`'s transaction ends, waiting for another holder as the
+    engine's transactions wait (`store.db.waiting`: saying so, WorkspaceBusy past the timeout).
+
+    PostgreSQL only (``pg_try_advisory_xact_lock``): two imports there would otherwise write the
+    same rows in two orders and deadlock, or both insert one new user. On SQLite, whose IMMEDIATE
+    transactions already have the one write lock, it does nothing."""
+    if conn.dialect.name != "postgresql":
+        return
+    schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+    query = sa.text("SELECT pg_try_advisory_xact_lock(:key)")
+    key = {"key": advisory_key(str(schema), name)}
+    waiting(conn.engine).wait(lambda: bool(conn.execute(query, key).scalar_one()))

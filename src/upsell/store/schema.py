@@ -154,6 +154,10 @@ contacts = sa.Table(
     # What put the account on the trigger queue (``Limit Reached``, ``trait seats``) when a
     # real-time trigger decided the contact; None for the daily run's.
     sa.Column("trigger", sa.String),
+    # The process delivering the contact now (`store.locks.holder_id`) and until when its claim
+    # holds; both None when no delivery is in flight (store/contacts.py, `claim_delivery`).
+    sa.Column("claimed_by", sa.String),
+    sa.Column("lease_until", UTCDateTime),
     sa.UniqueConstraint("account_id", "offer_id", "channel", "as_of"),
     sa.Index(None, "account_id", "as_of"),
     sa.CheckConstraint(_one_of("kind", KINDS), name="kind"),
