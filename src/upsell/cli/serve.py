@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -17,6 +18,8 @@ from upsell.cli.console import errors
 from upsell.cli.options import WorkspaceOption, open_workspace
 
 log = logging.getLogger("upsell.service")
+#: How long a thread may hold the GIL while another waits for it (Python's default: 5 ms).
+SWITCH_SECONDS = 0.0005
 
 
 class _Stopped(BaseException):
@@ -56,6 +59,9 @@ def _serve(workspace: Path | None, host: str, port: int) -> None:
         settings = ws.settings
         logs.configure(settings.service_log_level)
         app = create_app(ws)
+        # The event loop answers the requests; the worker threads (ingestion, the messages API's
+        # refresh) must not keep it waiting for the GIL for Python's default 5 ms.
+        sys.setswitchinterval(SWITCH_SECONDS)
         log.info("serving %s on http://%s:%d (API docs at /docs)", ws.folder, host, port)
         if ws.config.in_app.demo_page:
             log.info("the demo page: http://%s:%d/demo", host, port)

@@ -29,6 +29,7 @@ import collections
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
@@ -39,8 +40,10 @@ from upsell.workspace import Workspace
 
 #: Seconds after which a view is read again whatever happened.
 MAX_AGE = 30.0
-#: Accounts read per batch: each batch holds the GIL for about a millisecond.
+#: Accounts read per batch (each holds the GIL for about a millisecond), and the seconds between
+#: two batches, when the requests have it.
 BATCH = 25
+PAUSE = 0.005
 #: On PostgreSQL, ids are taken before their transactions commit, in any order: each look goes
 #: back this many contact and response ids for rows that committed late.
 LAG = 512
@@ -60,10 +63,18 @@ class _Copy:
         self.loaded_at: dict[str, float] = {}
         self.ages: collections.deque[tuple[float, str]] = collections.deque()
 
-    def put(self, views: dict[str, AccountView], accounts: Collection[str], clock: float) -> None:
+    def put(
+        self,
+        views: dict[str, AccountView],
+        accounts: Collection[str],
+        clock: float,
+        *,
+        spread: float = 0.0,
+    ) -> None:
         """Replace the views of `accounts` with `views` (an account without one has nothing to
-        show now)."""
-        for account in accounts:
+        show now), read at `clock`; with a `spread`, each counts as read up to that many seconds
+        earlier (fixed by the account), so that views read together do not all age at once."""
+        for account in sorted(accounts):
             old, new = self.views.get(account), views.get(account)
             before = old.users if old else frozenset()
             after = new.users if new else frozenset()
@@ -77,19 +88,22 @@ class _Copy:
             else:
                 self.account_of[new.contact.contact_id or 0] = account
                 self.views[account] = new
-                self.loaded_at[account] = clock
-                self.ages.append((clock, account))
+                at = clock - spread * zlib.crc32(account.encode()) / 2**32
+                self.loaded_at[account] = at
+                self.ages.append((at, account))
             for user in before - after:
                 left = self.by_user.get(user, frozenset()) - {account}
                 if left:
                     self.by_user[user] = left
                 else:
                     self.by_user.pop(user, None)
+        if spread:  # oldest first again (later reads come after every one of these)
+            self.ages = collections.deque(sorted(self.ages))
 
-    def aged(self, before: float) -> set[str]:
-        """The accounts whose views were read before `before`."""
+    def aged(self, before: float, most: int) -> set[str]:
+        """At most `most` of the accounts whose views were read before `before`, oldest first."""
         out: set[str] = set()
-        while self.ages and self.ages[0][0] < before:
+        while self.ages and len(out) < most and self.ages[0][0] < before:
             at, account = self.ages.popleft()
             if self.loaded_at.get(account) == at:
                 out.add(account)
@@ -114,6 +128,7 @@ class Inbox:
         self._marks = (0, 0)
         self._seen: tuple[set[int], set[int]] = (set(), set())
         self._lag = LAG if ws.db.dialect.name == "postgresql" else 0
+        self._looked = time.monotonic()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -144,7 +159,7 @@ class Inbox:
                 contacts = newest_in_app_of(conn=conn, accounts=None)
                 views = account_views(conn, contacts, since=since, users=True)
             copy = _Copy(since)
-            copy.put(views, set(views), time.monotonic())
+            copy.put(views, set(views), time.monotonic(), spread=self.max_age)
             self._copy, self._marks, self._seen = copy, marks, (set(), set())
 
     def answered(self, contact_id: int) -> None:
@@ -162,13 +177,18 @@ class Inbox:
         the last look, and those whose views are `max_age` old, `BATCH` at a time."""
         if self._copy is None:
             return
+        clock = time.monotonic()
+        # Their share of the views aged since the last look, and half as many again.
+        most = int(len(self._copy.views) * (clock - self._looked) / self.max_age * 1.5) + 1
+        self._looked = clock
         with self._reading:
-            accounts = self._stored_since() | self._copy.aged(time.monotonic() - self.max_age)
+            accounts = self._stored_since() | self._copy.aged(clock - self.max_age, most)
         ordered = sorted(accounts)
         for start in range(0, len(ordered), BATCH):
+            if start:
+                time.sleep(PAUSE)  # the requests waiting for the GIL go first
             with self._reading:
                 self._read(set(ordered[start : start + BATCH]))
-            time.sleep(0)  # let the requests waiting for the GIL go first
 
     def start(self) -> None:
         """Look every `refresh` seconds in a thread of its own (none with a refresh of 0)."""
