@@ -170,9 +170,10 @@ def test_an_incremental_run_and_a_full_rebuild_give_the_tables_of_one_duckdb_run
     backend: str, company: Path, tmp_path: Path, duckdb_signals: dict[str, pa.Table]
 ) -> None:
     """Rollups kept in two parts (the early events, then the late ones) give the signal tables of
-    one DuckDB run over all the events, and so does a rebuild from every event into one part. A
-    rebuild is a first run's path (the rollups reset, every event rolled up): on PySpark this is
-    also the check that PySpark gives DuckDB's signal tables."""
+    one DuckDB run over all the events, and so does a rebuild from every event into one part (a
+    first run's path: the rollups reset, every event rolled up). On PySpark, the incremental run
+    is the check that PySpark gives DuckDB's signal tables; its rebuild, the same queries over one
+    part, is left to bench/ (run.py --only signals) to keep `make test` within its 15 minutes."""
     ws = _workspace(company, tmp_path / "ws", events=("events-early.parquet",))
     try:
         engine = Backend(backend)  # type: ignore[arg-type]
@@ -181,6 +182,8 @@ def test_an_incremental_run_and_a_full_rebuild_give_the_tables_of_one_duckdb_run
         incremental, _ = _run(ws, engine)
         assert len(Rollups(ws.rollups).state["parts"]) == 2
         _same(incremental, duckdb_signals)
+        if backend == SPARK:
+            return
         rebuilt, _ = _run(ws, engine, rebuild=True)
         assert len(Rollups(ws.rollups).state["parts"]) == 1
         _same(rebuilt, duckdb_signals)
