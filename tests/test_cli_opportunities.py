@@ -96,3 +96,24 @@ def test_a_config_error_names_the_file_line_and_key(workspace: Path, tmp_path: P
     result = run("opportunities", "-w", workspace, "--as-of", AS_OF)
     assert result.exit_code == 2
     assert "config.yaml:2" in result.stderr and "min_tenure_days" in result.stderr
+
+
+def test_csv_output_cannot_smuggle_a_formula_into_a_spreadsheet(tmp_path: Path) -> None:
+    """OWASP's CSV injection: text starting with =, +, -, @, a tab or a CR gets a leading quote;
+    numbers, negative ones included, stay numbers."""
+    import csv
+
+    from upsell.cli.output import write_lines
+
+    out = tmp_path / "x.csv"
+    rows = [
+        {"account_id": '=HYPERLINK("http://evil","x")', "name": "+1 555", "delta": "-12.50"},
+        {"account_id": "@SUM(A1)", "name": "\tpad", "delta": -3},
+        {"account_id": "a-1", "name": "-minus", "delta": "1e3"},
+    ]
+    assert write_lines(out, rows) == 3
+    with out.open(newline="") as f:
+        got = list(csv.DictReader(f))
+    assert [r["account_id"] for r in got] == ['\'=HYPERLINK("http://evil","x")', "'@SUM(A1)", "a-1"]
+    assert [r["name"] for r in got] == ["'+1 555", "'\tpad", "'-minus"]
+    assert [r["delta"] for r in got] == ["-12.50", "-3", "1e3"]

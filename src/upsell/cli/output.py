@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,17 @@ if TYPE_CHECKING:
     from upsell.domain.report import Report
 
 FORMATS = (".jsonl", ".json", ".csv", ".parquet")
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_cell(value: object) -> object:
+    """`value` as a CSV cell a spreadsheet shows as text: text starting like a formula gets a
+    leading ``'`` (numbers, ``-12.50`` included, are left as they are)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 REPORT_FORMATS = (".html", ".json")
 
 
@@ -56,7 +68,7 @@ def write_lines(path: Path, lines: Iterable[dict[str, object]]) -> int:
                     names = list(flat[0]) if flat else ["account_id"]
                     writer = csv.DictWriter(f, fieldnames=names)
                     writer.writeheader()
-                    writer.writerows(flat)
+                    writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in flat)
             else:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
