@@ -15,9 +15,11 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import date
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -254,7 +256,7 @@ def test_a_failed_delivery_is_recorded_and_retried_by_the_next_run(
     _, hooks = channels
     hooks.status = 503
     result = run("run", "-w", workspace, "--as-of", AS_OF)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # cron and monitoring see the failure
     rows, _ = stored(workspace)
     failed = [r for r in rows if r["channel"] in ("webhook", "csm_task") and not r["held_out"]]
     assert failed and {r["status"] for r in failed} == {"failed"}
@@ -268,6 +270,23 @@ def test_a_failed_delivery_is_recorded_and_retried_by_the_next_run(
     assert {r["status"] for r in again} == {"sent"}
     assert len(hooks.requests) - before == len(failed)
     assert all(r["attempts"] == 2 for r in again)
+
+
+def test_the_run_summary_says_how_many_failures_it_does_not_list() -> None:
+    import io
+
+    from rich.console import Console
+
+    from upsell.cli.run import print_run
+    from upsell.flows.offers import RunResult
+
+    result = RunResult(date(2026, 4, 15), SimpleNamespace(accounts=12))  # type: ignore[arg-type]
+    result.failures = [(f"a-{n}", "email", "451 try later") for n in range(12)]
+    out = io.StringIO()
+    print_run(Console(file=out, width=200), result)
+    text = out.getvalue()
+    assert text.count("failed: a-") == 10 and "…and 2 more" in text
+    assert "12 deliveries failed" in text
 
 
 def test_a_later_run_respects_the_caps_of_the_first(

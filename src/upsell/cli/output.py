@@ -30,6 +30,8 @@ def csv_cell(value: object) -> object:
     if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
         return "'" + value
     return value
+
+
 REPORT_FORMATS = (".html", ".json")
 
 

@@ -58,7 +58,8 @@ def run(
     Running the same --as-of again sends nothing twice and retries failed deliveries. A summary
     (offers by kind, channel and playbook; refusals by guardrail) goes to stderr. Every run is
     recorded (see the admin API's runs); while another run is in progress (a server's scheduler),
-    the command stops with exit status 2.
+    the command stops with exit status 2. Exit status 1 when a delivery failed (the run itself
+    completed; running the same --as-of again retries the failed ones).
     """
     from upsell.flows.runs import run_job
 
@@ -74,6 +75,8 @@ def run(
     if as_json:
         for line in result.lines:
             typer.echo(json.dumps(line, ensure_ascii=False))
+    if result.failures:
+        raise typer.Exit(1)  # for cron and monitoring: the run ended, but not every offer went out
 
 
 def _counts(console: Console, title: str, header: str, counts: Iterable[tuple[str, int]]) -> None:
@@ -141,6 +144,8 @@ def print_run(console: Console, r: RunResult) -> None:
             highlight=False,
             soft_wrap=True,
         )
+    if len(r.failures) > 10:
+        console.print(f"[yellow]…and {len(r.failures) - 10:,} more[/]", highlight=False)
     if r.failures:
         console.print(
             f"{len(r.failures):,} deliveries failed; run the same --as-of again to retry them.",
