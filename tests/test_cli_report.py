@@ -192,6 +192,9 @@ def test_from_and_to_choose_the_months_and_the_workspace_settings_are_used(
         (("--from", "2026-03-01", "--to", "2026-01-01"), "is before --from"),
         (("--out", "report.pdf"), "must end in .html or .json"),
         (("--from", "soon"), "is not a date"),
+        (("--to", "9999-12-01"), "is out of range: use a day from 1970-01-01 to 2999-12-31"),
+        (("--from", "0001-01-01"), "is out of range"),
+        (("--to", "2026-06-01T25:00"), "is not a date"),
         (("--locale", "xx_QQ_zz"), "is not a locale"),
     ],
 )

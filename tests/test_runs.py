@@ -272,6 +272,17 @@ def test_a_failed_delivery_is_recorded_and_retried_by_the_next_run(
     assert all(r["attempts"] == 2 for r in again)
 
 
+@pytest.mark.parametrize(
+    ("day", "message"),
+    [("0001-01-01", "is out of range"), ("2026-06-01T25:00", "is not a date")],
+)
+def test_a_day_out_of_range_or_not_a_day_is_a_usage_error(
+    workspace: Path, day: str, message: str
+) -> None:
+    result = run("run", "-w", workspace, "--as-of", day, "--dry-run")
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
 def test_the_run_summary_says_how_many_failures_it_does_not_list() -> None:
     import io
 

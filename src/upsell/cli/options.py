@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -64,12 +64,23 @@ def json_option(help: str) -> Any:
     return typer.Option("--json", help=help)
 
 
+#: The days a command line may name: a day far outside them is a typo, and date arithmetic (a
+#: year back, a month on) would leave Python's calendar.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+
+
 def as_of(value: str) -> date:
-    """A day given on the command line (``YYYY-MM-DD``; a longer timestamp is cut to its day)."""
+    """A day given on the command line (``YYYY-MM-DD``; a timestamp, which must be a valid one, is
+    cut to its day), from `FIRST_DAY` to `LAST_DAY`."""
     try:
-        return date.fromisoformat(value[:10]) if len(value) >= 10 else date.fromisoformat(value)
+        day = datetime.fromisoformat(value).date() if len(value) > 10 else date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise typer.BadParameter(
+            f"{value!r} is out of range: use a day from {FIRST_DAY} to {LAST_DAY}"
+        )
+    return day
 
 
 def open_workspace(folder: Path | None, engine: str = "duckdb") -> Workspace:
