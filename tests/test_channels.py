@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -335,6 +336,34 @@ def test_webhook_posts_the_decision_as_json_with_idempotency_key_and_valid_signa
     assert body["message"]["cta_url"] == "https://example.com/upgrade?plan=pro"
     assert "task" not in body
     assert received.body == json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_the_documented_receiver_check_accepts_a_post_and_refuses_a_replay_or_a_change(
+    http_server,
+) -> None:
+    """The verification code of docs/decisions.md, run as a receiver would run it."""
+    text = (Path(__file__).parent.parent / "docs" / "decisions.md").read_text()
+    code = text.split("A receiver checks both", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, Any] = {}
+    exec(code, scope)
+    verify = scope["verify"]
+    server = http_server(200)
+    Webhook(webhook_settings(server.url), sleep=pytest.fail).deliver(delivery("webhook"))
+    (received,) = server.received
+    headers = dict(received.headers)
+    assert verify(SECRET.encode(), headers, received.body)
+    assert not verify(b"another secret", headers, received.body)
+    assert not verify(SECRET.encode(), headers, received.body + b" ")
+    # The same POST, signed properly but six minutes ago: a replay.
+    old = str(int(headers["X-Upsell-Timestamp"]) - 360)
+    digest = hmac.new(SECRET.encode(), old.encode() + b"." + received.body, hashlib.sha256)
+    replay = {
+        **headers,
+        "X-Upsell-Timestamp": old,
+        "X-Upsell-Signature": f"sha256={digest.hexdigest()}",
+    }
+    assert not verify(SECRET.encode(), replay, received.body)
+    assert verify(SECRET.encode(), replay, received.body, tolerance=400)
 
 
 def test_webhook_gives_up_at_once_on_a_client_error(http_server) -> None:
