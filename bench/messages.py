@@ -46,6 +46,12 @@ def _load(*args: object) -> dict[str, object]:
     return json.loads(done.stdout) if done.stdout.strip() else {}
 
 
+def _cpu_seconds(pid: int) -> float:
+    """The user and system CPU time of process `pid` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(database: str, folder: Path, database_url: str | None) -> Measured:
     out = Measured(database)
     out.result["load"] = os.getloadavg()[0]
@@ -54,9 +60,12 @@ def measure(database: str, folder: Path, database_url: str | None) -> Measured:
     key = _cli(["keys", "create", "-w", str(folder), "--kind", "publishable"], env)
     _load("seed", database_url or f"sqlite:///{folder / 'upsell.db'}", USERS)
     try:
-        with live_server(folder, env, database) as (url, _):
+        with live_server(folder, env, database) as (url, server):
             _load("get", url, key, 200, 2, 2, USERS)  # warm-up
+            before = _cpu_seconds(server.pid)
             out.result |= _load("get", url, key, RATE, SECONDS, THREADS, USERS)
+            spent = _cpu_seconds(server.pid) - before
+            out.result["cpu_ms"] = spent / int(out.result["requests"]) * 1000  # type: ignore[call-overload]
             r = out.result
             print(f"  {database}: {float(r['rate']):,.0f} req/s, p99 {float(r['p99_ms']):.2f} ms")  # type: ignore[arg-type]
     except (RuntimeError, subprocess.CalledProcessError) as exc:
@@ -77,7 +86,10 @@ def floor() -> Measured:
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_ready(url, server, path="/")
+        before = _cpu_seconds(server.pid)
         out.result |= _load("get", url, "none", RATE, SECONDS, THREADS, USERS)
+        spent = _cpu_seconds(server.pid) - before
+        out.result["cpu_ms"] = spent / int(out.result["requests"]) * 1000  # type: ignore[call-overload]
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         out.problems.append(f"floor: {exc}")
     finally:
@@ -105,9 +117,9 @@ def render(results: list[Measured], skipped: str, command: str) -> tuple[str, li
         "",
         f"**Target** (issue 14): p99 ≤ {TARGET_P99_MS:g} ms at {RATE:,} requests/s.",
         "",
-        "| database | load before | requests | achieved req/s | p50 ms | p90 ms | p99 ms | max ms "
-        "| statuses | met |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|---|:-:|",
+        "| database | load before | requests | achieved req/s | server CPU ms/request | p50 ms "
+        "| p90 ms | p99 ms | max ms | statuses | met |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|:-:|",
     ]
     for r in results:
         x = r.result
@@ -119,9 +131,10 @@ def render(results: list[Measured], skipped: str, command: str) -> tuple[str, li
         if not met and not floor:
             failures.append(f"{r.database}: p99 {p99:.2f} ms at {float(x['rate']):,.0f} req/s")  # type: ignore[arg-type]
         statuses = ", ".join(f"{k}: {v:,}" for k, v in x["statuses"].items())  # type: ignore[attr-defined]
+        cpu = f"{float(x['cpu_ms']):.3f}" if "cpu_ms" in x else "—"  # type: ignore[arg-type]
         lines.append(
             f"| {r.database} | {float(x['load']):.2f} | {x['requests']:,} "  # type: ignore[arg-type]
-            f"| {float(x['rate']):,.0f} "  # type: ignore[arg-type]
+            f"| {float(x['rate']):,.0f} | {cpu} "  # type: ignore[arg-type]
             f"| {float(x['p50_ms']):.2f} | {float(x['p90_ms']):.2f} | {p99:.2f} "  # type: ignore[arg-type]
             f"| {float(x['max_ms']):.1f} | {statuses} "  # type: ignore[arg-type]
             f"| {'—' if floor else 'yes' if met else '**no**'} |"
