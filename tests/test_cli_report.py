@@ -207,3 +207,18 @@ def test_bad_options_are_usage_errors(workspace: Path, args: tuple[str, ...], me
 def test_an_unknown_engine_is_a_usage_error(workspace: Path) -> None:
     result = run("report", "-w", workspace, "--engine", "spork")
     assert result.exit_code == 2 and "must be one of duckdb, pyspark" in result.output
+
+
+def test_offers_without_a_holdout_are_not_reported_as_no_offers(workspace: Path) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{workspace / 'upsell.db'}")
+    try:
+        with engine.begin() as conn:
+            assert conn.exec_driver_sql("DELETE FROM contacts WHERE held_out").rowcount > 0
+    finally:
+        engine.dispose()
+    result = run("report", "-w", workspace)
+    assert result.exit_code == 0, result.output
+    assert "No account was held out in the period" in result.output
+    assert "No offers recorded" not in result.output

@@ -166,5 +166,12 @@ def print_report(console: Console, report: Report) -> None:
             highlight=False,
             soft_wrap=True,
         )
+    elif channels:
+        console.print(
+            "No account was held out in the period, so what the offers earned cannot be measured: "
+            "the holdout is the comparison (playbooks.yaml settings.holdout).",
+            highlight=False,
+            soft_wrap=True,
+        )
     else:
         console.print("No offers recorded in the period: run `upsell run` to make some.")
