@@ -309,7 +309,9 @@ def render(results: list[Measured], skipped: str, command: str, accounts: int) -
         "",
         f"**Target** (issue 14): trigger → servable ≤ {TARGET_P99:g} s at p99 under the ingestion "
         "load of the service bench. Latency: from just before the probe's `/v1/track` to the "
-        "commit of its decision (its offer, when one is made, is servable from then).",
+        "commit of its decision. The messages API serves an offer so committed at its next look "
+        "at the store, at most `UPSELL_SERVICE_MESSAGES_REFRESH_SECONDS` (0.25 s) later "
+        "(service/inbox.py): trigger → servable is at most these figures plus that.",
         "",
         "| database | condition | probes | decided | p50 s | p99 s | max s | ingested events/s "
         "| probes offered | met |",
