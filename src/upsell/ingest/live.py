@@ -328,11 +328,10 @@ def _save_accounts(
 ) -> dict[str, str]:
     """Create the accounts this batch names, then apply the group calls' traits; returns the
     accounts whose gauge trait went up (`triggers`), with the reason."""
-    store.ensure_accounts(
-        conn=conn,
-        created={a: _created_at(traits.get(a, {})) or at for a, at in first_seen.items()},
-        now=now,
-    )
+    created = dict(first_seen)
+    for account_id, given in traits.items():
+        created[account_id] = _created_at(given) or created[account_id]
+    store.ensure_accounts(conn=conn, created=created, now=now)
     risen: dict[str, str] = {}
     if traits:
         stored = store.get_accounts(conn=conn, ids=list(traits))

@@ -49,9 +49,28 @@ def _sqlite_text(at: datetime) -> str:
     return _naive(at).isoformat(" ", "microseconds")
 
 
+#: Instants already converted, per dialect: an ingested event's instant is written up to four times
+#: (the event, its user's first and last seen, its new account's creation) and formatting one for
+#: SQLite costs 1.5 µs. Emptied when it reaches `_CONVERTED_MAX` entries.
+_CONVERTED: dict[str, dict[datetime, Any]] = {}
+_CONVERTED_MAX = 100_000
+
+
 def instants(conn: sa.Connection) -> Callable[[datetime], Any]:
     """A function that turns an aware datetime into what a `UTCDateTime` column's driver takes."""
-    return _sqlite_text if conn.dialect.name == "sqlite" else _naive
+    name = conn.dialect.name
+    convert = _sqlite_text if name == "sqlite" else _naive
+    done = _CONVERTED.setdefault(name, {})
+    if len(done) >= _CONVERTED_MAX:
+        done.clear()
+
+    def instant(at: datetime) -> Any:
+        found = done.get(at)
+        if found is None:
+            found = done[at] = convert(at)
+        return found
+
+    return instant
 
 
 _SQL: dict[tuple[str, str], tuple[str, tuple[str, ...] | None]] = {}
