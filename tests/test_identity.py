@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from upsell.ingest.live import Stored, ingest
@@ -200,3 +201,17 @@ def test_the_import_command_says_how_many_events_wait_for_their_account(tmp_path
     done = run("import", "-w", ws, "--events", path)
     assert done.exit_code == 0, done.output
     assert "events waiting for their account: 1 " in " ".join(done.output.split())
+
+
+def test_an_account_of_a_transaction_rolled_back_is_created_by_the_next(db) -> None:
+    """Ingestion remembers the accounts it stored, to skip their INSERT next time: only once the
+    transaction committed. Here the first one fails after creating `acme` (a user id the driver
+    cannot take), so the second must create it again."""
+    broken = track("e1", None, group_id="acme")
+    broken.user_id = object()  # type: ignore[assignment]
+    with pytest.raises(Exception):  # noqa: B017 - the driver's own error, which varies
+        ingest(db=db, messages=[broken])
+    assert rows(db, "SELECT account_id FROM accounts") == []
+    assert ingest(db=db, messages=[track("e2", "u1", group_id="acme")]) == Stored(new=1)
+    assert rows(db, "SELECT account_id FROM accounts") == [("acme",)]
+    assert events(db) == [("e2", "acme", "u1")]
