@@ -9,7 +9,8 @@ makes it known moves it into `events`, in the same transaction. Events de-duplic
 message id across both tables.
 
 `store_messages` does it all for one list of messages on one connection (the caller's
-transaction); `ingest` wraps it in a transaction of its own. The queries are per request, not per
+transaction); `ingest` wraps it in a transaction of its own, `ingest_together` several requests'
+lists in one (the service's group commit). The queries are per request, not per
 message: one for the aliases and one for the identities of all the batch's users, one INSERT for
 all its events.
 """
@@ -395,3 +396,52 @@ def ingest(
             stored = store_messages(conn=conn, messages=messages, triggers=triggers, known=known)
     known.update(stored.accounts)  # committed
     return stored
+
+
+def ingest_together(
+    *,
+    db: sa.Engine,
+    batches: Sequence[Sequence[Message]],
+    triggers: TriggerRules | None = None,
+) -> list[Stored | Exception]:
+    """Store several concurrent requests' `batches` (the service's group commit): those of
+    `track` calls only, whose message ids no other of them repeats, in one transaction; the others,
+    and all of them when that transaction fails, each in a transaction of its own (so that one
+    that cannot be stored fails alone). Returns each batch's outcome: the `Stored` of the
+    transaction that stored it (the same object for the batches of one transaction), or the
+    exception that refused it.
+
+    Storing such batches together is storing them one after the other (in some order: they are
+    concurrent): tracks change no identity, so each resolves its account as it would alone. An
+    identify, group or alias call, or a message id repeated across batches, is stored on its own:
+    within one list the first copy of a message wins even when it waits for its account, and a
+    later group call would resolve the earlier requests' waiting events."""
+    together: list[int] = []
+    seen: set[str] = set()
+    for i, batch in enumerate(batches):
+        ids = {m.message_id for m in batch}
+        if all(m.kind == "track" for m in batch) and seen.isdisjoint(ids):
+            together.append(i)
+            seen |= ids
+    outcomes: list[Stored | Exception | None] = [None] * len(batches)
+    if len(together) > 1:
+        try:
+            stored = ingest(
+                db=db, messages=[m for i in together for m in batches[i]], triggers=triggers
+            )
+        except Exception:  # stored again one by one below, each failing alone
+            pass
+        else:
+            for i in together:
+                outcomes[i] = stored
+    total = Stored()
+    for i, batch in enumerate(batches):
+        if outcomes[i] is not None:
+            continue
+        try:
+            total.add(ingest(db=db, messages=batch, triggers=triggers))
+        except Exception as exc:  # the batch's own failure, handed back
+            outcomes[i] = exc
+        else:
+            outcomes[i] = total
+    return [o for o in outcomes if o is not None]
