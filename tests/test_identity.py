@@ -7,9 +7,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
-from upsell.ingest.live import Stored, ingest
+from upsell.ingest.live import Stored, ingest, ingest_together
 from upsell.ingest.messages import Message
 from upsell.store.accounts import get_account
 from upsell.store.identities import count_pending, get_identities
@@ -200,3 +201,48 @@ def test_the_import_command_says_how_many_events_wait_for_their_account(tmp_path
     done = run("import", "-w", ws, "--events", path)
     assert done.exit_code == 0, done.output
     assert "events waiting for their account: 1 " in " ".join(done.output.split())
+
+
+def test_an_account_of_a_transaction_rolled_back_is_created_by_the_next(db) -> None:
+    """Ingestion remembers the accounts it stored, to skip their INSERT next time: only once the
+    transaction committed. Here the first one fails after creating `acme` (a user id the driver
+    cannot take), so the second must create it again."""
+    broken = track("e1", None, group_id="acme")
+    broken.user_id = object()  # type: ignore[assignment]
+    with pytest.raises(Exception):  # noqa: B017 - the driver's own error, which varies
+        ingest(db=db, messages=[broken])
+    assert rows(db, "SELECT account_id FROM accounts") == []
+    assert ingest(db=db, messages=[track("e2", "u1", group_id="acme")]) == Stored(new=1)
+    assert rows(db, "SELECT account_id FROM accounts") == [("acme",)]
+    assert events(db) == [("e2", "acme", "u1")]
+
+
+def test_batches_stored_together_or_each_alone_as_one_after_the_other(db) -> None:
+    """`ingest_together` (the service's group commit): batches of tracks in one transaction; a
+    batch with a group call, or repeating another's message id, alone; and when the transaction
+    fails, each batch alone, so that only the one that cannot be stored fails."""
+    tracks = [track("e1", "u1", group_id="acme"), track("e2", "u2")]
+    done = ingest_together(db=db, batches=[tracks, [track("e3", "u1", group_id="acme")]])
+    assert done == [Stored(new=2, pending=1)] * 2 and done[0] is done[1]
+    # e4 repeated: stored as two requests one after the other would be (the second copy names
+    # its account, so the waiting first one goes); the group call attributes e2 in its own.
+    waits, named = [track("e4", "u3")], [track("e4", "u3", group_id="acme")]
+    done = ingest_together(db=db, batches=[waits, named, [group("g1", "u2", "beta")]])
+    assert done == [Stored(pending=1, attributed=2)] * 3
+    broken = track("e6", None, group_id="gamma")
+    broken.user_id = object()  # type: ignore[assignment]
+    five, seven = track("e5", "u1", group_id="acme"), track("e7", "u1", group_id="acme")
+    done = ingest_together(db=db, batches=[[five], [broken], [seven]])
+    assert isinstance(done[1], Exception) and done[0] == done[2] == Stored(new=2)
+    assert events(db) == [
+        ("e1", "acme", "u1"),
+        ("e2", "beta", "u2"),
+        ("e3", "acme", "u1"),
+        ("e4", "acme", "u3"),
+        ("e5", "acme", "u1"),
+        ("e7", "acme", "u1"),
+    ]
+    assert pending(db) == [] and rows(db, "SELECT account_id FROM accounts ORDER BY 1") == [
+        ("acme",),
+        ("beta",),
+    ]

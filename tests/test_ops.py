@@ -4,6 +4,7 @@ graceful shutdown; on a live `upsell serve` where the behaviour is the server's.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import logging
@@ -252,6 +253,72 @@ def test_events_ingested_are_counted_by_source_in_each_apps_own_registry(
     assert second[(ingested, (("source", "segment"),))] == 0
     # The store's gauges read the database of their own app: before any event, no lag.
     assert not any(name == "upsell_ingestion_lag_seconds" for name, _ in first)
+
+
+def test_ingestion_requests_that_arrive_together_are_all_answered_and_stored_once(
+    workspace: Workspace,
+) -> None:
+    """Requests that wait for the writer are stored together (docs/service.md, "Durability and
+    throughput"). In process, straight through ASGI (so that a request can arrive in the very
+    step the writer finds the queue empty): 4 clients send 15 batches each, one after the other,
+    each batch repeating a message of another; every one is answered 200 in time, and every
+    message is stored once."""
+    app = create_app(workspace)
+    with workspace.db.begin() as conn:
+        _, key = create_key(conn=conn, kind="write")
+    auth = b"Basic " + base64.b64encode(f"{key}:".encode())
+
+    def body(n: int) -> bytes:
+        items = [
+            {
+                "type": "track",
+                "messageId": f"r{n}-{i}",
+                "userId": f"u{i}",
+                "event": "E",
+                "context": {"groupId": f"a{n % 4}"},
+            }
+            for i in range(5)
+        ] + [{"type": "track", "messageId": f"r{(n + 1) % 60}-0", "userId": "u0", "event": "E"}]
+        return json.dumps({"batch": items}).encode()  # fmt: skip
+
+    async def post(content: bytes) -> int:
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "POST", "scheme": "http", "path": "/v1/batch", "raw_path": b"/v1/batch",
+            "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80), "state": {},
+            "headers": [(b"host", b"app"), (b"authorization", auth),
+                        (b"content-length", str(len(content)).encode())],
+        }  # fmt: skip
+        parts = [{"type": "http.request", "body": content, "more_body": False}]
+        status: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            if parts:
+                return parts.pop()
+            await asyncio.Event().wait()  # no disconnect: wait until cancelled
+            return {}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+
+        await app(scope, receive, send)
+        return status[0]
+
+    async def client(first: int) -> list[int]:
+        return [await post(body(n)) for n in range(first, first + 15)]
+
+    async def send_all() -> list[int]:
+        clients = asyncio.gather(*[client(first) for first in range(0, 60, 15)])
+        return [s for found in await asyncio.wait_for(clients, timeout=20) for s in found]
+
+    assert asyncio.run(send_all()) == [200] * 60
+    with workspace.db.connect() as conn:
+        stored = conn.execute(sa.select(events.c.message_id)).scalars().all()
+        waiting = conn.execute(sa.select(pending_events.c.message_id)).scalars().all()
+    assert sorted(stored) == sorted(f"r{n}-{i}" for n in range(60) for i in range(5))
+    assert waiting == []
 
 
 def test_metrics_can_require_an_admin_token(tmp_path: Path) -> None:

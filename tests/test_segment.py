@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -306,6 +307,32 @@ def test_bad_input_is_a_clear_400_and_stores_nothing(served: Served) -> None:
     batch["batch"][2]["userId"] = "u"
     assert post(served, "/v1/batch", batch).status_code == 200
     assert sorted(stored_ids(served)) == ["m0", "m1", "m2"]
+
+    # Among concurrent requests (stored together, several to a transaction), a bad one is refused
+    # alone, and each good one is stored exactly once and counted once in /metrics.
+    sent: list[str] = []
+
+    def send(worker: int) -> list[int]:
+        statuses = []
+        with httpx.Client(auth=(served.write_key, "")) as http:
+            for n in range(5):
+                body = _batch(20)
+                for item in body["batch"]:
+                    item["messageId"] = f"w{worker}-{n}-{item['messageId']}"
+                    if worker == 3 and n == 2:
+                        item["userId"] = True
+                answer = http.post(served.url + "/v1/batch", content=json.dumps(body).encode())
+                statuses.append(answer.status_code)
+                if answer.status_code == 200:
+                    sent.extend(item["messageId"] for item in body["batch"])
+        return statuses
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = [s for found in pool.map(send, range(8)) for s in found]
+    assert sorted(statuses) == [200] * 39 + [400]
+    assert sorted(stored_ids(served)) == sorted(["m0", "m1", "m2", *sent]) and len(sent) == 780
+    metrics = httpx.get(served.url + "/metrics").text
+    assert 'upsell_events_ingested_total{source="segment"} 783.0' in metrics
 
 
 def test_keys_are_checked(served: Served) -> None:

@@ -672,9 +672,9 @@ def test_watermark_counts_cannot_be_negative() -> None:
 
 
 def test_live_events_are_stored_once_in_batches_of_every_size(db: sa.Engine) -> None:
-    """`add_events` (the service's writer): executemany for small batches, COPY through a
-    staging table on PostgreSQL for large ones; duplicates in the batch or in the store are
-    skipped either way, and a rollback leaves nothing behind."""
+    """`add_events` (the service's writer): executemany on SQLite, one INSERT from arrays on
+    PostgreSQL; duplicates in the batch or in the store are skipped, and a rollback leaves nothing
+    behind."""
     from upsell.store.events import add_events
 
     at = datetime(2026, 5, 1, tzinfo=UTC)
@@ -690,7 +690,7 @@ def test_live_events_are_stored_once_in_batches_of_every_size(db: sa.Engine) -> 
         assert add_events(conn=conn, events=batch("small", 10), now=at) == 10
         big = batch("big", 120)
         assert add_events(conn=conn, events=big + big[:30] + batch("small", 10), now=at) == 120
-        # Twice in one transaction: the staging table was emptied after the first use.
+        # Twice in one transaction.
         assert add_events(conn=conn, events=batch("more", 60), now=at) == 60
     with pytest.raises(RuntimeError), db.begin() as conn:
         add_events(conn=conn, events=batch("lost", 80), now=at)

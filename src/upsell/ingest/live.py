@@ -9,7 +9,8 @@ makes it known moves it into `events`, in the same transaction. Events de-duplic
 message id across both tables.
 
 `store_messages` does it all for one list of messages on one connection (the caller's
-transaction); `ingest` wraps it in a transaction of its own. The queries are per request, not per
+transaction); `ingest` wraps it in a transaction of its own, `ingest_together` several requests'
+lists in one (the service's group commit). The queries are per request, not per
 message: one for the aliases and one for the identities of all the batch's users, one INSERT for
 all its events.
 """
@@ -17,8 +18,9 @@ all its events.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+import weakref
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,13 +45,15 @@ class Stored:
     """What storing a list of messages did, in events: `new` ones stored in `events`, `duplicates`
     already stored (or repeated in the list), `pending` ones kept until their account is known,
     and `attributed` ones that had been waiting and are in `events` now; `triggered` accounts were
-    put on the real-time trigger queue."""
+    put on the real-time trigger queue. `accounts` are the account ids the transaction made sure
+    exist (not compared)."""
 
     new: int = 0
     duplicates: int = 0
     pending: int = 0
     attributed: int = 0
     triggered: int = 0
+    accounts: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def add(self, other: Stored) -> None:
         self.new += other.new
@@ -199,11 +203,16 @@ def _ids(messages: Sequence[Message]) -> set[str]:
 
 
 def store_messages(
-    *, conn: sa.Connection, messages: Sequence[Message], triggers: TriggerRules | None = None
+    *,
+    conn: sa.Connection,
+    messages: Sequence[Message],
+    triggers: TriggerRules | None = None,
+    known: Collection[str] = frozenset(),
 ) -> Stored:
     """Store `messages` in order on `conn` (the caller's transaction); see the module docstring.
     With `triggers`, the accounts whose events or gauge traits may have made a playbook trigger
-    true are queued in the same transaction (`upsell.store.triggers`)."""
+    true are queued in the same transaction (`upsell.store.triggers`). `known` are account ids
+    that are stored already (no INSERT for them)."""
     now = datetime.now(UTC)
     graph = _Graph(conn)
     graph.load(_ids(messages))
@@ -270,7 +279,8 @@ def store_messages(
             if account not in accounts or p.timestamp < accounts[account]:
                 accounts[account] = p.timestamp
 
-    risen = _save_accounts(conn, accounts, traits, now, triggers)
+    risen = _save_accounts(conn, accounts, traits, now, triggers, known)
+    stored.accounts = set(accounts)
     store.save_identities(
         conn=conn,
         identities=[i for i in map(graph.identities.get, graph.dirty) if i is not None],
@@ -325,14 +335,15 @@ def _save_accounts(
     traits: dict[str, dict[str, Any]],
     now: datetime,
     triggers: TriggerRules | None,
+    known: Collection[str],
 ) -> dict[str, str]:
-    """Create the accounts this batch names, then apply the group calls' traits; returns the
-    accounts whose gauge trait went up (`triggers`), with the reason."""
-    store.ensure_accounts(
-        conn=conn,
-        created={a: _created_at(traits.get(a, {})) or at for a, at in first_seen.items()},
-        now=now,
-    )
+    """Create the accounts this batch names (but those `known` to be stored), then apply the group
+    calls' traits; returns the accounts whose gauge trait went up (`triggers`), with the reason."""
+    created = {a: at for a, at in first_seen.items() if a not in known}
+    for account_id, given in traits.items():
+        if account_id in created:
+            created[account_id] = _created_at(given) or created[account_id]
+    store.ensure_accounts(conn=conn, created=created, now=now)
     risen: dict[str, str] = {}
     if traits:
         stored = store.get_accounts(conn=conn, ids=list(traits))
@@ -358,17 +369,79 @@ def _users(events: Iterable[Event]) -> dict[tuple[str, str], tuple[datetime, dat
     return seen
 
 
+#: Per database, account ids that live ingestion saw committed. Accounts are never deleted, so an
+#: account found here needs no INSERT … ON CONFLICT DO NOTHING (on PostgreSQL, often a statement
+#: fewer per request). Emptied when it reaches `KNOWN_MAX` ids.
+_KNOWN: weakref.WeakKeyDictionary[sa.Engine, set[str]] = weakref.WeakKeyDictionary()
+KNOWN_MAX = 200_000
+
+
 def ingest(
     *, db: sa.Engine, messages: Sequence[Message], triggers: TriggerRules | None = None
 ) -> Stored:
     """Store `messages` in a transaction of their own, committed when this returns (with the
     accounts they trigger queued, when `triggers` is given)."""
+    known = _KNOWN.get(db)
+    if known is None or len(known) >= KNOWN_MAX:
+        known = _KNOWN[db] = set()
     if db.dialect.name != "sqlite":
         with db.begin() as conn:
-            return store_messages(conn=conn, messages=messages, triggers=triggers)
-    with (
-        sqlite_writer(db),
-        db.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
-        conn.begin(),
-    ):
-        return store_messages(conn=conn, messages=messages, triggers=triggers)
+            stored = store_messages(conn=conn, messages=messages, triggers=triggers, known=known)
+    else:
+        with (
+            sqlite_writer(db),
+            db.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
+            conn.begin(),
+        ):
+            stored = store_messages(conn=conn, messages=messages, triggers=triggers, known=known)
+    known.update(stored.accounts)  # committed
+    return stored
+
+
+def ingest_together(
+    *,
+    db: sa.Engine,
+    batches: Sequence[Sequence[Message]],
+    triggers: TriggerRules | None = None,
+) -> list[Stored | Exception]:
+    """Store several concurrent requests' `batches` (the service's group commit): those of
+    `track` calls only, whose message ids no other of them repeats, in one transaction; the others,
+    and all of them when that transaction fails, each in a transaction of its own (so that one
+    that cannot be stored fails alone). Returns each batch's outcome: the `Stored` of the
+    transaction that stored it (the same object for the batches of one transaction), or the
+    exception that refused it.
+
+    Storing such batches together is storing them one after the other (in some order: they are
+    concurrent): tracks change no identity, so each resolves its account as it would alone. An
+    identify, group or alias call, or a message id repeated across batches, is stored on its own:
+    within one list the first copy of a message wins even when it waits for its account, and a
+    later group call would resolve the earlier requests' waiting events."""
+    together: list[int] = []
+    seen: set[str] = set()
+    for i, batch in enumerate(batches):
+        ids = {m.message_id for m in batch}
+        if all(m.kind == "track" for m in batch) and seen.isdisjoint(ids):
+            together.append(i)
+            seen |= ids
+    outcomes: list[Stored | Exception | None] = [None] * len(batches)
+    if len(together) > 1:
+        try:
+            stored = ingest(
+                db=db, messages=[m for i in together for m in batches[i]], triggers=triggers
+            )
+        except Exception:  # stored again one by one below, each failing alone
+            pass
+        else:
+            for i in together:
+                outcomes[i] = stored
+    total = Stored()
+    for i, batch in enumerate(batches):
+        if outcomes[i] is not None:
+            continue
+        try:
+            total.add(ingest(db=db, messages=batch, triggers=triggers))
+        except Exception as exc:  # the batch's own failure, handed back
+            outcomes[i] = exc
+        else:
+            outcomes[i] = total
+    return [o for o in outcomes if o is not None]

@@ -59,7 +59,7 @@ _COLUMNS = (
 
 def add_events(*, conn: sa.Connection, events: Sequence[Event], now: datetime) -> int:
     """Store events whose message_id is new, in one INSERT … ON CONFLICT DO NOTHING (safe when
-    two writers race on a message_id); returns how many were new."""
+    two writers race on a message_id; `bulk.execute_many`); returns how many were new."""
     instant = bulk.instants(conn)
     received = instant(now)
     rows = [
@@ -74,8 +74,6 @@ def add_events(*, conn: sa.Connection, events: Sequence[Event], now: datetime) -
         )
         for e in events
     ]
-    if conn.dialect.name == "postgresql" and len(rows) >= bulk.COPY_MIN_ROWS:
-        return bulk.copy_new(conn, "events", _COLUMNS, rows, unique="message_id")
     return bulk.execute_many(conn, "events", _insert, _COLUMNS, rows)
 
 

@@ -143,20 +143,19 @@ def save_aliases(*, conn: sa.Connection, aliases: Mapping[str, str], now: dateti
 
 
 def ensure_accounts(*, conn: sa.Connection, created: Mapping[str, datetime], now: datetime) -> None:
-    """Create the accounts of `created` (id → created_at) that the store does not hold yet."""
-    missing = dict(created)
-    for chunk in in_chunks(created):
-        query = sa.select(accounts_table.c.account_id).where(accounts_table.c.account_id.in_(chunk))
-        for account_id in conn.execute(query).scalars():
-            del missing[account_id]
-    if missing:
-        conn.execute(
-            upsert(conn, accounts_table).on_conflict_do_nothing(),
-            [
-                {"account_id": account_id, "created_at": at, "traits": {}, "updated_at": now}
-                for account_id, at in sorted(missing.items())
-            ],
-        )
+    """Create the accounts of `created` (id → created_at) that the store does not hold yet: one
+    INSERT … ON CONFLICT DO NOTHING (`bulk.execute_many`), in key order."""
+    instant = bulk.instants(conn)
+    updated = instant(now)
+    rows = [(a, instant(at), "{}", updated) for a, at in sorted(created.items())]
+    bulk.execute_many(conn, "accounts", _accounts_insert, _ACCOUNT_COLUMNS, rows)
+
+
+_ACCOUNT_COLUMNS = ("account_id", "created_at", "traits", "updated_at")
+
+
+def _accounts_insert(conn: sa.Connection) -> Any:
+    return upsert(conn, accounts_table).on_conflict_do_nothing()
 
 
 def get_accounts(*, conn: sa.Connection, ids: Collection[str]) -> dict[str, Account]:
@@ -250,7 +249,8 @@ def drop_pending(*, conn: sa.Connection, message_ids: Iterable[str]) -> int:
 
 
 def has_pending(*, conn: sa.Connection) -> bool:
-    return conn.execute(sa.select(pending_table.c.seq).limit(1)).first() is not None
+    """Whether any event waits (a static query: it runs for every ingestion request)."""
+    return conn.exec_driver_sql("SELECT 1 FROM pending_events LIMIT 1").first() is not None
 
 
 def count_pending(*, conn: sa.Connection) -> int:
