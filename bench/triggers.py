@@ -52,6 +52,8 @@ INTERVAL = 0.25
 #: Seconds between the start of the load and the first probe.
 SETTLE = 3.0
 TARGET_P99 = 1.0
+#: How often a probe's user asks for its messages, and for how long at most (seconds).
+WATCH_EVERY, WATCH_SECONDS = 0.02, 5.0
 CONDITIONS = ("idle", "load", "load that triggers")
 
 
@@ -148,6 +150,73 @@ def _decided(store: str, sent: dict[str, float], timeout: float = 90.0) -> dict[
             "depth_after": depth}  # fmt: skip
 
 
+def _newest_contact(store: str) -> int:
+    import sqlalchemy as sa
+
+    db = sa.create_engine(store, poolclass=sa.pool.NullPool)
+    try:
+        with db.connect() as conn:
+            n: int = conn.exec_driver_sql("SELECT max(contact_id) FROM contacts").scalar_one() or 0
+            return n
+    finally:
+        db.dispose()
+
+
+class _Watch:
+    """Asks `GET /v1/messages` for a probe's user every `WATCH_EVERY` seconds, from when its
+    `/v1/track` is sent until a message newer than `after` (a contact id) is served, for at most
+    `WATCH_SECONDS`: when the probe's offer became servable (None if it never did)."""
+
+    def __init__(self, url: str, key: str, user_id: str, after: int, sent: float) -> None:
+        import threading
+
+        self.servable: float | None = None
+        self._args = (url, key, user_id, after, sent)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import httpx
+
+        url, key, user_id, after, sent = self._args
+        with httpx.Client(base_url=url, timeout=10) as client:
+            while time.time() - sent < WATCH_SECONDS:
+                answer = client.get("/v1/messages", params={"key": key, "userId": user_id})
+                if answer.status_code == 200 and any(
+                    int(m["id"]) > after for m in answer.json()["messages"]
+                ):
+                    self.servable = time.time()
+                    return
+                time.sleep(WATCH_EVERY)
+
+    def join(self) -> None:
+        self._thread.join()
+
+
+def _in_app_offers(store: str, accounts: list[str]) -> int:
+    """The probes' in-app offers decided by a trigger (not held out)."""
+    import sqlalchemy as sa
+
+    db = sa.create_engine(store, poolclass=sa.pool.NullPool)
+    c = sa.table(
+        "contacts", sa.column("account_id"), sa.column("trigger"), sa.column("held_out"),
+        sa.column("channel"),
+    )  # fmt: skip
+    try:
+        with db.connect() as conn:
+            n: int = conn.execute(
+                sa.select(sa.func.count()).where(
+                    c.c.account_id.in_(accounts),
+                    c.c.trigger.is_not(None),
+                    c.c.held_out.is_(False),
+                    c.c.channel == "in_app",
+                )
+            ).scalar_one()
+            return n
+    finally:
+        db.dispose()
+
+
 def _events(store: str) -> int:
     import sqlalchemy as sa
 
@@ -176,6 +245,7 @@ def measure(
           "--start", start.isoformat()], env)  # fmt: skip
     _cli(["opportunities", "-w", str(folder), "--as-of", today.isoformat(), "--json"], env)
     key = _cli(["keys", "create", "-w", str(folder), "--kind", "write", "--name", "bench"], env)
+    widget = _cli(["keys", "create", "-w", str(folder), "--kind", "publishable"], env)
     store = _store_url(folder, database_url)
     ids = _probe_accounts(store, probes * len(CONDITIONS) + 1)
     if len(ids) < probes * len(CONDITIONS) + 1:
@@ -200,9 +270,12 @@ def measure(
                         time.sleep(0.1)  # the load builds its bodies first
                     time.sleep(SETTLE)
                 before, began = _events(store), time.monotonic()
-                sent = {}
+                sent, watches = {}, []
                 for account_id in mine:
+                    after = _newest_contact(store)
                     sent[account_id] = _track(url, key, account_id)
+                    user = f"{account_id}-probe"
+                    watches.append(_Watch(url, widget, user, after, sent[account_id]))
                     time.sleep(INTERVAL)
                 rate = (_events(store) - before) / (time.monotonic() - began)
                 if load is not None:
@@ -215,6 +288,12 @@ def measure(
                 found = _decided(store, sent)
                 latencies = found["latencies"]
                 assert isinstance(latencies, list)
+                for w in watches:
+                    w.join()
+                servable = [
+                    w.servable - sent[a] for a, w in zip(mine, watches, strict=True) if w.servable
+                ]
+                in_app = _in_app_offers(store, mine)
                 row = {
                     "condition": condition,
                     "probes": len(sent),
@@ -225,6 +304,10 @@ def measure(
                     "mean": statistics.fmean(latencies) if latencies else float("nan"),
                     "events_per_second": rate,
                     "offers": found["offers"],
+                    "in_app": in_app,
+                    "served": len(servable),
+                    "servable_p50": _quantile(servable, 0.5),
+                    "servable_p99": _quantile(servable, 0.99),
                 }
                 out.rows.append(row)
                 print(
@@ -233,6 +316,11 @@ def measure(
                 )
                 if found["missing"]:
                     out.problems.append(f"{database}, {condition}: {found['missing']} not decided")
+                if len(servable) < in_app:
+                    out.problems.append(
+                        f"{database}, {condition}: {in_app - len(servable)} in-app offers not "
+                        f"served within {WATCH_SECONDS:g} s"
+                    )
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         out.problems.append(f"{database}: {exc}")
     if database == "SQLite":
@@ -286,11 +374,17 @@ def section(command: str, accounts: int, probes: int) -> tuple[str, list[str]]:
     return render(results, skipped, command, accounts), _failures(results)
 
 
+def _target_p99(row: dict[str, object]) -> float:
+    """Trigger → servable at p99 when the probes made in-app offers, else trigger → commit."""
+    key = "servable_p99" if row.get("served") else "p99"
+    return float(row[key])  # type: ignore[arg-type]
+
+
 def _failures(results: list[Measured]) -> list[str]:
     failures = [p for r in results for p in r.problems]
     for r in results:
         for row in r.rows:
-            p99 = float(row["p99"])  # type: ignore[arg-type]
+            p99 = _target_p99(row)
             if not p99 <= TARGET_P99:
                 failures.append(f"{r.database}, {row['condition']}: trigger p99 {p99:.3f} s")
     return failures
@@ -308,14 +402,17 @@ def render(results: list[Measured], skipped: str, command: str, accounts: int) -
         "(batches of 100, 4 threads, as fast as the server takes them).",
         "",
         f"**Target** (issue 14): trigger → servable ≤ {TARGET_P99:g} s at p99 under the ingestion "
-        "load of the service bench. Latency: from just before the probe's `/v1/track` to the "
-        "commit of its decision. The messages API serves an offer so committed at its next look "
-        "at the store, at most `UPSELL_SERVICE_MESSAGES_REFRESH_SECONDS` (0.25 s) later "
-        "(service/inbox.py): trigger → servable is at most these figures plus that.",
+        "load of the service bench. Decided: from just before the probe's `/v1/track` to the "
+        "commit of its decision. Servable: to the first `GET /v1/messages` of the probe's user "
+        f"that serves the new offer (asked every {WATCH_EVERY:g} s from the track on, by a "
+        "thread per probe; the messages API answers from memory and looks at the store every "
+        "0.25 s: service/inbox.py), over the probes whose decision was an in-app offer. `met` "
+        "reads the servable p99 (the decided one when no probe got an in-app offer).",
         "",
-        "| database | condition | probes | decided | p50 s | p99 s | max s | ingested events/s "
+        "| database | condition | probes | decided | decided p50 s | p99 s | max s "
+        "| in-app offers served / made | servable p50 s | servable p99 s | ingested events/s "
         "| probes offered | met |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|:-:|",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|",
     ]
     for r in results:
         for row in r.rows:
@@ -323,8 +420,10 @@ def render(results: list[Measured], skipped: str, command: str, accounts: int) -
             lines.append(
                 f"| {r.database} | {row['condition']} | {row['probes']} | {row['decided']} "
                 f"| {float(row['p50']):.3f} | {p99:.3f} | {float(row['max']):.3f} "  # type: ignore[arg-type]
+                f"| {row['served']} / {row['in_app']} "
+                f"| {float(row['servable_p50']):.3f} | {float(row['servable_p99']):.3f} "  # type: ignore[arg-type]
                 f"| {float(row['events_per_second']):,.0f} | {row['offers']} "  # type: ignore[arg-type]
-                f"| {'yes' if p99 <= TARGET_P99 else '**no**'} |"
+                f"| {'yes' if _target_p99(row) <= TARGET_P99 else '**no**'} |"
             )
     sqlite = next((r for r in results if r.database == "SQLite"), None)
     if sqlite is not None and sqlite.signals_ms[0]:
