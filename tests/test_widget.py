@@ -217,7 +217,10 @@ def site(demo_company: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                     "ORDER BY account_id LIMIT 40"
                 )
             ]
-        with live_server(folder, child_env(None)) as server:
+        # The tests queue offers from this process and open the page at once: the server looks
+        # for them at every request (tests/test_in_app.py checks the default refresh).
+        env = child_env(None) | {"UPSELL_SERVICE_MESSAGES_REFRESH_SECONDS": "0"}
+        with live_server(folder, env) as server:
             app = _customer_app(port, HOSTILE.replace("SERVER", server.url).replace("KEY", key))
             try:
                 yield Site(server, folder, db, key, accounts, customer)
